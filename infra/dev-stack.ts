@@ -1,0 +1,224 @@
+// Starts and stops the local dev stack: a Temporal dev server (SQLite file, Web UI, sa-engine's
+// search attributes) and versitygw, a real S3-compatible server, both on loopback only.
+// `sa-engine dev up` runs them detached; the integration-test global setup runs them as children.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { Connection } from '@temporalio/client';
+import getPort from 'get-port';
+import type { S3Endpoint, StackInfo, TemporalEndpoint } from './stack-info.ts';
+import { toolPath } from './tools.ts';
+
+export const LOOPBACK = '127.0.0.1';
+
+/** Search attributes the workflows keep current; registered when the dev server starts. */
+export const SEARCH_ATTRIBUTES = {
+  SaeRun: 'Keyword',
+  SaeStage: 'Keyword',
+  SaeImagesDone: 'Int',
+  SaeImagesFailed: 'Int',
+  SaeMasks: 'Int',
+  SaeModel: 'Keyword',
+} as const;
+
+/** The S3 server holds only local test data, so a fixed, documented credential pair is fine. */
+export const DEV_S3_CREDENTIALS = { accessKeyId: 'sa-engine-dev', secretAccessKey: 'sa-engine-dev-secret' };
+
+export interface ManagedProcess {
+  name: string;
+  pid: number;
+  /** The binary it runs; `dev down` checks /proc/<pid>/cmdline against it before signalling. */
+  command: string;
+  logFile: string;
+}
+
+export interface ServerOptions {
+  stateDir: string;
+  /** Detached processes outlive the caller (dev up); attached ones die with their parent's cleanup. */
+  detached: boolean;
+}
+
+export interface TemporalOptions extends ServerOptions {
+  port?: number;
+  uiPort?: number;
+  namespace?: string;
+}
+
+export interface S3Options extends ServerOptions {
+  port?: number;
+  bucket?: string;
+  region?: string;
+}
+
+/** The preferred port when free, otherwise any free loopback port. */
+export async function freePort(preferred?: number): Promise<number> {
+  return getPort({ host: LOOPBACK, port: preferred });
+}
+
+function launch(name: string, command: string, args: string[], opts: ServerOptions): { child: ChildProcess; proc: ManagedProcess } {
+  const logDir = join(opts.stateDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const logFile = join(logDir, `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(command, args, { detached: opts.detached, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`could not start ${name} (${command})`);
+  if (opts.detached) child.unref();
+  return { child, proc: { name, pid: child.pid, command, logFile } };
+}
+
+/** Polls `ready` until it resolves true, failing early when the process has already exited. */
+async function waitUntilReady(name: string, child: ChildProcess, logFile: string, ready: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`);
+    }
+    if (await ready().catch(() => false)) return;
+    await sleep(250);
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${name} did not become ready within ${timeoutMs / 1000}s; see ${logFile}`);
+}
+
+export interface StartedServer<T> {
+  endpoint: T;
+  process: ManagedProcess;
+  child: ChildProcess;
+}
+
+export async function startTemporal(opts: TemporalOptions): Promise<StartedServer<TemporalEndpoint>> {
+  const port = await freePort(opts.port);
+  const uiPort = await freePort(opts.uiPort);
+  const namespace = opts.namespace ?? 'default';
+  const binary = toolPath('temporal');
+  const args = [
+    'server', 'start-dev',
+    '--ip', LOOPBACK,
+    '--port', String(port),
+    '--ui-ip', LOOPBACK,
+    '--ui-port', String(uiPort),
+    // A SQLite file keeps workflow state across a server restart (tested: the run resumes).
+    '--db-filename', join(opts.stateDir, 'temporal.sqlite'),
+    '--namespace', namespace,
+    '--log-level', 'warn',
+    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+  ];
+  const { child, proc } = launch('temporal', binary, args, opts);
+  const endpoint: TemporalEndpoint = { address: `${LOOPBACK}:${port}`, namespace, uiUrl: `http://${LOOPBACK}:${uiPort}` };
+  await waitUntilReady('temporal', child, proc.logFile, () => temporalAnswers(endpoint));
+  return { endpoint, process: proc, child };
+}
+
+/** True once the frontend answers and the namespace has sa-engine's search attributes. */
+export async function temporalAnswers(endpoint: TemporalEndpoint): Promise<boolean> {
+  const connection = await Connection.connect({ address: endpoint.address, connectTimeout: 1000 });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: endpoint.namespace });
+    return Object.keys(SEARCH_ATTRIBUTES).every((name) => customAttributes?.[name] !== undefined);
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function startS3Server(opts: S3Options): Promise<StartedServer<S3Endpoint>> {
+  const port = await freePort(opts.port);
+  const region = opts.region ?? 'us-east-1';
+  const bucket = opts.bucket ?? 'sa-engine';
+  // versitygw refuses a metadata folder inside (or even string-prefixed by) its data folder.
+  const dataDir = join(opts.stateDir, 's3', 'data');
+  const metaDir = join(opts.stateDir, 's3', 'meta');
+  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(metaDir, { recursive: true });
+  const args = [
+    '--port', `${LOOPBACK}:${port}`,
+    '--access', DEV_S3_CREDENTIALS.accessKeyId,
+    '--secret', DEV_S3_CREDENTIALS.secretAccessKey,
+    '--region', region,
+    '--quiet',
+    'posix',
+    // Object metadata goes to a sidecar folder so the data folder needs no xattr support.
+    '--sidecar', metaDir,
+    dataDir,
+  ];
+  const { child, proc } = launch('s3', toolPath('versitygw'), args, opts);
+  const endpoint: S3Endpoint = { endpoint: `http://${LOOPBACK}:${port}`, region, bucket, ...DEV_S3_CREDENTIALS };
+  await waitUntilReady('s3', child, proc.logFile, () => ensureBucket(endpoint).then(() => true));
+  return { endpoint, process: proc, child };
+}
+
+export function s3ClientFor(endpoint: S3Endpoint): S3Client {
+  return new S3Client({
+    endpoint: endpoint.endpoint,
+    region: endpoint.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: endpoint.accessKeyId, secretAccessKey: endpoint.secretAccessKey },
+    maxAttempts: 1,
+  });
+}
+
+/** Creates the bucket unless it already exists (a restarted server keeps its data folder). */
+export async function ensureBucket(endpoint: S3Endpoint): Promise<void> {
+  const client = s3ClientFor(endpoint);
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: endpoint.bucket }));
+  } catch {
+    await client.send(new CreateBucketCommand({ Bucket: endpoint.bucket }));
+  } finally {
+    client.destroy();
+  }
+}
+
+export interface DevStack {
+  info: StackInfo;
+  processes: ManagedProcess[];
+  temporal: StartedServer<TemporalEndpoint>;
+  s3: StartedServer<S3Endpoint>;
+}
+
+export interface DevStackOptions extends ServerOptions {
+  temporal?: Omit<TemporalOptions, keyof ServerOptions>;
+  s3?: Omit<S3Options, keyof ServerOptions>;
+}
+
+export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
+  const base = { stateDir: opts.stateDir, detached: opts.detached };
+  const [temporal, s3] = await Promise.allSettled([
+    startTemporal({ ...base, ...opts.temporal }),
+    startS3Server({ ...base, ...opts.s3 }),
+  ]);
+  if (temporal.status === 'rejected' || s3.status === 'rejected') {
+    // Leave nothing behind: a half-started stack would hold ports and confuse the next `up`.
+    for (const started of [temporal, s3]) if (started.status === 'fulfilled') await stopProcess(started.value.process.pid);
+    throw temporal.status === 'rejected' ? temporal.reason : (s3 as PromiseRejectedResult).reason;
+  }
+  return devStackOf(temporal.value, s3.value);
+}
+
+function devStackOf(temporal: StartedServer<TemporalEndpoint>, s3: StartedServer<S3Endpoint>): DevStack {
+  return { info: { temporal: temporal.endpoint, s3: s3.endpoint }, processes: [temporal.process, s3.process], temporal, s3 };
+}
+
+/** Sends SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
+export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> {
+  if (!isAlive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return;
+    await sleep(100);
+  }
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  while (isAlive(pid)) await sleep(50);
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,3 @@
+// Every workflow the orchestration workers serve. Workers bundle this file; it must import only
+// workflow code and activity *types*.
+export { storageCheck } from './storage-check.ts';

@@ -1,0 +1,31 @@
+// Proves that each worker pool can reach the run's storage: on every task queue asked for, one
+// activity writes a probe object, reads it back, compares and deletes it. `sa-engine doctor` runs it
+// before a long run so a misconfigured worker fails in seconds, not hours in.
+import { proxyActivities } from '@temporalio/workflow';
+import type { StorageCheckActivities } from '../activities/storage-check.ts';
+import type { ProbeResult } from '../activities/storage-check.ts';
+
+export interface StorageCheckInput {
+  /** Store URI, e.g. s3://bucket/prefix or file:///data/sa-engine. */
+  storeUri: string;
+  taskQueues: string[];
+}
+
+export interface StorageCheckResult {
+  probes: (ProbeResult & { taskQueue: string })[];
+}
+
+export async function storageCheck(input: StorageCheckInput): Promise<StorageCheckResult> {
+  const probes = await Promise.all(
+    input.taskQueues.map(async (taskQueue) => {
+      const { probeStorage } = proxyActivities<StorageCheckActivities>({
+        taskQueue,
+        startToCloseTimeout: '1 minute',
+        retry: { maximumAttempts: 3 },
+      });
+      const result = await probeStorage({ storeUri: input.storeUri, probeKey: `_sa-engine/probes/${taskQueue}.bin` });
+      return { ...result, taskQueue };
+    }),
+  );
+  return { probes };
+}
