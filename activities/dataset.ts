@@ -1,0 +1,46 @@
+// Activities around a whole run: its record in storage (run.json) and the final dataset manifest,
+// statistics and release copies (lib/dataset-stats.ts).
+import { Context } from '@temporalio/activity';
+import { buildDataset as buildDatasetFiles, type DatasetSummary } from '../lib/dataset-stats.ts';
+import type { ObjectStoreOptions } from '../lib/object-store.ts';
+import { StoreCache } from '../lib/object-uri.ts';
+import { runLayout } from '../lib/run-layout.ts';
+
+export type { DatasetSummary };
+
+export interface RunRecordInput {
+  runId: string;
+  outputUri: string;
+  config: unknown;
+  status: 'running' | 'completed' | 'failed';
+  result?: unknown;
+}
+
+export interface BuildDatasetInput {
+  runId: string;
+  outputUri: string;
+  release?: { shortestSide: number };
+}
+
+export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
+  const stores = new StoreCache(storeOptions);
+  return {
+    async recordRun(input: RunRecordInput): Promise<void> {
+      const record = { run: input.runId, status: input.status, updatedAt: new Date().toISOString(), config: input.config, result: input.result };
+      await stores.open(input.outputUri).put(runLayout.runRecord(input.runId), JSON.stringify(record, null, 2) + '\n', {
+        contentType: 'application/json',
+      });
+    },
+
+    async buildDataset(input: BuildDatasetInput): Promise<DatasetSummary> {
+      const ctx = Context.current();
+      return buildDatasetFiles(stores.open(input.outputUri), stores, {
+        runId: input.runId,
+        release: input.release,
+        onProgress: (progress: unknown) => ctx.heartbeat(progress),
+      });
+    },
+  };
+}
+
+export type DatasetActivities = ReturnType<typeof createDatasetActivities>;

@@ -1,0 +1,89 @@
+// Activities of the fully automatic stage: thin adapters from Temporal (heartbeats, cancellation,
+// retry classification) to lib/shard-plan.ts and lib/shard-runner.ts.
+import { Context } from '@temporalio/activity';
+import type { ImageSource } from '../lib/image-source.ts';
+import type { ObjectStoreOptions } from '../lib/object-store.ts';
+import { StoreCache } from '../lib/object-uri.ts';
+import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
+import { runShard, type ImageSegmenter, type ShardCounts } from '../lib/shard-runner.ts';
+
+/** AMG and image settings for one shard: the stage3 section of the run config, minus scheduling. */
+export type SegmenterSettings = Record<string, unknown>;
+
+export interface SegmentShardInput {
+  runId: string;
+  outputUri: string;
+  shard: number;
+  modelUri: string;
+  batchImages: number;
+  segmenter: SegmenterSettings;
+}
+
+export interface Stage3Spec {
+  runId: string;
+  outputUri: string;
+  images: ImageSource;
+  shardSize: number;
+  maxConcurrentShards: number;
+  /** Shards per workflow run before continue-as-new keeps the history short. */
+  shardsPerWorkflowRun: number;
+  shardTemplate: Omit<SegmentShardInput, 'runId' | 'outputUri' | 'shard'>;
+}
+
+export type Stage3Plan = ShardPlan;
+
+export interface ShardResult extends ShardCounts {
+  shard: number;
+}
+
+export interface Stage3Deps {
+  storeOptions?: ObjectStoreOptions;
+  /** One segmenter per model and settings, created lazily and kept for the worker's life. */
+  segmenterFor: (modelUri: string, settings: SegmenterSettings) => Promise<ImageSegmenter>;
+}
+
+export function createStage3Activities(deps: Stage3Deps) {
+  const stores = new StoreCache(deps.storeOptions);
+
+  return {
+    async planShards(spec: Stage3Spec): Promise<Stage3Plan> {
+      const out = stores.open(spec.outputUri);
+      return planShardManifests(out, stores, {
+        runId: spec.runId,
+        source: spec.images,
+        shardSize: spec.shardSize,
+        onShard: (plan) => Context.current().heartbeat(plan),
+      });
+    },
+
+    async segmentShard(input: SegmentShardInput): Promise<ShardResult> {
+      const ctx = Context.current();
+      const resumeFrom = (ctx.info.heartbeatDetails as { nextIndex?: number } | undefined)?.nextIndex ?? 0;
+      if (resumeFrom > 0) ctx.log.info('resuming shard', { shard: input.shard, resumeFrom, attempt: ctx.info.attempt });
+      const segmenter = await deps.segmenterFor(input.modelUri, input.segmenter);
+      // Heartbeat while images are being worked on too, not just between batches: one big image
+      // on a CPU can outlast the heartbeat timeout.
+      let lastBeat = { nextIndex: resumeFrom };
+      const keepAlive = setInterval(() => ctx.heartbeat(lastBeat), 10_000);
+      try {
+        const counts = await runShard(stores.open(input.outputUri), stores, {
+          runId: input.runId,
+          shard: input.shard,
+          batchImages: input.batchImages,
+          segmenter,
+          resumeFrom,
+          signal: ctx.cancellationSignal,
+          onBatchDone: (nextIndex) => {
+            lastBeat = { nextIndex };
+            ctx.heartbeat(lastBeat);
+          },
+        });
+        return { ...counts, shard: input.shard };
+      } finally {
+        clearInterval(keepAlive);
+      }
+    },
+  };
+}
+
+export type Stage3Activities = ReturnType<typeof createStage3Activities>;

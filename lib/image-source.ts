@@ -1,0 +1,92 @@
+// The images of a run, as full object URIs in a stable order: every object under a prefix whose
+// extension matches (S3 listing order), or the lines of a manifest (JSON lines, or an S3
+// Inventory-style CSV). Duplicates are dropped so that each image gets exactly one mask file.
+import { createInterface } from 'node:readline';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { joinUri, splitObjectUri, type StoreCache } from './object-uri.ts';
+
+export type ImageSource = { prefix: string; extensions: string[] } | { manifest: string; format: 'jsonl' | 'csv' };
+
+export class ImageSourceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageSourceError';
+  }
+}
+
+export async function* imageUris(source: ImageSource, stores: StoreCache): AsyncIterable<string> {
+  const seen = new Set<string>();
+  const listing = 'prefix' in source ? fromPrefix(source.prefix, source.extensions, stores) : fromManifest(source, stores);
+  for await (const uri of listing) {
+    if (seen.has(uri)) continue;
+    seen.add(uri);
+    yield uri;
+  }
+}
+
+async function* fromPrefix(prefix: string, extensions: string[], stores: StoreCache): AsyncIterable<string> {
+  const store = stores.open(prefix);
+  const wanted = new Set(extensions.map((e) => e.toLowerCase()));
+  for await (const key of store.listKeys('')) {
+    const ext = key.slice(key.lastIndexOf('.') + 1).toLowerCase();
+    if (key.includes('.') && wanted.has(ext)) yield store.uri(key);
+  }
+}
+
+async function* fromManifest(source: { manifest: string; format: 'jsonl' | 'csv' }, stores: StoreCache): AsyncIterable<string> {
+  const { store, key } = stores.locate(source.manifest);
+  const manifestDir = source.manifest.slice(0, source.manifest.lastIndexOf('/'));
+  const lines = createInterface({ input: await store.getStream(key), crlfDelay: Infinity });
+  let lineNo = 0;
+  for await (const line of lines) {
+    lineNo += 1;
+    if (line.trim() === '') continue;
+    const where = `${source.manifest} line ${lineNo}`;
+    yield source.format === 'jsonl' ? uriFromJsonLine(line, manifestDir, where) : uriFromInventoryCsv(line, where);
+  }
+}
+
+/** `"a/b.jpg"`, `{"key": "a/b.jpg"}` (relative to the manifest's folder) or `{"uri": "s3://..."}`. */
+export function uriFromJsonLine(line: string, manifestDir: string, where: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new ImageSourceError(`${where}: not JSON; expected "key", {"key": ...} or {"uri": ...}`);
+  }
+  if (typeof value === 'string') return joinUri(manifestDir, value);
+  if (value && typeof value === 'object') {
+    const { key, uri } = value as { key?: unknown; uri?: unknown };
+    if (typeof uri === 'string') return checkedUri(uri, where);
+    if (typeof key === 'string' && key !== '') return joinUri(manifestDir, key);
+  }
+  throw new ImageSourceError(`${where}: expected "key", {"key": ...} or {"uri": ...}, got ${line.slice(0, 80)}`);
+}
+
+/** S3 Inventory CSV: "bucket","key",... with URL-encoded keys. */
+export function uriFromInventoryCsv(line: string, where: string): string {
+  let fields: string[];
+  try {
+    fields = (parseCsv(line) as string[][])[0] ?? [];
+  } catch (err) {
+    throw new ImageSourceError(`${where}: not CSV (${(err as Error).message})`);
+  }
+  const [bucket, key] = fields;
+  if (!bucket || !key) throw new ImageSourceError(`${where}: expected "bucket","key",... got ${line.slice(0, 80)}`);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(key.replace(/\+/g, ' '));
+  } catch {
+    throw new ImageSourceError(`${where}: key ${key} is not valid URL encoding`);
+  }
+  return `s3://${bucket}/${decoded}`;
+}
+
+function checkedUri(uri: string, where: string): string {
+  try {
+    splitObjectUri(uri);
+    return uri;
+  } catch (err) {
+    throw new ImageSourceError(`${where}: ${(err as Error).message}`);
+  }
+}

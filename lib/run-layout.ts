@@ -1,0 +1,22 @@
+// Every storage key of a run (DESIGN.md "Storage layout"), relative to the run's output store.
+// Keys are deterministic so that a retried activity overwrites its own output, never duplicates it.
+export const runLayout = {
+  runRecord: (run: string) => `runs/${run}/run.json`,
+  stage3Plan: (run: string) => `runs/${run}/stage3/plan.json`,
+  shardInput: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.input.jsonl`,
+  shardResult: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.result.jsonl`,
+  /** Results of one batch of a shard, kept until the shard's result manifest is written. */
+  shardPart: (run: string, shard: number, start: number) =>
+    `runs/${run}/stage3/shards/${shardName(shard)}.parts/${String(start).padStart(9, '0')}.jsonl`,
+  shardPartsPrefix: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.parts/`,
+  masks: (run: string, imageId: number) => `runs/${run}/masks/${imageId}.json`,
+  masksPrefix: (run: string) => `runs/${run}/masks/`,
+  datasetManifest: (run: string) => `runs/${run}/dataset/manifest.jsonl`,
+  datasetStats: (run: string) => `runs/${run}/dataset/stats.json`,
+  releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
+};
+
+/** Zero-padded so shard files list in numeric order. */
+function shardName(shard: number): string {
+  return String(shard).padStart(6, '0');
+}

@@ -1,0 +1,71 @@
+// Cuts a run's images into shard manifests: runs/<run>/stage3/shards/<n>.input.jsonl, one line per
+// image {"id", "uri"}. Image ids are ordinals in the source's stable order, so a rerun of the same
+// run over the same images gives every image the same id. The plan is written last: once it
+// exists, the manifests are complete and a retried planning step reuses them.
+import { z } from 'zod';
+import type { ObjectStore } from './object-store.ts';
+import { imageUris, type ImageSource } from './image-source.ts';
+import type { StoreCache } from './object-uri.ts';
+import { runLayout } from './run-layout.ts';
+
+export interface ShardPlan {
+  shardCount: number;
+  imageCount: number;
+  shardSize: number;
+}
+
+export interface ShardEntry {
+  id: number;
+  uri: string;
+}
+
+const planSchema = z.object({ shardCount: z.number().int(), imageCount: z.number().int(), shardSize: z.number().int() });
+const entrySchema = z.object({ id: z.number().int().nonnegative(), uri: z.string().min(1) });
+
+export interface PlanOptions {
+  runId: string;
+  source: ImageSource;
+  shardSize: number;
+  /** Called every shard written, e.g. to heartbeat. */
+  onShard?: (plan: ShardPlan) => void;
+}
+
+export async function planShards(out: ObjectStore, stores: StoreCache, opts: PlanOptions): Promise<ShardPlan> {
+  const existing = await readPlan(out, opts.runId);
+  if (existing) return existing;
+
+  const plan: ShardPlan = { shardCount: 0, imageCount: 0, shardSize: opts.shardSize };
+  let lines: string[] = [];
+  const flush = async () => {
+    await out.put(runLayout.shardInput(opts.runId, plan.shardCount), lines.join('\n') + '\n');
+    plan.shardCount += 1;
+    lines = [];
+    opts.onShard?.(plan);
+  };
+  for await (const uri of imageUris(opts.source, stores)) {
+    lines.push(JSON.stringify({ id: plan.imageCount, uri } satisfies ShardEntry));
+    plan.imageCount += 1;
+    if (lines.length === opts.shardSize) await flush();
+  }
+  if (lines.length > 0) await flush();
+  await out.put(runLayout.stage3Plan(opts.runId), JSON.stringify(plan, null, 2) + '\n');
+  return plan;
+}
+
+export async function readPlan(out: ObjectStore, runId: string): Promise<ShardPlan | undefined> {
+  if (!(await out.exists(runLayout.stage3Plan(runId)))) return undefined;
+  return planSchema.parse(JSON.parse((await out.get(runLayout.stage3Plan(runId))).toString('utf8')));
+}
+
+export async function readShardEntries(out: ObjectStore, runId: string, shard: number): Promise<ShardEntry[]> {
+  const key = runLayout.shardInput(runId, shard);
+  const text = (await out.get(key)).toString('utf8');
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, i) => {
+      const parsed = entrySchema.safeParse(JSON.parse(line));
+      if (!parsed.success) throw new Error(`${out.uri(key)} line ${i + 1}: not a shard entry {"id", "uri"}`);
+      return parsed.data;
+    });
+}

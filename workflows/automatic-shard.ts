@@ -1,0 +1,22 @@
+// One shard of the fully automatic stage: a single long activity on the inference pool streams
+// through the shard's manifest, heartbeating its position so that a retry resumes, not restarts.
+import { proxyActivities } from '@temporalio/workflow';
+import type { Stage3Activities, SegmentShardInput, ShardResult } from '../activities/stage3.ts';
+import { TASK_QUEUES } from '../lib/task-queues.ts';
+
+const { segmentShard } = proxyActivities<Stage3Activities>({
+  taskQueue: TASK_QUEUES.inference,
+  // A shard of big images on a CPU can take hours; the heartbeat is what detects a dead worker.
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '2 minutes',
+  retry: {
+    initialInterval: '2 seconds',
+    maximumInterval: '1 minute',
+    // Configuration mistakes will not fix themselves on a retry.
+    nonRetryableErrorTypes: ['RunConfigError', 'ModelPackageError', 'InvalidKeyError', 'InvalidStoreUriError'],
+  },
+});
+
+export async function automaticShard(input: SegmentShardInput): Promise<ShardResult> {
+  return segmentShard(input);
+}
