@@ -8,12 +8,13 @@ export interface ObjectLocation {
   key: string;
 }
 
-/** s3://bucket/a/b.jpg → (s3://bucket, a/b.jpg); file:///data/a/b.jpg → (file:///, data/a/b.jpg). */
+/** s3://bucket/a/b.jpg → (s3://bucket, a/b.jpg); file:///data/a/b.jpg → (file:///data/a, b.jpg). */
 export function splitObjectUri(uri: string): ObjectLocation {
   const s3 = /^s3:\/\/([^/]+)\/(.+)$/i.exec(uri);
   if (s3) return { rootUri: `s3://${s3[1]}`, key: s3[2]! };
-  const file = /^file:\/\/(?:localhost)?\/(.+)$/i.exec(uri);
-  if (file) return { rootUri: 'file:///', key: decodeURIComponent(file[1]!) };
+  // A file's own folder is its root: no store is ever rooted at "/".
+  const file = /^(file:\/\/(?:localhost)?\/(?:.*\/)?)([^/]+)$/i.exec(uri);
+  if (file) return { rootUri: file[1]!, key: decodeURIComponent(file[2]!) };
   throw new InvalidStoreUriError(uri, 'expected the URI of an object: s3://bucket/key or file:///absolute/path');
 }
 

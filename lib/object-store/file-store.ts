@@ -151,7 +151,8 @@ export class FileObjectStore implements ObjectStore {
     }
     const file = path.join(this.rootDir, ...segments);
     // Belt and braces: validation already rules this out.
-    if (!file.startsWith(this.rootDir + path.sep)) {
+    const relative = path.relative(this.rootDir, file);
+    if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
       throw new InvalidKeyError(this.rootUri, key, 'resolves outside the store root');
     }
     return file;

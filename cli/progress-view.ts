@@ -1,0 +1,46 @@
+// Progress bars for a following `sa-engine run` (cli-progress); plain lines when not on a terminal.
+import cliProgress from 'cli-progress';
+import type { DatasetRunResult } from '../workflows/dataset-run.ts';
+import type { RunSnapshot } from './commands/run.ts';
+
+export class ProgressView {
+  private readonly tty = process.stdout.isTTY === true;
+  private readonly bars = new cliProgress.MultiBar(
+    { format: ' {name} |{bar}| {value}/{total} {detail}', hideCursor: true, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  private images?: cliProgress.SingleBar;
+  private shards?: cliProgress.SingleBar;
+  private lastLine = '';
+
+  update(snapshot: RunSnapshot): void {
+    const s3 = snapshot.stage3;
+    if (!this.tty) return this.printLine(snapshot);
+    if (!s3) return;
+    this.images ??= this.bars.create(s3.images, 0, { name: 'images', detail: '' });
+    this.shards ??= this.bars.create(s3.shards, 0, { name: 'shards', detail: '' });
+    this.images.setTotal(s3.images);
+    this.images.update(s3.imagesDone + s3.imagesFailed, { detail: `${s3.masks} masks, ${s3.imagesFailed} failed` });
+    this.shards.setTotal(s3.shards);
+    this.shards.update(s3.shardsDone, { detail: `${s3.running} running` });
+  }
+
+  finish(result: DatasetRunResult): void {
+    if (!this.tty || !result.stage3) return;
+    this.images?.update(result.stage3.imagesDone + result.stage3.imagesFailed);
+    this.shards?.update(result.stage3.shardsDone);
+  }
+
+  stop(): void {
+    if (this.tty) this.bars.stop();
+  }
+
+  private printLine(snapshot: RunSnapshot): void {
+    const s3 = snapshot.stage3;
+    const line = s3
+      ? `[${snapshot.run.stage}] images ${s3.imagesDone + s3.imagesFailed}/${s3.images} (${s3.imagesFailed} failed), ${s3.masks} masks, shards ${s3.shardsDone}/${s3.shards}`
+      : `[${snapshot.run.stage}]`;
+    if (line !== this.lastLine) console.log(line);
+    this.lastLine = line;
+  }
+}

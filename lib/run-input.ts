@@ -1,0 +1,45 @@
+// Turns a validated run config into the input of the datasetRun workflow: keys, URIs and small
+// settings only (Temporal payloads stay small; the full config goes to runs/<run>/run.json).
+import type { DatasetRunInput } from '../workflows/dataset-run.ts';
+import type { RunConfig } from './run-config.ts';
+
+/** Shards per workflow run before continue-as-new: ~8 history events a shard keeps this far below 10k. */
+export const SHARDS_PER_WORKFLOW_RUN = 500;
+
+export function datasetRunInput(config: RunConfig): DatasetRunInput {
+  const { stage3 } = config;
+  const { shardSize, maxConcurrentShards, batchImages, enabled, ...segmenter } = stage3;
+  return {
+    runId: config.run,
+    outputUri: config.output,
+    modelUri: config.models.sam,
+    config,
+    configSummary: configSummary(config),
+    stage3: enabled
+      ? {
+          images: config.images,
+          shardSize,
+          maxConcurrentShards,
+          shardsPerWorkflowRun: SHARDS_PER_WORKFLOW_RUN,
+          shardTemplate: { modelUri: config.models.sam, batchImages, segmenter },
+        }
+      : undefined,
+    release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,
+  };
+}
+
+/** What the Temporal UI shows in the run's memo. */
+export function configSummary(config: RunConfig): Record<string, string | number | boolean> {
+  const images = 'prefix' in config.images ? config.images.prefix : config.images.manifest;
+  return {
+    images,
+    output: config.output,
+    model: config.models.sam,
+    stages: (['stage1', 'stage2', 'stage3', 'audit', 'release'] as const).filter((s) => config[s].enabled).join(','),
+    pointsPerSide: config.stage3.pointsPerSide,
+    cropNLayers: config.stage3.cropNLayers,
+    predIouThresh: config.stage3.predIouThresh,
+    stabilityScoreThresh: config.stage3.stabilityScoreThresh,
+    shardSize: config.stage3.shardSize,
+  };
+}

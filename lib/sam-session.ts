@@ -1,0 +1,232 @@
+// SAM over onnxruntime-node: embed an image once, then decode prompts against the embedding.
+// Prompts are given in original-image pixels and moved into the 1024 frame here, exactly as the
+// official SamPredictor does (sam-spec §1). The official decoder takes one prompt per run; when a
+// package has our batched decoder, the automatic mask generator's single-point prompts go through
+// it many at a time.
+import * as ort from 'onnxruntime-node';
+import { join } from 'node:path';
+import { readModelPackage, type ModelPackage } from './model-package.ts';
+import type { PixelImage, Size } from './resize-longest-side.ts';
+import { ResizeLongestSide } from './resize-longest-side.ts';
+import { preprocess, preprocessHwc } from './sam-preprocess.ts';
+
+export interface SessionSettings {
+  executionProvider?: 'cpu' | 'cuda';
+  /** 0 = onnxruntime's default (all cores). */
+  intraOpThreads?: number;
+  interOpThreads?: number;
+}
+
+export interface ImageEmbedding {
+  tensor: ort.Tensor;
+  /** [h', w'] of the resized image inside the 1024 square. */
+  inputSize: Size;
+  /** [h, w] of the image that was embedded. */
+  originalSize: Size;
+}
+
+export interface Prompt {
+  /** Points as [x, y] in original-image pixels. */
+  points?: [number, number][];
+  /** 1 = foreground, 0 = background, one per point. */
+  labels?: number[];
+  /** XYXY box in original-image pixels. */
+  box?: [number, number, number, number];
+  /** Previous low-res logits (256×256) as the mask prompt. */
+  maskInput?: Float32Array;
+}
+
+export interface Prediction {
+  /** Per mask: logits at the original size (H×W, row-major); threshold at > 0. */
+  masks: Float32Array[];
+  iouPredictions: number[];
+  /** Per mask: 256×256 low-res logits, to feed back as the next mask prompt. */
+  lowResMasks: Float32Array[];
+  size: Size;
+}
+
+/** Decoder outputs for a batch of single-point prompts, masks k = 1..3 (multimask) per point. */
+export interface PointBatchOutput {
+  count: number;
+  /** count × 3 predicted IoUs. */
+  iou: Float32Array;
+  /** count × 3 × 256 × 256 low-res logits. */
+  lowRes: Float32Array;
+}
+
+export const LOW_RES = 256;
+const LOW_RES_AREA = LOW_RES * LOW_RES;
+const PADDING_LABEL = -1;
+
+export class SamSession {
+  private readonly transform = new ResizeLongestSide(1024);
+
+  private constructor(
+    readonly pkg: ModelPackage,
+    private readonly encoder: ort.InferenceSession,
+    private readonly decoder: ort.InferenceSession,
+    private readonly batchedDecoder: ort.InferenceSession | undefined,
+  ) {}
+
+  static async load(packageDir: string, settings: SessionSettings = {}): Promise<SamSession> {
+    const pkg = await readModelPackage(packageDir);
+    const options = sessionOptions(settings);
+    const open = (file: string) => ort.InferenceSession.create(join(pkg.dir, file), options);
+    const [encoder, decoder, batched] = await Promise.all([
+      open(pkg.encoder.file),
+      open(pkg.decoder.file),
+      pkg.batchedDecoder ? open(pkg.batchedDecoder.file) : Promise.resolve(undefined),
+    ]);
+    return new SamSession(pkg, encoder, decoder, batched);
+  }
+
+  get modelId(): string {
+    return `${this.pkg.name}@${this.pkg.version}`;
+  }
+
+  get hasBatchedDecoder(): boolean {
+    return this.batchedDecoder !== undefined;
+  }
+
+  async embed(image: PixelImage): Promise<ImageEmbedding> {
+    const { encoder: spec } = this.pkg;
+    const input =
+      spec.layout === 'hwc-resized' ? preprocessHwc(image) : preprocess(image);
+    const feeds = { [spec.input]: new ort.Tensor('float32', input.tensor, input.dims) };
+    const out = await this.encoder.run(feeds);
+    const tensor = out[spec.output];
+    if (!tensor) throw new Error(`encoder ${spec.file} has no output ${spec.output}`);
+    return { tensor, inputSize: input.inputSize, originalSize: input.originalSize };
+  }
+
+  /** One prompt through the official decoder; 4 masks (index 0 single-mask) or 3 (multimask). */
+  async predict(embedding: ImageEmbedding, prompt: Prompt, multimask = true): Promise<Prediction> {
+    const { coords, labels } = this.officialPoints(prompt, embedding.originalSize);
+    const n = labels.length;
+    const [h, w] = embedding.originalSize;
+    const out = await this.decoder.run({
+      image_embeddings: embedding.tensor,
+      point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
+      point_labels: new ort.Tensor('float32', labels, [1, n]),
+      mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [1, 1, LOW_RES, LOW_RES]),
+      has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
+      orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
+    });
+    const masks = out.masks!.data as Float32Array;
+    const iou = out.iou_predictions!.data as Float32Array;
+    const lowRes = out.low_res_masks!.data as Float32Array;
+    const picks = multimask ? [1, 2, 3] : [0];
+    return {
+      masks: picks.map((k) => masks.subarray(k * h * w, (k + 1) * h * w)),
+      iouPredictions: picks.map((k) => iou[k]!),
+      lowResMasks: picks.map((k) => lowRes.subarray(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA)),
+      size: [h, w],
+    };
+  }
+
+  /**
+   * Single foreground points (the AMG's prompts) in original-image pixels → multimask outputs
+   * (masks 1..3) as low-res logits. Uses the batched decoder when the package has one.
+   */
+  async decodePoints(embedding: ImageEmbedding, points: Float64Array): Promise<PointBatchOutput> {
+    const count = points.length / 2;
+    const coords = this.transform.applyCoords(points, embedding.originalSize);
+    return this.batchedDecoder ? this.decodeBatched(embedding, coords, count) : this.decodeOneByOne(embedding, coords, count);
+  }
+
+  private async decodeBatched(embedding: ImageEmbedding, coords: Float64Array, count: number): Promise<PointBatchOutput> {
+    const spec = this.pkg.batchedDecoder!;
+    // Each prompt is its point plus the padding point (0,0) with label -1, as PyTorch adds it.
+    const pointCoords = new Float32Array(count * 4);
+    const pointLabels = new Float32Array(count * 2);
+    for (let i = 0; i < count; i++) {
+      pointCoords[i * 4] = coords[i * 2]!;
+      pointCoords[i * 4 + 1] = coords[i * 2 + 1]!;
+      pointLabels[i * 2] = 1;
+      pointLabels[i * 2 + 1] = PADDING_LABEL;
+    }
+    const out = await this.batchedDecoder!.run({
+      [spec.inputs.imageEmbeddings]: embedding.tensor,
+      [spec.inputs.pointCoords]: new ort.Tensor('float32', pointCoords, [count, 2, 2]),
+      [spec.inputs.pointLabels]: new ort.Tensor('float32', pointLabels, [count, 2]),
+    });
+    return multimaskOf(count, out[spec.outputs.iouPredictions]!.data as Float32Array, out[spec.outputs.lowResMasks]!.data as Float32Array);
+  }
+
+  private async decodeOneByOne(embedding: ImageEmbedding, coords: Float64Array, count: number): Promise<PointBatchOutput> {
+    const iou = new Float32Array(count * 4);
+    const lowRes = new Float32Array(count * 4 * LOW_RES_AREA);
+    const noMask = new ort.Tensor('float32', new Float32Array(LOW_RES_AREA), [1, 1, LOW_RES, LOW_RES]);
+    const hasMask = new ort.Tensor('float32', new Float32Array([0]), [1]);
+    const [h, w] = embedding.originalSize;
+    const origSize = new ort.Tensor('float32', new Float32Array([h, w]), [2]);
+    const labels = new ort.Tensor('float32', new Float32Array([1, PADDING_LABEL]), [1, 2]);
+    for (let i = 0; i < count; i++) {
+      const point = new Float32Array([coords[i * 2]!, coords[i * 2 + 1]!, 0, 0]);
+      const out = await this.decoder.run(
+        {
+          image_embeddings: embedding.tensor,
+          point_coords: new ort.Tensor('float32', point, [1, 2, 2]),
+          point_labels: labels,
+          mask_input: noMask,
+          has_mask_input: hasMask,
+          orig_im_size: origSize,
+        },
+        ['iou_predictions', 'low_res_masks'],
+      );
+      iou.set(out.iou_predictions!.data as Float32Array, i * 4);
+      lowRes.set(out.low_res_masks!.data as Float32Array, i * 4 * LOW_RES_AREA);
+    }
+    return multimaskOf(count, iou, lowRes);
+  }
+
+  /**
+   * Points and box in the official decoder's form: points first, then the box corners (labels 2,
+   * 3); the padding point (0,0,-1) only when there is no box (sam-spec §2a).
+   */
+  private officialPoints(prompt: Prompt, originalSize: Size): { coords: Float32Array; labels: Float32Array } {
+    const points = prompt.points ?? [];
+    const labels = prompt.labels ?? points.map(() => 1);
+    if (labels.length !== points.length) throw new RangeError(`${points.length} points but ${labels.length} labels`);
+    if (points.length === 0 && !prompt.box) throw new RangeError('a prompt needs at least one point or a box');
+    const flat = points.flat();
+    const allLabels = [...labels];
+    if (prompt.box) {
+      flat.push(...prompt.box);
+      allLabels.push(2, 3);
+    }
+    const coords = Array.from(this.transform.applyCoords(flat, originalSize));
+    if (!prompt.box) {
+      coords.push(0, 0);
+      allLabels.push(PADDING_LABEL);
+    }
+    return { coords: Float32Array.from(coords), labels: Float32Array.from(allLabels) };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.decoder.release(), this.batchedDecoder?.release()]);
+  }
+}
+
+/** Keeps masks 1..3 of the 4 decoder outputs per prompt (index 0 is the single-mask token). */
+function multimaskOf(count: number, iou4: Float32Array, lowRes4: Float32Array): PointBatchOutput {
+  const iou = new Float32Array(count * 3);
+  const lowRes = new Float32Array(count * 3 * LOW_RES_AREA);
+  for (let i = 0; i < count; i++) {
+    for (let k = 0; k < 3; k++) {
+      iou[i * 3 + k] = iou4[i * 4 + k + 1]!;
+      lowRes.set(lowRes4.subarray((i * 4 + k + 1) * LOW_RES_AREA, (i * 4 + k + 2) * LOW_RES_AREA), (i * 3 + k) * LOW_RES_AREA);
+    }
+  }
+  return { count, iou, lowRes };
+}
+
+function sessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: settings.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+    graphOptimizationLevel: 'all',
+  };
+  if (settings.intraOpThreads) options.intraOpNumThreads = settings.intraOpThreads;
+  if (settings.interOpThreads) options.interOpNumThreads = settings.interOpThreads;
+  return options;
+}

@@ -1,0 +1,120 @@
+// Shard planning and the resumable shard runner on a file:// store. The segmenter here is a stand-in
+// (this is a unit test of the runner alone); the real AMG is exercised by the integration suites.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
+import { StoreCache } from '../../lib/object-uri.ts';
+import { runLayout } from '../../lib/run-layout.ts';
+import { planShards, readShardEntries } from '../../lib/shard-plan.ts';
+import { readShardResult, runShard, type ImageSegmenter } from '../../lib/shard-runner.ts';
+
+let dir: string;
+let stores: StoreCache;
+let images: ObjectStore;
+let out: ObjectStore;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sae-shard-'));
+  stores = new StoreCache();
+  images = stores.open(pathToFileURL(join(dir, 'images')).href);
+  out = stores.open(pathToFileURL(join(dir, 'out')).href);
+  for (let i = 0; i < 7; i++) await images.put(`img-${i}.jpg`, `image ${i}`);
+  await images.put('notes.txt', 'not an image');
+  await images.put('broken.jpg', 'BROKEN');
+});
+
+afterEach(async () => {
+  await stores.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Emits one annotation per image; fails on "BROKEN" bytes and, if asked, crashes after N calls. */
+function standInSegmenter(crashAfter = Infinity): ImageSegmenter & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    modelId: 'stand-in@1',
+    calls,
+    async segment(bytes, image) {
+      if (calls.length >= crashAfter) throw Object.assign(new Error('worker died'), { retryable: true });
+      calls.push(image.fileName);
+      if (bytes.toString() === 'BROKEN') throw new Error('corrupt JPEG');
+      return { width: 4, height: 3, sa1b: { image: { image_id: image.id }, annotations: [{ id: 1 }] } as never };
+    },
+  };
+}
+
+const source = () => ({ prefix: images.rootUri, extensions: ['jpg'] });
+
+describe('planShards', () => {
+  it('writes shard manifests with ordinal ids in listing order and skips other extensions', async () => {
+    const plan = await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
+    expect(plan).toEqual({ shardCount: 3, imageCount: 8, shardSize: 3 });
+    const first = await readShardEntries(out, 'r1', 0);
+    expect(first.map((e) => e.id)).toEqual([0, 1, 2]);
+    expect(first[0]!.uri).toBe(images.uri('broken.jpg'));
+    expect((await readShardEntries(out, 'r1', 2)).map((e) => e.id)).toEqual([6, 7]);
+  });
+
+  it('reuses an existing plan instead of planning again', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
+    await images.put('img-9.jpg', 'late arrival');
+    const again = await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
+    expect(again.imageCount).toBe(8);
+  });
+});
+
+describe('runShard', () => {
+  it('segments every image, records failures with their error, writes one result line per image', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: standInSegmenter(), resumeFrom: 0 });
+    expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
+    const lines = (await readShardResult(out, 'r1', 0))!;
+    expect(lines.map((l) => l.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(lines[0]).toMatchObject({ status: 'failed', error: 'Error: corrupt JPEG', count: 0 });
+    expect(lines[1]).toMatchObject({ status: 'done', w: 4, h: 3, count: 1, masks: runLayout.masks('r1', 1) });
+    expect(await out.exists(runLayout.masks('r1', 0))).toBe(false);
+    expect(await out.exists(runLayout.masks('r1', 7))).toBe(true);
+    // Part files are folded into the result manifest.
+    const parts: string[] = [];
+    for await (const key of out.listKeys(runLayout.shardPartsPrefix('r1', 0))) parts.push(key);
+    expect(parts).toEqual([]);
+  });
+
+  it('resumes after a crash at the first unfinished batch and duplicates nothing', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const beats: number[] = [];
+    const crashing = standInSegmenter(4);
+    await expect(
+      runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: crashing, resumeFrom: 0, onBatchDone: (n) => beats.push(n) }),
+    ).rejects.toThrow('worker died');
+    expect(beats).toEqual([3]); // one batch finished before the crash
+
+    const retry = standInSegmenter();
+    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: retry, resumeFrom: beats.at(-1)! });
+    expect(retry.calls).toEqual(['img-2.jpg', 'img-3.jpg', 'img-4.jpg', 'img-5.jpg', 'img-6.jpg']);
+    expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
+    const ids = (await readShardResult(out, 'r1', 0))!.map((l) => l.id);
+    expect(ids).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('a retry after the shard finished only reports the stored result', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 8, segmenter: standInSegmenter(), resumeFrom: 0 });
+    const again = standInSegmenter();
+    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 8, segmenter: again, resumeFrom: 0 });
+    expect(again.calls).toEqual([]);
+    expect(counts.done).toBe(7);
+  });
+
+  it('records an image that vanished from storage as failed, naming it', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    await images.delete('img-3.jpg');
+    await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 4, segmenter: standInSegmenter(), resumeFrom: 0 });
+    const line = (await readShardResult(out, 'r1', 0))!.find((l) => l.id === 4)!;
+    expect(line.status).toBe('failed');
+    expect(line.error).toContain('img-3.jpg');
+  });
+});
