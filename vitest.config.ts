@@ -1,8 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
+// The AWS SDK warns on Node 20 about its future releases; not actionable in a test run. Set here
+// for the global-setup process, and in `env` below for the test workers.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export default defineConfig({
   test: {
-    // The AWS SDK warns on Node 20 about its future releases; not actionable in a test run.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     projects: [
       {

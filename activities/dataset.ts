@@ -26,10 +26,18 @@ export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
   const stores = new StoreCache(storeOptions);
   return {
     async recordRun(input: RunRecordInput): Promise<void> {
-      const record = { run: input.runId, status: input.status, updatedAt: new Date().toISOString(), config: input.config, result: input.result };
-      await stores.open(input.outputUri).put(runLayout.runRecord(input.runId), JSON.stringify(record, null, 2) + '\n', {
-        contentType: 'application/json',
-      });
+      const record = {
+        run: input.runId,
+        status: input.status,
+        updatedAt: new Date().toISOString(),
+        config: input.config,
+        result: input.result,
+      };
+      await stores
+        .open(input.outputUri)
+        .put(runLayout.runRecord(input.runId), JSON.stringify(record, null, 2) + '\n', {
+          contentType: 'application/json',
+        });
     },
 
     async buildDataset(input: BuildDatasetInput): Promise<DatasetSummary> {

@@ -59,7 +59,8 @@ export function createStage3Activities(deps: Stage3Deps) {
     async segmentShard(input: SegmentShardInput): Promise<ShardResult> {
       const ctx = Context.current();
       const resumeFrom = (ctx.info.heartbeatDetails as { nextIndex?: number } | undefined)?.nextIndex ?? 0;
-      if (resumeFrom > 0) ctx.log.info('resuming shard', { shard: input.shard, resumeFrom, attempt: ctx.info.attempt });
+      if (resumeFrom > 0)
+        ctx.log.info('resuming shard', { shard: input.shard, resumeFrom, attempt: ctx.info.attempt });
       const segmenter = await deps.segmenterFor(input.modelUri, input.segmenter);
       // Heartbeat while images are being worked on too, not just between batches: one big image
       // on a CPU can outlast the heartbeat timeout.

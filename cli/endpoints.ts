@@ -23,9 +23,17 @@ const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export function resolveEndpoints(flags: EndpointFlags, config?: RunConfig): Endpoints {
   const dev = readDevState();
   const configAddress = config?.temporal.address !== DEFAULT_ADDRESS ? config?.temporal.address : undefined;
-  const address = flags.address ?? process.env.TEMPORAL_ADDRESS ?? configAddress ?? dev?.info.temporal.address ?? DEFAULT_ADDRESS;
-  const namespace = flags.namespace ?? process.env.TEMPORAL_NAMESPACE ?? config?.temporal.namespace ?? 'default';
-  const uiUrl = process.env.SAE_TEMPORAL_UI ?? (dev && dev.info.temporal.address === address ? dev.info.temporal.uiUrl : undefined);
+  const address =
+    flags.address ??
+    process.env.TEMPORAL_ADDRESS ??
+    configAddress ??
+    dev?.info.temporal.address ??
+    DEFAULT_ADDRESS;
+  const namespace =
+    flags.namespace ?? process.env.TEMPORAL_NAMESPACE ?? config?.temporal.namespace ?? 'default';
+  const uiUrl =
+    process.env.SAE_TEMPORAL_UI ??
+    (dev && dev.info.temporal.address === address ? dev.info.temporal.uiUrl : undefined);
   return { address, namespace, uiUrl, storeOptions: storeOptions(config) };
 }
 

@@ -2,14 +2,30 @@
 // registers itself on the program; this file only assembles them.
 import { Command } from 'commander';
 import { registerConfigCommands } from './commands/config.ts';
+import { registerDemoCommands } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
+import { registerRunCommands } from './commands/run.ts';
+import { registerSynthCommands } from './commands/synth.ts';
+import { registerWorkerCommands } from './commands/worker.ts';
 
 const program = new Command()
   .name('sa-engine')
   .description('Build Segment-Anything-style segmentation datasets with a model-in-the-loop data engine.')
   .showHelpAfterError();
 
+registerDemoCommands(program);
+registerRunCommands(program);
+registerWorkerCommands(program);
 registerDevCommands(program);
 registerConfigCommands(program);
+registerSynthCommands(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Users get the message, which says what is wrong and what to do; SAE_DEBUG=1 adds the stack.
+  const error = err as Error;
+  console.error(`sa-engine: ${error.message}`);
+  if (process.env.SAE_DEBUG) console.error(error.stack);
+  process.exitCode = 1;
+}

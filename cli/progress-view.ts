@@ -20,7 +20,9 @@ export class ProgressView {
     this.images ??= this.bars.create(s3.images, 0, { name: 'images', detail: '' });
     this.shards ??= this.bars.create(s3.shards, 0, { name: 'shards', detail: '' });
     this.images.setTotal(s3.images);
-    this.images.update(s3.imagesDone + s3.imagesFailed, { detail: `${s3.masks} masks, ${s3.imagesFailed} failed` });
+    this.images.update(s3.imagesDone + s3.imagesFailed, {
+      detail: `${s3.masks} masks, ${s3.imagesFailed} failed`,
+    });
     this.shards.setTotal(s3.shards);
     this.shards.update(s3.shardsDone, { detail: `${s3.running} running` });
   }

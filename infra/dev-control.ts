@@ -28,7 +28,12 @@ export async function ensureDevStack(opts: UpOptions): Promise<{ state: DevState
     temporal: { port: opts.temporalPort ?? 7233, uiPort: opts.uiPort ?? 8233 },
     s3: { port: opts.s3Port ?? 9000, bucket: opts.bucket ?? 'sa-engine' },
   });
-  const state: DevState = { startedAt: new Date().toISOString(), stateDir: opts.stateDir, info: stack.info, processes: stack.processes };
+  const state: DevState = {
+    startedAt: new Date().toISOString(),
+    stateDir: opts.stateDir,
+    info: stack.info,
+    processes: stack.processes,
+  };
   writeDevState(state);
   return { state, reused: false };
 }
@@ -54,18 +59,26 @@ async function stopStack(state: DevState): Promise<string[]> {
 
 export async function stackHealth(state: DevState): Promise<Health[]> {
   const probes: Record<string, () => Promise<unknown>> = {
-    temporal: () => temporalAnswers(state.info.temporal).then((ok) => ok || Promise.reject(new Error('search attributes missing'))),
+    temporal: () =>
+      temporalAnswers(state.info.temporal).then(
+        (ok) => ok || Promise.reject(new Error('search attributes missing')),
+      ),
     s3: () => ensureBucket(state.info.s3),
   };
   return Promise.all(
     state.processes.map(async (proc): Promise<Health> => {
       const where = `pid ${proc.pid}, log ${proc.logFile}`;
-      if (!isAlive(proc.pid) || !runsCommand(proc.pid, proc.command)) return { name: proc.name, ok: false, detail: `not running (${where})` };
+      if (!isAlive(proc.pid) || !runsCommand(proc.pid, proc.command))
+        return { name: proc.name, ok: false, detail: `not running (${where})` };
       try {
         await probes[proc.name]?.();
         return { name: proc.name, ok: true, detail: `answering (${where})` };
       } catch (err) {
-        return { name: proc.name, ok: false, detail: `running but not answering: ${(err as Error).message} (${where})` };
+        return {
+          name: proc.name,
+          ok: false,
+          detail: `running but not answering: ${(err as Error).message} (${where})`,
+        };
       }
     }),
   );

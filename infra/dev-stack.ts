@@ -57,7 +57,12 @@ export async function freePort(preferred?: number): Promise<number> {
   return getPort({ host: LOOPBACK, port: preferred });
 }
 
-function launch(name: string, command: string, args: string[], opts: ServerOptions): { child: ChildProcess; proc: ManagedProcess } {
+function launch(
+  name: string,
+  command: string,
+  args: string[],
+  opts: ServerOptions,
+): { child: ChildProcess; proc: ManagedProcess } {
   const logDir = join(opts.stateDir, 'logs');
   mkdirSync(logDir, { recursive: true });
   const logFile = join(logDir, `${name}.log`);
@@ -70,11 +75,19 @@ function launch(name: string, command: string, args: string[], opts: ServerOptio
 }
 
 /** Polls `ready` until it resolves true, failing early when the process has already exited. */
-async function waitUntilReady(name: string, child: ChildProcess, logFile: string, ready: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+async function waitUntilReady(
+  name: string,
+  child: ChildProcess,
+  logFile: string,
+  ready: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`);
+      throw new Error(
+        `${name} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`,
+      );
     }
     if (await ready().catch(() => false)) return;
     await sleep(250);
@@ -95,19 +108,31 @@ export async function startTemporal(opts: TemporalOptions): Promise<StartedServe
   const namespace = opts.namespace ?? 'default';
   const binary = toolPath('temporal');
   const args = [
-    'server', 'start-dev',
-    '--ip', LOOPBACK,
-    '--port', String(port),
-    '--ui-ip', LOOPBACK,
-    '--ui-port', String(uiPort),
+    'server',
+    'start-dev',
+    '--ip',
+    LOOPBACK,
+    '--port',
+    String(port),
+    '--ui-ip',
+    LOOPBACK,
+    '--ui-port',
+    String(uiPort),
     // A SQLite file keeps workflow state across a server restart (tested: the run resumes).
-    '--db-filename', join(opts.stateDir, 'temporal.sqlite'),
-    '--namespace', namespace,
-    '--log-level', 'warn',
+    '--db-filename',
+    join(opts.stateDir, 'temporal.sqlite'),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
   ];
   const { child, proc } = launch('temporal', binary, args, opts);
-  const endpoint: TemporalEndpoint = { address: `${LOOPBACK}:${port}`, namespace, uiUrl: `http://${LOOPBACK}:${uiPort}` };
+  const endpoint: TemporalEndpoint = {
+    address: `${LOOPBACK}:${port}`,
+    namespace,
+    uiUrl: `http://${LOOPBACK}:${uiPort}`,
+  };
   await waitUntilReady('temporal', child, proc.logFile, () => temporalAnswers(endpoint));
   return { endpoint, process: proc, child };
 }
@@ -116,7 +141,9 @@ export async function startTemporal(opts: TemporalOptions): Promise<StartedServe
 export async function temporalAnswers(endpoint: TemporalEndpoint): Promise<boolean> {
   const connection = await Connection.connect({ address: endpoint.address, connectTimeout: 1000 });
   try {
-    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: endpoint.namespace });
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({
+      namespace: endpoint.namespace,
+    });
     return Object.keys(SEARCH_ATTRIBUTES).every((name) => customAttributes?.[name] !== undefined);
   } finally {
     await connection.close();
@@ -133,18 +160,28 @@ export async function startS3Server(opts: S3Options): Promise<StartedServer<S3En
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(metaDir, { recursive: true });
   const args = [
-    '--port', `${LOOPBACK}:${port}`,
-    '--access', DEV_S3_CREDENTIALS.accessKeyId,
-    '--secret', DEV_S3_CREDENTIALS.secretAccessKey,
-    '--region', region,
+    '--port',
+    `${LOOPBACK}:${port}`,
+    '--access',
+    DEV_S3_CREDENTIALS.accessKeyId,
+    '--secret',
+    DEV_S3_CREDENTIALS.secretAccessKey,
+    '--region',
+    region,
     '--quiet',
     'posix',
     // Object metadata goes to a sidecar folder so the data folder needs no xattr support.
-    '--sidecar', metaDir,
+    '--sidecar',
+    metaDir,
     dataDir,
   ];
   const { child, proc } = launch('s3', toolPath('versitygw'), args, opts);
-  const endpoint: S3Endpoint = { endpoint: `http://${LOOPBACK}:${port}`, region, bucket, ...DEV_S3_CREDENTIALS };
+  const endpoint: S3Endpoint = {
+    endpoint: `http://${LOOPBACK}:${port}`,
+    region,
+    bucket,
+    ...DEV_S3_CREDENTIALS,
+  };
   await waitUntilReady('s3', child, proc.logFile, () => ensureBucket(endpoint).then(() => true));
   return { endpoint, process: proc, child };
 }
@@ -191,14 +228,20 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   ]);
   if (temporal.status === 'rejected' || s3.status === 'rejected') {
     // Leave nothing behind: a half-started stack would hold ports and confuse the next `up`.
-    for (const started of [temporal, s3]) if (started.status === 'fulfilled') await stopProcess(started.value.process.pid);
+    for (const started of [temporal, s3])
+      if (started.status === 'fulfilled') await stopProcess(started.value.process.pid);
     throw temporal.status === 'rejected' ? temporal.reason : (s3 as PromiseRejectedResult).reason;
   }
   return devStackOf(temporal.value, s3.value);
 }
 
 function devStackOf(temporal: StartedServer<TemporalEndpoint>, s3: StartedServer<S3Endpoint>): DevStack {
-  return { info: { temporal: temporal.endpoint, s3: s3.endpoint }, processes: [temporal.process, s3.process], temporal, s3 };
+  return {
+    info: { temporal: temporal.endpoint, s3: s3.endpoint },
+    processes: [temporal.process, s3.process],
+    temporal,
+    s3,
+  };
 }
 
 /** Sends SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */

@@ -26,7 +26,9 @@ const devStateSchema = z.object({
       secretAccessKey: z.string(),
     }),
   }),
-  processes: z.array(z.object({ name: z.string(), pid: z.number().int(), command: z.string(), logFile: z.string() })),
+  processes: z.array(
+    z.object({ name: z.string(), pid: z.number().int(), command: z.string(), logFile: z.string() }),
+  ),
 });
 
 /** `.sa-engine/` in the working directory unless SAE_STATE_DIR says otherwise. */
@@ -42,7 +44,8 @@ export function readDevState(stateDir = defaultStateDir()): DevState | undefined
   const file = devStateFile(stateDir);
   if (!existsSync(file)) return undefined;
   const parsed = devStateSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
-  if (!parsed.success) throw new Error(`${file} is not a dev-stack record (${parsed.error.issues[0]?.message}); remove it`);
+  if (!parsed.success)
+    throw new Error(`${file} is not a dev-stack record (${parsed.error.issues[0]?.message}); remove it`);
   return parsed.data;
 }
 

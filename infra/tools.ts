@@ -41,7 +41,8 @@ export class ToolMissingError extends Error {
 
 /** Absolute path of an installed tool; throws ToolMissingError with the fix when absent. */
 export function toolPath(tool: ToolName): string {
-  const path = process.env[overrideEnv[tool]] ?? join(cacheDir(), 'tools', `${tool}-${pins[tool].version}`, tool);
+  const path =
+    process.env[overrideEnv[tool]] ?? join(cacheDir(), 'tools', `${tool}-${pins[tool].version}`, tool);
   if (!existsSync(path)) throw new ToolMissingError(tool, path);
   return path;
 }

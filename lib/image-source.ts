@@ -5,7 +5,8 @@ import { createInterface } from 'node:readline';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { joinUri, splitObjectUri, type StoreCache } from './object-uri.ts';
 
-export type ImageSource = { prefix: string; extensions: string[] } | { manifest: string; format: 'jsonl' | 'csv' };
+export type ImageSource =
+  { prefix: string; extensions: string[] } | { manifest: string; format: 'jsonl' | 'csv' };
 
 export class ImageSourceError extends Error {
   constructor(message: string) {
@@ -16,7 +17,8 @@ export class ImageSourceError extends Error {
 
 export async function* imageUris(source: ImageSource, stores: StoreCache): AsyncIterable<string> {
   const seen = new Set<string>();
-  const listing = 'prefix' in source ? fromPrefix(source.prefix, source.extensions, stores) : fromManifest(source, stores);
+  const listing =
+    'prefix' in source ? fromPrefix(source.prefix, source.extensions, stores) : fromManifest(source, stores);
   for await (const uri of listing) {
     if (seen.has(uri)) continue;
     seen.add(uri);
@@ -33,7 +35,10 @@ async function* fromPrefix(prefix: string, extensions: string[], stores: StoreCa
   }
 }
 
-async function* fromManifest(source: { manifest: string; format: 'jsonl' | 'csv' }, stores: StoreCache): AsyncIterable<string> {
+async function* fromManifest(
+  source: { manifest: string; format: 'jsonl' | 'csv' },
+  stores: StoreCache,
+): AsyncIterable<string> {
   const { store, key } = stores.locate(source.manifest);
   const manifestDir = source.manifest.slice(0, source.manifest.lastIndexOf('/'));
   const lines = createInterface({ input: await store.getStream(key), crlfDelay: Infinity });
@@ -42,7 +47,9 @@ async function* fromManifest(source: { manifest: string; format: 'jsonl' | 'csv'
     lineNo += 1;
     if (line.trim() === '') continue;
     const where = `${source.manifest} line ${lineNo}`;
-    yield source.format === 'jsonl' ? uriFromJsonLine(line, manifestDir, where) : uriFromInventoryCsv(line, where);
+    yield source.format === 'jsonl'
+      ? uriFromJsonLine(line, manifestDir, where)
+      : uriFromInventoryCsv(line, where);
   }
 }
 
@@ -60,7 +67,9 @@ export function uriFromJsonLine(line: string, manifestDir: string, where: string
     if (typeof uri === 'string') return checkedUri(uri, where);
     if (typeof key === 'string' && key !== '') return joinUri(manifestDir, key);
   }
-  throw new ImageSourceError(`${where}: expected "key", {"key": ...} or {"uri": ...}, got ${line.slice(0, 80)}`);
+  throw new ImageSourceError(
+    `${where}: expected "key", {"key": ...} or {"uri": ...}, got ${line.slice(0, 80)}`,
+  );
 }
 
 /** S3 Inventory CSV: "bucket","key",... with URL-encoded keys. */
@@ -72,7 +81,8 @@ export function uriFromInventoryCsv(line: string, where: string): string {
     throw new ImageSourceError(`${where}: not CSV (${(err as Error).message})`);
   }
   const [bucket, key] = fields;
-  if (!bucket || !key) throw new ImageSourceError(`${where}: expected "bucket","key",... got ${line.slice(0, 80)}`);
+  if (!bucket || !key)
+    throw new ImageSourceError(`${where}: expected "bucket","key",... got ${line.slice(0, 80)}`);
   let decoded: string;
   try {
     decoded = decodeURIComponent(key.replace(/\+/g, ' '));

@@ -51,7 +51,9 @@ export const modelPackageSchema = z.object({
   decoder: z.object({ file: z.string().min(1) }),
   batchedDecoder: batchedDecoderSchema.nullable().default(null),
   imageSize: z.literal(1024).default(1024),
-  embeddingShape: z.tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)]).default([1, 256, 64, 64]),
+  embeddingShape: z
+    .tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)])
+    .default([1, 256, 64, 64]),
 });
 
 export type ModelPackage = z.output<typeof modelPackageSchema> & { dir: string };

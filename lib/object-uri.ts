@@ -1,7 +1,12 @@
 // Full object URIs (s3://bucket/a/b.jpg, file:///data/a/b.jpg) for things that live anywhere, such
 // as images listed in a manifest. Splits a URI into a store root and a key, and keeps one open
 // store per root so that a shard of 1,000 images does not open 1,000 S3 clients.
-import { openObjectStore, InvalidStoreUriError, type ObjectStore, type ObjectStoreOptions } from './object-store.ts';
+import {
+  openObjectStore,
+  InvalidStoreUriError,
+  type ObjectStore,
+  type ObjectStoreOptions,
+} from './object-store.ts';
 
 export interface ObjectLocation {
   rootUri: string;
@@ -15,7 +20,10 @@ export function splitObjectUri(uri: string): ObjectLocation {
   // A file's own folder is its root: no store is ever rooted at "/".
   const file = /^(file:\/\/(?:localhost)?\/(?:.*\/)?)([^/]+)$/i.exec(uri);
   if (file) return { rootUri: file[1]!, key: decodeURIComponent(file[2]!) };
-  throw new InvalidStoreUriError(uri, 'expected the URI of an object: s3://bucket/key or file:///absolute/path');
+  throw new InvalidStoreUriError(
+    uri,
+    'expected the URI of an object: s3://bucket/key or file:///absolute/path',
+  );
 }
 
 /** Joins a store root URI and a relative key into one URI. */

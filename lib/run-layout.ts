@@ -13,6 +13,7 @@ export const runLayout = {
   masksPrefix: (run: string) => `runs/${run}/masks/`,
   datasetManifest: (run: string) => `runs/${run}/dataset/manifest.jsonl`,
   datasetStats: (run: string) => `runs/${run}/dataset/stats.json`,
+  datasetFailed: (run: string) => `runs/${run}/dataset/failed.jsonl`,
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
 };
 

@@ -90,8 +90,7 @@ export class SamSession {
 
   async embed(image: PixelImage): Promise<ImageEmbedding> {
     const { encoder: spec } = this.pkg;
-    const input =
-      spec.layout === 'hwc-resized' ? preprocessHwc(image) : preprocess(image);
+    const input = spec.layout === 'hwc-resized' ? preprocessHwc(image) : preprocess(image);
     const feeds = { [spec.input]: new ort.Tensor('float32', input.tensor, input.dims) };
     const out = await this.encoder.run(feeds);
     const tensor = out[spec.output];
@@ -108,7 +107,12 @@ export class SamSession {
       image_embeddings: embedding.tensor,
       point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
       point_labels: new ort.Tensor('float32', labels, [1, n]),
-      mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [1, 1, LOW_RES, LOW_RES]),
+      mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [
+        1,
+        1,
+        LOW_RES,
+        LOW_RES,
+      ]),
       has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
       orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
     });
@@ -131,10 +135,16 @@ export class SamSession {
   async decodePoints(embedding: ImageEmbedding, points: Float64Array): Promise<PointBatchOutput> {
     const count = points.length / 2;
     const coords = this.transform.applyCoords(points, embedding.originalSize);
-    return this.batchedDecoder ? this.decodeBatched(embedding, coords, count) : this.decodeOneByOne(embedding, coords, count);
+    return this.batchedDecoder
+      ? this.decodeBatched(embedding, coords, count)
+      : this.decodeOneByOne(embedding, coords, count);
   }
 
-  private async decodeBatched(embedding: ImageEmbedding, coords: Float64Array, count: number): Promise<PointBatchOutput> {
+  private async decodeBatched(
+    embedding: ImageEmbedding,
+    coords: Float64Array,
+    count: number,
+  ): Promise<PointBatchOutput> {
     const spec = this.pkg.batchedDecoder!;
     // Each prompt is its point plus the padding point (0,0) with label -1, as PyTorch adds it.
     const pointCoords = new Float32Array(count * 4);
@@ -150,10 +160,18 @@ export class SamSession {
       [spec.inputs.pointCoords]: new ort.Tensor('float32', pointCoords, [count, 2, 2]),
       [spec.inputs.pointLabels]: new ort.Tensor('float32', pointLabels, [count, 2]),
     });
-    return multimaskOf(count, out[spec.outputs.iouPredictions]!.data as Float32Array, out[spec.outputs.lowResMasks]!.data as Float32Array);
+    return multimaskOf(
+      count,
+      out[spec.outputs.iouPredictions]!.data as Float32Array,
+      out[spec.outputs.lowResMasks]!.data as Float32Array,
+    );
   }
 
-  private async decodeOneByOne(embedding: ImageEmbedding, coords: Float64Array, count: number): Promise<PointBatchOutput> {
+  private async decodeOneByOne(
+    embedding: ImageEmbedding,
+    coords: Float64Array,
+    count: number,
+  ): Promise<PointBatchOutput> {
     const iou = new Float32Array(count * 4);
     const lowRes = new Float32Array(count * 4 * LOW_RES_AREA);
     const noMask = new ort.Tensor('float32', new Float32Array(LOW_RES_AREA), [1, 1, LOW_RES, LOW_RES]);
@@ -187,8 +205,10 @@ export class SamSession {
   private officialPoints(prompt: Prompt, originalSize: Size): { coords: Float32Array; labels: Float32Array } {
     const points = prompt.points ?? [];
     const labels = prompt.labels ?? points.map(() => 1);
-    if (labels.length !== points.length) throw new RangeError(`${points.length} points but ${labels.length} labels`);
-    if (points.length === 0 && !prompt.box) throw new RangeError('a prompt needs at least one point or a box');
+    if (labels.length !== points.length)
+      throw new RangeError(`${points.length} points but ${labels.length} labels`);
+    if (points.length === 0 && !prompt.box)
+      throw new RangeError('a prompt needs at least one point or a box');
     const flat = points.flat();
     const allLabels = [...labels];
     if (prompt.box) {
@@ -215,7 +235,10 @@ function multimaskOf(count: number, iou4: Float32Array, lowRes4: Float32Array): 
   for (let i = 0; i < count; i++) {
     for (let k = 0; k < 3; k++) {
       iou[i * 3 + k] = iou4[i * 4 + k + 1]!;
-      lowRes.set(lowRes4.subarray((i * 4 + k + 1) * LOW_RES_AREA, (i * 4 + k + 2) * LOW_RES_AREA), (i * 3 + k) * LOW_RES_AREA);
+      lowRes.set(
+        lowRes4.subarray((i * 4 + k + 1) * LOW_RES_AREA, (i * 4 + k + 2) * LOW_RES_AREA),
+        (i * 3 + k) * LOW_RES_AREA,
+      );
     }
   }
   return { count, iou, lowRes };

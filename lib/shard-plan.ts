@@ -19,7 +19,11 @@ export interface ShardEntry {
   uri: string;
 }
 
-const planSchema = z.object({ shardCount: z.number().int(), imageCount: z.number().int(), shardSize: z.number().int() });
+const planSchema = z.object({
+  shardCount: z.number().int(),
+  imageCount: z.number().int(),
+  shardSize: z.number().int(),
+});
 const entrySchema = z.object({ id: z.number().int().nonnegative(), uri: z.string().min(1) });
 
 export interface PlanOptions {
@@ -30,7 +34,11 @@ export interface PlanOptions {
   onShard?: (plan: ShardPlan) => void;
 }
 
-export async function planShards(out: ObjectStore, stores: StoreCache, opts: PlanOptions): Promise<ShardPlan> {
+export async function planShards(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: PlanOptions,
+): Promise<ShardPlan> {
   const existing = await readPlan(out, opts.runId);
   if (existing) return existing;
 
@@ -57,7 +65,11 @@ export async function readPlan(out: ObjectStore, runId: string): Promise<ShardPl
   return planSchema.parse(JSON.parse((await out.get(runLayout.stage3Plan(runId))).toString('utf8')));
 }
 
-export async function readShardEntries(out: ObjectStore, runId: string, shard: number): Promise<ShardEntry[]> {
+export async function readShardEntries(
+  out: ObjectStore,
+  runId: string,
+  shard: number,
+): Promise<ShardEntry[]> {
   const key = runLayout.shardInput(runId, shard);
   const text = (await out.get(key)).toString('utf8');
   return text

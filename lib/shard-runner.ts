@@ -55,14 +55,25 @@ export interface RunShardOptions {
   signal?: AbortSignal;
 }
 
-export async function runShard(out: ObjectStore, stores: StoreCache, opts: RunShardOptions): Promise<ShardCounts> {
+export async function runShard(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunShardOptions,
+): Promise<ShardCounts> {
   const done = await readShardResult(out, opts.runId, opts.shard);
   if (done) return countLines(done, done.length); // finished before a crash; the retry just reports
   const entries = await readShardEntries(out, opts.runId, opts.shard);
-  for (let start = alignToBatch(opts.resumeFrom, opts.batchImages); start < entries.length; start += opts.batchImages) {
+  for (
+    let start = alignToBatch(opts.resumeFrom, opts.batchImages);
+    start < entries.length;
+    start += opts.batchImages
+  ) {
     const batch = entries.slice(start, start + opts.batchImages);
     const lines = await segmentBatch(out, stores, opts, batch);
-    await out.put(runLayout.shardPart(opts.runId, opts.shard, start), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    await out.put(
+      runLayout.shardPart(opts.runId, opts.shard, start),
+      lines.map((l) => JSON.stringify(l)).join('\n') + '\n',
+    );
     opts.onBatchDone?.(start + batch.length, countLines(lines, entries.length));
   }
   return finishShard(out, opts.runId, opts.shard, entries.length);
@@ -73,7 +84,12 @@ function alignToBatch(index: number, batchImages: number): number {
   return Math.max(0, Math.floor(index / batchImages) * batchImages);
 }
 
-async function segmentBatch(out: ObjectStore, stores: StoreCache, opts: RunShardOptions, batch: ShardEntry[]): Promise<ShardResultLine[]> {
+async function segmentBatch(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunShardOptions,
+  batch: ShardEntry[],
+): Promise<ShardResultLine[]> {
   // Fetch the batch's images concurrently while the model works through them one by one.
   const fetchLimit = pLimit(4);
   const fetches = batch.map((entry) => fetchLimit(() => fetchImage(stores, entry)));
@@ -94,7 +110,12 @@ async function fetchImage(stores: StoreCache, entry: ShardEntry): Promise<Buffer
   }
 }
 
-async function segmentOne(out: ObjectStore, opts: RunShardOptions, entry: ShardEntry, fetched: Promise<Buffer | Error>): Promise<ShardResultLine> {
+async function segmentOne(
+  out: ObjectStore,
+  opts: RunShardOptions,
+  entry: ShardEntry,
+  fetched: Promise<Buffer | Error>,
+): Promise<ShardResultLine> {
   const started = performance.now();
   const base = { key: entry.uri, id: entry.id, model: opts.segmenter.modelId };
   try {
@@ -105,7 +126,15 @@ async function segmentOne(out: ObjectStore, opts: RunShardOptions, entry: ShardE
     const masksKey = runLayout.masks(opts.runId, entry.id);
     await out.put(masksKey, JSON.stringify(result.sa1b), { contentType: 'application/json' });
     const count = result.sa1b.annotations.length;
-    return { ...base, w: result.width, h: result.height, status: 'done', masks: masksKey, count, ms: elapsed(started) };
+    return {
+      ...base,
+      w: result.width,
+      h: result.height,
+      status: 'done',
+      masks: masksKey,
+      count,
+      ms: elapsed(started),
+    };
   } catch (err) {
     if (isRetryableInfraError(err)) throw err; // storage outages fail the attempt; the retry resumes here
     return { ...base, status: 'failed', error: describe(err), count: 0, ms: elapsed(started) };
@@ -114,7 +143,12 @@ async function segmentOne(out: ObjectStore, opts: RunShardOptions, entry: ShardE
 
 /** Errors that say nothing about the image: a retry of the activity is the right answer. */
 function isRetryableInfraError(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'retryable' in err && (err as { retryable: unknown }).retryable === true;
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    'retryable' in err &&
+    (err as { retryable: unknown }).retryable === true
+  );
 }
 
 function describe(err: unknown): string {
@@ -127,10 +161,19 @@ function elapsed(started: number): number {
 
 function countLines(lines: ShardResultLine[], images: number): ShardCounts {
   const done = lines.filter((l) => l.status === 'done');
-  return { images, done: done.length, failed: lines.length - done.length, masks: done.reduce((n, l) => n + l.count, 0) };
+  return {
+    images,
+    done: done.length,
+    failed: lines.length - done.length,
+    masks: done.reduce((n, l) => n + l.count, 0),
+  };
 }
 
-export async function readShardResult(out: ObjectStore, runId: string, shard: number): Promise<ShardResultLine[] | undefined> {
+export async function readShardResult(
+  out: ObjectStore,
+  runId: string,
+  shard: number,
+): Promise<ShardResultLine[] | undefined> {
   const key = runLayout.shardResult(runId, shard);
   if (!(await out.exists(key))) return undefined;
   return parseJsonLines<ShardResultLine>((await out.get(key)).toString('utf8'));
@@ -144,7 +187,12 @@ function parseJsonLines<T>(text: string): T[] {
 }
 
 /** Concatenates the part files in order into the result manifest, then removes them. */
-async function finishShard(out: ObjectStore, runId: string, shard: number, images: number): Promise<ShardCounts> {
+async function finishShard(
+  out: ObjectStore,
+  runId: string,
+  shard: number,
+  images: number,
+): Promise<ShardCounts> {
   const partKeys: string[] = [];
   for await (const key of out.listKeys(runLayout.shardPartsPrefix(runId, shard))) partKeys.push(key);
   partKeys.sort(); // zero-padded batch starts: lexical order is manifest order
@@ -153,7 +201,9 @@ async function finishShard(out: ObjectStore, runId: string, shard: number, image
     lines.push(...parseJsonLines<ShardResultLine>((await out.get(key)).toString('utf8')));
   }
   if (lines.length !== images) {
-    throw new Error(`shard ${shard} of run ${runId}: ${lines.length} result lines for ${images} images; parts are missing`);
+    throw new Error(
+      `shard ${shard} of run ${runId}: ${lines.length} result lines for ${images} images; parts are missing`,
+    );
   }
   await out.put(runLayout.shardResult(runId, shard), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
   for (const key of partKeys) await out.delete(key);

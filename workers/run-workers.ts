@@ -38,7 +38,8 @@ export async function startWorkers(opts: RunWorkersOptions): Promise<RunningWork
         activities,
         runWorkflows: taskQueue === TASK_QUEUES.orchestration,
         workflowBundle: opts.workflowBundle,
-        maxConcurrentActivityTaskExecutions: opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue] ?? 4,
+        maxConcurrentActivityTaskExecutions:
+          opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue] ?? 4,
       }),
     ),
   );

@@ -13,7 +13,12 @@ const { segmentShard } = proxyActivities<Stage3Activities>({
     initialInterval: '2 seconds',
     maximumInterval: '1 minute',
     // Configuration mistakes will not fix themselves on a retry.
-    nonRetryableErrorTypes: ['RunConfigError', 'ModelPackageError', 'InvalidKeyError', 'InvalidStoreUriError'],
+    nonRetryableErrorTypes: [
+      'RunConfigError',
+      'ModelPackageError',
+      'InvalidKeyError',
+      'InvalidStoreUriError',
+    ],
   },
 });
 

@@ -63,10 +63,20 @@ export function shardWorkflowId(runId: string, shard: number): string {
 export async function automaticStage(input: AutomaticStageInput): Promise<AutomaticStageResult> {
   const { spec } = input;
   const plan = input.cursor?.plan ?? (await planShards(spec));
-  const totals: Stage3Totals = input.cursor?.totals ?? { shardsDone: 0, imagesDone: 0, imagesFailed: 0, masks: 0 };
+  const totals: Stage3Totals = input.cursor?.totals ?? {
+    shardsDone: 0,
+    imagesDone: 0,
+    imagesFailed: 0,
+    masks: 0,
+  };
   let nextShard = input.cursor?.nextShard ?? 0;
   const running = new Set<number>();
-  setHandler(stage3ProgressQuery, () => ({ ...totals, shards: plan.shardCount, images: plan.imageCount, running: running.size }));
+  setHandler(stage3ProgressQuery, () => ({
+    ...totals,
+    shards: plan.shardCount,
+    images: plan.imageCount,
+    running: running.size,
+  }));
 
   const startedHere = nextShard;
   const addResult = (result: ShardResult) => {
@@ -99,10 +109,13 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
         { key: SAE_STAGE, value: 'stage3' },
       ],
     });
-    child.result().then(
-      (result) => addResult(result),
-      (err: unknown) => (shardFailure ??= err), // a shard fails only on errors a retry cannot fix
-    ).finally(() => running.delete(shard));
+    child
+      .result()
+      .then(
+        (result) => addResult(result),
+        (err: unknown) => (shardFailure ??= err), // a shard fails only on errors a retry cannot fix
+      )
+      .finally(() => running.delete(shard));
   }
   // Drain the window: a continue-as-new must not leave children whose results it would never see.
   await condition(() => running.size === 0);

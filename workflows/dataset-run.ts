@@ -1,6 +1,13 @@
 // A dataset run: the stages its config enables, in order, then the dataset manifest and statistics.
 // Workflow id = run id, so starting the same run twice is refused by the server, not duplicated.
-import { defineQuery, executeChild, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  defineQuery,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { DatasetActivities, DatasetSummary, RunRecordInput } from '../activities/dataset.ts';
 import type { Stage3Spec } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';

@@ -23,7 +23,10 @@ export async function storageCheck(input: StorageCheckInput): Promise<StorageChe
         startToCloseTimeout: '1 minute',
         retry: { maximumAttempts: 3 },
       });
-      const result = await probeStorage({ storeUri: input.storeUri, probeKey: `_sa-engine/probes/${taskQueue}.bin` });
+      const result = await probeStorage({
+        storeUri: input.storeUri,
+        probeKey: `_sa-engine/probes/${taskQueue}.bin`,
+      });
       return { ...result, taskQueue };
     }),
   );

@@ -12,7 +12,9 @@ interface UpFlags {
 }
 
 export function registerDevCommands(program: Command): void {
-  const dev = program.command('dev').description('Run the local dev stack: a Temporal dev server and an S3-compatible server.');
+  const dev = program
+    .command('dev')
+    .description('Run the local dev stack: a Temporal dev server and an S3-compatible server.');
 
   dev
     .command('up')
@@ -41,7 +43,8 @@ export function registerDevCommands(program: Command): void {
     .action(async (flags: { stateDir: string }) => {
       const stopped = await bringDown(flags.stateDir);
       if (stopped === undefined) console.log(`No dev stack recorded in ${flags.stateDir}; nothing to stop.`);
-      else console.log(stopped.length ? `Stopped ${stopped.join(', ')}.` : 'Its processes had already exited.');
+      else
+        console.log(stopped.length ? `Stopped ${stopped.join(', ')}.` : 'Its processes had already exited.');
     });
 
   dev

@@ -1,13 +1,29 @@
 // `sa-engine run FILE`, `status RUN`, `list`, `cancel RUN`: launch dataset runs and watch them.
-import { WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import type { Command } from 'commander';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { stage3ProgressQuery, type Stage3Progress } from '../../workflows/automatic-stage.ts';
-import { datasetRun, runProgressQuery, type DatasetRunResult, type RunProgress } from '../../workflows/dataset-run.ts';
+import {
+  datasetRun,
+  runProgressQuery,
+  type DatasetRunResult,
+  type RunProgress,
+} from '../../workflows/dataset-run.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../../workflows/search-attributes.ts';
-import { connectClient, resolveEndpoints, workflowUrl, type EndpointFlags, type Endpoints } from '../endpoints.ts';
+import {
+  connectClient,
+  resolveEndpoints,
+  workflowUrl,
+  type EndpointFlags,
+  type Endpoints,
+} from '../endpoints.ts';
 import { ProgressView } from '../progress-view.ts';
 import { startLocalWorkers } from '../local-workers.ts';
 
@@ -18,13 +34,18 @@ interface RunFlags extends EndpointFlags {
 
 export function registerRunCommands(program: Command): void {
   const withEndpoints = (cmd: Command) =>
-    cmd.option('--address <host:port>', 'Temporal server (default: config, TEMPORAL_ADDRESS, the dev stack)').option('--namespace <ns>', 'Temporal namespace');
+    cmd
+      .option('--address <host:port>', 'Temporal server (default: config, TEMPORAL_ADDRESS, the dev stack)')
+      .option('--namespace <ns>', 'Temporal namespace');
 
   withEndpoints(program.command('run'))
     .description('Start a dataset run from a config file and follow it with progress bars.')
     .argument('<file>', 'run config (YAML or JSON)')
     .option('--detach', 'start the run and return at once')
-    .option('--workers', 'also run the workers in this process (the embedded default; otherwise start `sa-engine worker`)')
+    .option(
+      '--workers',
+      'also run the workers in this process (the embedded default; otherwise start `sa-engine worker`)',
+    )
     .action(async (file: string, flags: RunFlags) => {
       const config = await loadRunConfigFile(file);
       const endpoints = resolveEndpoints(flags, config);
@@ -68,7 +89,9 @@ export function registerRunCommands(program: Command): void {
       try {
         for await (const wf of client.workflow.list({ query: `WorkflowType = 'datasetRun'` })) {
           const stage = wf.typedSearchAttributes.get(SAE_STAGE) ?? '';
-          console.log(`${wf.workflowId.padEnd(30)} ${wf.status.name.padEnd(12)} ${stage.padEnd(10)} ${wf.startTime.toISOString()}`);
+          console.log(
+            `${wf.workflowId.padEnd(30)} ${wf.status.name.padEnd(12)} ${stage.padEnd(10)} ${wf.startTime.toISOString()}`,
+          );
         }
       } finally {
         await client.connection.close();
@@ -99,7 +122,10 @@ export class RunAlreadyExistsError extends Error {
   }
 }
 
-export async function startRun(client: Client, config: RunConfig): Promise<WorkflowHandle<typeof datasetRun>> {
+export async function startRun(
+  client: Client,
+  config: RunConfig,
+): Promise<WorkflowHandle<typeof datasetRun>> {
   const input = datasetRunInput(config);
   try {
     return await client.workflow.start(datasetRun, {
@@ -132,15 +158,24 @@ export interface RunSnapshot {
   stage3?: Stage3Progress;
 }
 
-export async function readProgress(client: Client, handle: WorkflowHandle<typeof datasetRun>): Promise<RunSnapshot> {
+export async function readProgress(
+  client: Client,
+  handle: WorkflowHandle<typeof datasetRun>,
+): Promise<RunSnapshot> {
   const run = await handle.query(runProgressQuery);
   const stage3 = run.stage3WorkflowId
-    ? await client.workflow.getHandle(run.stage3WorkflowId).query(stage3ProgressQuery).catch(() => undefined)
+    ? await client.workflow
+        .getHandle(run.stage3WorkflowId)
+        .query(stage3ProgressQuery)
+        .catch(() => undefined)
     : undefined;
   return { run, stage3 };
 }
 
-export async function follow(client: Client, handle: WorkflowHandle<typeof datasetRun>): Promise<DatasetRunResult> {
+export async function follow(
+  client: Client,
+  handle: WorkflowHandle<typeof datasetRun>,
+): Promise<DatasetRunResult> {
   const view = new ProgressView();
   let finished = false;
   const result = handle.result().finally(() => (finished = true));

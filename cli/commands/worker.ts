@@ -15,15 +15,24 @@ export function registerWorkerCommands(program: Command): void {
   program
     .command('worker')
     .description('Run TypeScript workers for the given task queues (orchestration and/or inference).')
-    .option('--queues <list>', 'comma-separated task queues', `${TASK_QUEUES.orchestration},${TASK_QUEUES.inference}`)
+    .option(
+      '--queues <list>',
+      'comma-separated task queues',
+      `${TASK_QUEUES.orchestration},${TASK_QUEUES.inference}`,
+    )
     .option('--concurrency <queue=n>', 'activities at once on a queue (repeatable)', collect, [])
     .option('--onnx-threads <n>', 'onnxruntime intra-op threads (0 = all cores)')
     .option('--address <host:port>', 'Temporal server (default: TEMPORAL_ADDRESS, the dev stack)')
     .option('--namespace <ns>', 'Temporal namespace')
     .action(async (flags: WorkerFlags) => {
-      const queues = flags.queues.split(',').map((q) => q.trim()).filter(Boolean);
+      const queues = flags.queues
+        .split(',')
+        .map((q) => q.trim())
+        .filter(Boolean);
       if (queues.includes(TASK_QUEUES.training)) {
-        throw new Error(`${TASK_QUEUES.training} is served by the Python trainer: trainer/.venv/bin/python -m sae_trainer.worker`);
+        throw new Error(
+          `${TASK_QUEUES.training} is served by the Python trainer: trainer/.venv/bin/python -m sae_trainer.worker`,
+        );
       }
       const endpoints = resolveEndpoints(flags);
       const onnxThreads = flags.onnxThreads === undefined ? undefined : Number(flags.onnxThreads);
@@ -33,7 +42,10 @@ export function registerWorkerCommands(program: Command): void {
         queues,
         concurrency: parseConcurrency(flags.concurrency),
         storeOptions: endpoints.storeOptions,
-        segmenterFor: createSegmenterFactory({ storeOptions: endpoints.storeOptions, intraOpThreads: onnxThreads }),
+        segmenterFor: createSegmenterFactory({
+          storeOptions: endpoints.storeOptions,
+          intraOpThreads: onnxThreads,
+        }),
       });
       console.log(`Workers running on ${queues.join(', ')} against ${endpoints.address} (Ctrl-C to stop).`);
       await running.done;

@@ -12,7 +12,8 @@ import { toolPath } from '../../infra/tools.ts';
 
 const run = promisify(execFile);
 const stateDir = mkdtempSync(join(tmpdir(), 'sae-cli-dev-'));
-const cli = (...args: string[]) => run('node', ['bin/sa-engine.mjs', 'dev', ...args, '--state-dir', stateDir], { timeout: 120_000 });
+const cli = (...args: string[]) =>
+  run('node', ['bin/sa-engine.mjs', 'dev', ...args, '--state-dir', stateDir], { timeout: 120_000 });
 
 afterAll(async () => {
   await cli('down').catch(() => undefined);
@@ -23,13 +24,26 @@ describe('sa-engine dev', () => {
   it('brings up a working stack, reports it, and takes down exactly what it started', async () => {
     // Ask for the suite stack's ports' neighbours to be taken: up must fall back to free ports.
     const busy = await freePort();
-    const up = await cli('up', '--temporal-port', String(busy), '--ui-port', String(await freePort()), '--s3-port', String(await freePort()));
+    const up = await cli(
+      'up',
+      '--temporal-port',
+      String(busy),
+      '--ui-port',
+      String(await freePort()),
+      '--s3-port',
+      String(await freePort()),
+    );
     expect(up.stdout).toContain('Dev stack started.');
     const state = JSON.parse(readFileSync(join(stateDir, 'dev.json'), 'utf8')) as DevState;
 
     const ui = await fetch(state.info.temporal.uiUrl);
     expect(ui.status).toBe(200);
-    const list = await run(toolPath('temporal'), ['workflow', 'list', '--address', state.info.temporal.address]);
+    const list = await run(toolPath('temporal'), [
+      'workflow',
+      'list',
+      '--address',
+      state.info.temporal.address,
+    ]);
     expect(list.stderr).toBe('');
     const s3 = await fetch(state.info.s3.endpoint);
     expect([200, 403]).toContain(s3.status); // anonymous requests are refused, but the server answers

@@ -5,7 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { DEV_S3_CREDENTIALS, ensureBucket, startDevStack, stopProcess, type DevStack } from '../../infra/dev-stack.ts';
+import {
+  DEV_S3_CREDENTIALS,
+  ensureBucket,
+  startDevStack,
+  stopProcess,
+  type DevStack,
+} from '../../infra/dev-stack.ts';
 import type { StackInfo } from '../../infra/stack-info.ts';
 
 function stackFromEnv(): StackInfo | undefined {
@@ -29,12 +35,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (given) {
     await ensureBucket(given.s3);
     project.provide('stack', given);
-    console.log(`[integration] using given stack: temporal ${given.temporal.address}, s3 ${given.s3.endpoint}`);
+    console.log(
+      `[integration] using given stack: temporal ${given.temporal.address}, s3 ${given.s3.endpoint}`,
+    );
     return async () => {};
   }
 
   const stateDir = mkdtempSync(join(tmpdir(), 'sae-test-stack-'));
-  const stack: DevStack = await startDevStack({ stateDir, detached: false, s3: { bucket: 'sa-engine-test' } });
+  const stack: DevStack = await startDevStack({
+    stateDir,
+    detached: false,
+    s3: { bucket: 'sa-engine-test' },
+  });
   project.provide('stack', stack.info);
   console.log(
     `[integration] started Temporal dev server at ${stack.info.temporal.address} (UI ${stack.info.temporal.uiUrl}) ` +

@@ -62,7 +62,9 @@ describe('storageCheck workflow on the real dev stack', () => {
     expect(probe.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(probe.uri).toBe(`${storeUri}/_sa-engine/probes/${taskQueue}.bin`);
     // The probe cleaned up after itself, and the workflow really ran on the server.
-    expect(await openObjectStore(storeUri, s3Options).exists(`_sa-engine/probes/${taskQueue}.bin`)).toBe(false);
+    expect(await openObjectStore(storeUri, s3Options).exists(`_sa-engine/probes/${taskQueue}.bin`)).toBe(
+      false,
+    );
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     const completed = history.events?.filter((e) => e.activityTaskCompletedEventAttributes) ?? [];
     expect(completed).toHaveLength(1);

@@ -37,7 +37,10 @@ describe('imageUris', () => {
 
   it('reads a JSON-lines manifest relative to its folder and drops duplicates', async () => {
     const store = stores.open(root);
-    await store.put('lists/m.jsonl', ['"x/a.jpg"', '{"key": "x/b.jpg"}', '', '{"uri": "s3://bkt/c.jpg"}', '"x/a.jpg"'].join('\n'));
+    await store.put(
+      'lists/m.jsonl',
+      ['"x/a.jpg"', '{"key": "x/b.jpg"}', '', '{"uri": "s3://bkt/c.jpg"}', '"x/a.jpg"'].join('\n'),
+    );
     const uris = await collect(imageUris({ manifest: store.uri('lists/m.jsonl'), format: 'jsonl' }, stores));
     expect(uris).toEqual([store.uri('lists/x/a.jpg'), store.uri('lists/x/b.jpg'), 's3://bkt/c.jpg']);
   });
@@ -45,13 +48,17 @@ describe('imageUris', () => {
   it('names the manifest line that is not JSON', async () => {
     const store = stores.open(root);
     await store.put('m.jsonl', '"a.jpg"\n{oops\n');
-    await expect(collect(imageUris({ manifest: store.uri('m.jsonl'), format: 'jsonl' }, stores))).rejects.toThrow(/m\.jsonl line 2: not JSON/);
+    await expect(
+      collect(imageUris({ manifest: store.uri('m.jsonl'), format: 'jsonl' }, stores)),
+    ).rejects.toThrow(/m\.jsonl line 2: not JSON/);
   });
 });
 
 describe('manifest lines', () => {
   it('decodes S3 Inventory CSV keys', () => {
-    expect(uriFromInventoryCsv('"my-bucket","photos/a%20b%2Bc.jpg","1234"', 'l1')).toBe('s3://my-bucket/photos/a b+c.jpg');
+    expect(uriFromInventoryCsv('"my-bucket","photos/a%20b%2Bc.jpg","1234"', 'l1')).toBe(
+      's3://my-bucket/photos/a b+c.jpg',
+    );
   });
 
   it('refuses CSV lines without a key', () => {
@@ -60,6 +67,8 @@ describe('manifest lines', () => {
 
   it('refuses JSON lines of the wrong shape', () => {
     expect(() => uriFromJsonLine('{"path": "a.jpg"}', 'file:///d', 'm line 1')).toThrow(/expected "key"/);
-    expect(() => uriFromJsonLine('{"uri": "http://x/a.jpg"}', 'file:///d', 'm line 1')).toThrow(ImageSourceError);
+    expect(() => uriFromJsonLine('{"uri": "http://x/a.jpg"}', 'file:///d', 'm line 1')).toThrow(
+      ImageSourceError,
+    );
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
+import type { ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { planShards, readShardEntries } from '../../lib/shard-plan.ts';
@@ -41,7 +41,11 @@ function standInSegmenter(crashAfter = Infinity): ImageSegmenter & { calls: stri
       if (calls.length >= crashAfter) throw Object.assign(new Error('worker died'), { retryable: true });
       calls.push(image.fileName);
       if (bytes.toString() === 'BROKEN') throw new Error('corrupt JPEG');
-      return { width: 4, height: 3, sa1b: { image: { image_id: image.id }, annotations: [{ id: 1 }] } as never };
+      return {
+        width: 4,
+        height: 3,
+        sa1b: { image: { image_id: image.id }, annotations: [{ id: 1 }] } as never,
+      };
     },
   };
 }
@@ -69,7 +73,13 @@ describe('planShards', () => {
 describe('runShard', () => {
   it('segments every image, records failures with their error, writes one result line per image', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
-    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: standInSegmenter(), resumeFrom: 0 });
+    const counts = await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 3,
+      segmenter: standInSegmenter(),
+      resumeFrom: 0,
+    });
     expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
     const lines = (await readShardResult(out, 'r1', 0))!;
     expect(lines.map((l) => l.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
@@ -88,12 +98,25 @@ describe('runShard', () => {
     const beats: number[] = [];
     const crashing = standInSegmenter(4);
     await expect(
-      runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: crashing, resumeFrom: 0, onBatchDone: (n) => beats.push(n) }),
+      runShard(out, stores, {
+        runId: 'r1',
+        shard: 0,
+        batchImages: 3,
+        segmenter: crashing,
+        resumeFrom: 0,
+        onBatchDone: (n) => beats.push(n),
+      }),
     ).rejects.toThrow('worker died');
     expect(beats).toEqual([3]); // one batch finished before the crash
 
     const retry = standInSegmenter();
-    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 3, segmenter: retry, resumeFrom: beats.at(-1)! });
+    const counts = await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 3,
+      segmenter: retry,
+      resumeFrom: beats.at(-1)!,
+    });
     expect(retry.calls).toEqual(['img-2.jpg', 'img-3.jpg', 'img-4.jpg', 'img-5.jpg', 'img-6.jpg']);
     expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
     const ids = (await readShardResult(out, 'r1', 0))!.map((l) => l.id);
@@ -102,9 +125,21 @@ describe('runShard', () => {
 
   it('a retry after the shard finished only reports the stored result', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
-    await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 8, segmenter: standInSegmenter(), resumeFrom: 0 });
+    await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 8,
+      segmenter: standInSegmenter(),
+      resumeFrom: 0,
+    });
     const again = standInSegmenter();
-    const counts = await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 8, segmenter: again, resumeFrom: 0 });
+    const counts = await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 8,
+      segmenter: again,
+      resumeFrom: 0,
+    });
     expect(again.calls).toEqual([]);
     expect(counts.done).toBe(7);
   });
@@ -112,7 +147,13 @@ describe('runShard', () => {
   it('records an image that vanished from storage as failed, naming it', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
     await images.delete('img-3.jpg');
-    await runShard(out, stores, { runId: 'r1', shard: 0, batchImages: 4, segmenter: standInSegmenter(), resumeFrom: 0 });
+    await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 4,
+      segmenter: standInSegmenter(),
+      resumeFrom: 0,
+    });
     const line = (await readShardResult(out, 'r1', 0))!.find((l) => l.id === 4)!;
     expect(line.status).toBe('failed');
     expect(line.error).toContain('img-3.jpg');
