@@ -4,3 +4,4 @@ export { storageCheck } from './storage-check.ts';
 export { datasetRun } from './dataset-run.ts';
 export { automaticStage } from './automatic-stage.ts';
 export { automaticShard } from './automatic-shard.ts';
+export { retrainSam } from './retrain.ts';

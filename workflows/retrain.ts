@@ -1,0 +1,44 @@
+// Retraining: train a new model version on the training queue, evaluate it on a held-out set, and
+// promote it only if it beats the model it started from (DESIGN.md stage 1).
+import { proxyActivities } from '@temporalio/workflow';
+import type { EvaluateSamResult, TrainingActivities, TrainSamInput } from '../activities/training.ts';
+import { TASK_QUEUES } from '../lib/task-queues.ts';
+
+const { trainSam } = proxyActivities<TrainingActivities>({
+  taskQueue: TASK_QUEUES.training,
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['DatasetError', 'ModelPackageError'] },
+});
+
+const { evaluateSam } = proxyActivities<TrainingActivities>({
+  taskQueue: TASK_QUEUES.training,
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 3 },
+});
+
+export interface RetrainInput {
+  train: TrainSamInput;
+  heldOutUri: string;
+  maxEvalImages: number;
+  /** Figures of the model training started from; null = promote whatever trains. */
+  baseline: EvaluateSamResult | null;
+}
+
+export interface RetrainResult {
+  modelUri: string;
+  metrics: EvaluateSamResult;
+  promoted: boolean;
+}
+
+export function retrainWorkflowId(runId: string, round: number): string {
+  return `${runId}/retrain-${round}`;
+}
+
+export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
+  const trained = await trainSam(input.train);
+  const metrics = await evaluateSam({ modelUri: trained.modelUri, datasetUri: input.heldOutUri, maxImages: input.maxEvalImages });
+  const promoted = input.baseline === null || metrics.miouOneClick > input.baseline.miouOneClick;
+  return { modelUri: trained.modelUri, metrics, promoted };
+}
