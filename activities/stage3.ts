@@ -3,12 +3,11 @@
 import { Context } from '@temporalio/activity';
 import type { ImageSource } from '../lib/image-source.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
+import type { SegmenterFactory, SegmenterSettings } from '../lib/segmenter.ts';
 import { StoreCache } from '../lib/object-uri.ts';
 import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
-import { runShard, type ImageSegmenter, type ShardCounts } from '../lib/shard-runner.ts';
+import { runShard, type ShardCounts } from '../lib/shard-runner.ts';
 
-/** AMG and image settings for one shard: the stage3 section of the run config, minus scheduling. */
-export type SegmenterSettings = Record<string, unknown>;
 
 export interface SegmentShardInput {
   runId: string;
@@ -39,7 +38,7 @@ export interface ShardResult extends ShardCounts {
 export interface Stage3Deps {
   storeOptions?: ObjectStoreOptions;
   /** One segmenter per model and settings, created lazily and kept for the worker's life. */
-  segmenterFor: (modelUri: string, settings: SegmenterSettings) => Promise<ImageSegmenter>;
+  segmenterFor: SegmenterFactory;
 }
 
 export function createStage3Activities(deps: Stage3Deps) {

@@ -1,8 +1,8 @@
 // A SAM model package: a folder with model.json, an image encoder and a mask decoder in ONNX
 // (DESIGN.md "Model package"). The decoder is the official SAM export as it is (one prompt per
-// run); a package may add a batched decoder of our own that takes many single-point prompts at once.
+// run); a package may add a batched decoder of our own that takes many prompts at once.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 
 export class ModelPackageError extends Error {
@@ -12,51 +12,53 @@ export class ModelPackageError extends Error {
   }
 }
 
+// model.json as trainer/sae_trainer/export.py writes it ("sa-engine-model/1"). To use a checkpoint
+// exported elsewhere (the official decoder export, samexporter's encoders), write a model.json of
+// this shape next to the .onnx files: only the fields below are read.
+const named = z.object({ name: z.string().min(1) });
+
 const encoderSchema = z.object({
   file: z.string().min(1),
-  input: z.string().default('input_image'),
-  output: z.string().default('image_embeddings'),
+  input: named.prefault({ name: 'input_image' }),
+  output: named.prefault({ name: 'image_embeddings' }),
   /**
-   * nchw-normalized: (1,3,1024,1024) float32, normalised and zero-padded outside the graph.
-   * hwc-resized: (h',w',3) float32 RGB 0..255, resized only; the graph normalises and pads
-   * (samexporter's --use-preprocess).
+   * false: (1,3,1024,1024) float32, normalised and zero-padded outside the graph (NCHW).
+   * true: (h',w',3) float32 RGB 0..255, resized only; the graph normalises and pads
+   * (samexporter's --use-preprocess, HWC).
    */
-  layout: z.enum(['nchw-normalized', 'hwc-resized']).default('nchw-normalized'),
+  preprocess_in_graph: z.boolean().default(false),
 });
 
 const batchedDecoderSchema = z.object({
   file: z.string().min(1),
-  /** Inputs: image_embeddings (1,256,64,64), point_coords (B,N,2), point_labels (B,N). */
-  inputs: z
-    .object({
-      imageEmbeddings: z.string().default('image_embeddings'),
-      pointCoords: z.string().default('point_coords'),
-      pointLabels: z.string().default('point_labels'),
-    })
-    .prefault({}),
-  /** Outputs: iou_predictions (B,4), low_res_masks (B,4,256,256); index 0 = single-mask token. */
-  outputs: z
-    .object({
-      iouPredictions: z.string().default('iou_predictions'),
-      lowResMasks: z.string().default('low_res_masks'),
-    })
-    .prefault({}),
+  /** image_embeddings (1,256,64,64), point_coords (B,N,2), point_labels (B,N), mask_input (B,1,256,256), has_mask_input (B). */
+  inputs: z.array(named).default([]),
+  /** iou_predictions (B,4), low_res_masks (B,4,256,256); index 0 is the single-mask token. */
+  outputs: z.array(named).default([]),
 });
 
+export const MODEL_PACKAGE_FORMAT = 'sa-engine-model/1';
+
 export const modelPackageSchema = z.object({
-  name: z.string().min(1),
-  version: z.union([z.string(), z.number()]).transform(String),
+  format: z.literal(MODEL_PACKAGE_FORMAT),
+  name: z.string().min(1).nullable().default(null),
+  version: z.union([z.string(), z.number()]).nullable().default(null),
+  image_size: z.literal(1024).default(1024),
+  embedding_shape: z.tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)]).default([1, 256, 64, 64]),
   encoder: encoderSchema,
   /** The official decoder export (sam-spec §2a): names, shapes and 4 outputs as they are. */
   decoder: z.object({ file: z.string().min(1) }),
-  batchedDecoder: batchedDecoderSchema.nullable().default(null),
-  imageSize: z.literal(1024).default(1024),
-  embeddingShape: z
-    .tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)])
-    .default([1, 256, 64, 64]),
+  decoder_batched: batchedDecoderSchema.nullable().default(null),
 });
 
-export type ModelPackage = z.output<typeof modelPackageSchema> & { dir: string };
+export interface ModelPackage {
+  dir: string;
+  name: string;
+  version: string;
+  encoder: { file: string; input: string; output: string; preprocessInGraph: boolean };
+  decoder: { file: string };
+  batchedDecoder: { file: string } | null;
+}
 
 /** Reads and checks `<dir>/model.json`; file names in it are resolved against `dir`. */
 export async function readModelPackage(dir: string): Promise<ModelPackage> {
@@ -72,5 +74,19 @@ export async function readModelPackage(dir: string): Promise<ModelPackage> {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new ModelPackageError(`${file} is not a SAM model package: ${issues}`);
   }
-  return { ...parsed.data, dir };
+  const pkg = parsed.data;
+  return {
+    dir,
+    // Unnamed packages (e.g. converted checkpoints) are named after their folder.
+    name: pkg.name ?? basename(dir),
+    version: String(pkg.version ?? 'unversioned'),
+    encoder: {
+      file: pkg.encoder.file,
+      input: pkg.encoder.input.name,
+      output: pkg.encoder.output.name,
+      preprocessInGraph: pkg.encoder.preprocess_in_graph,
+    },
+    decoder: pkg.decoder,
+    batchedDecoder: pkg.decoder_batched ? { file: pkg.decoder_batched.file } : null,
+  };
 }

@@ -15,6 +15,15 @@ export const runLayout = {
   datasetStats: (run: string) => `runs/${run}/dataset/stats.json`,
   datasetFailed: (run: string) => `runs/${run}/dataset/failed.jsonl`,
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
+  /** Everything the quality audit writes lives under this prefix, and nothing else does. */
+  auditPrefix: (run: string) => `runs/${run}/audit/`,
+  auditReportJson: (run: string) => `runs/${run}/audit/report.json`,
+  auditReportHtml: (run: string) => `runs/${run}/audit/report.html`,
+  auditRows: (run: string) => `runs/${run}/audit/rows.jsonl`,
+  auditGalleryPrefix: (run: string) => `runs/${run}/audit/gallery/`,
+  /** The gallery's images in rank order (0 = the worst image); the report embeds them too. */
+  auditGalleryImage: (run: string, rank: number) =>
+    `runs/${run}/audit/gallery/${String(rank).padStart(3, '0')}.jpg`,
 };
 
 /** Zero-padded so shard files list in numeric order. */

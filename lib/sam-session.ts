@@ -45,14 +45,20 @@ export interface Prediction {
   size: Size;
 }
 
-/** Decoder outputs for a batch of single-point prompts, masks k = 1..3 (multimask) per point. */
+/**
+ * Decoder outputs for a batch of single-point prompts: all 4 masks per point as the ONNX decoder
+ * gives them. Index 0 is the single-mask token; 1..3 are SAM's multimask outputs (what the AMG uses).
+ */
 export interface PointBatchOutput {
   count: number;
-  /** count × 3 predicted IoUs. */
+  /** count × 4 predicted IoUs. */
   iou: Float32Array;
-  /** count × 3 × 256 × 256 low-res logits. */
+  /** count × 4 × 256 × 256 low-res logits. */
   lowRes: Float32Array;
 }
+
+/** The multimask outputs among a point's 4 decoder masks. */
+export const MULTIMASK_INDICES = [1, 2, 3] as const;
 
 export const LOW_RES = 256;
 const LOW_RES_AREA = LOW_RES * LOW_RES;
@@ -60,6 +66,8 @@ const PADDING_LABEL = -1;
 
 export class SamSession {
   private readonly transform = new ResizeLongestSide(1024);
+  /** Zeros for `mask_input` (no mask prompt), grown once to the largest batch and reused. */
+  private zeros = new Float32Array(0);
 
   private constructor(
     readonly pkg: ModelPackage,
@@ -90,7 +98,7 @@ export class SamSession {
 
   async embed(image: PixelImage): Promise<ImageEmbedding> {
     const { encoder: spec } = this.pkg;
-    const input = spec.layout === 'hwc-resized' ? preprocessHwc(image) : preprocess(image);
+    const input = spec.preprocessInGraph ? preprocessHwc(image) : preprocess(image);
     const feeds = { [spec.input]: new ort.Tensor('float32', input.tensor, input.dims) };
     const out = await this.encoder.run(feeds);
     const tensor = out[spec.output];
@@ -129,8 +137,8 @@ export class SamSession {
   }
 
   /**
-   * Single foreground points (the AMG's prompts) in original-image pixels → multimask outputs
-   * (masks 1..3) as low-res logits. Uses the batched decoder when the package has one.
+   * Single foreground points (the AMG's prompts) in original-image pixels → the decoder's 4 masks
+   * per point as low-res logits. Uses the batched decoder when the package has one.
    */
   async decodePoints(embedding: ImageEmbedding, points: Float64Array): Promise<PointBatchOutput> {
     const count = points.length / 2;
@@ -145,7 +153,6 @@ export class SamSession {
     coords: Float64Array,
     count: number,
   ): Promise<PointBatchOutput> {
-    const spec = this.pkg.batchedDecoder!;
     // Each prompt is its point plus the padding point (0,0) with label -1, as PyTorch adds it.
     const pointCoords = new Float32Array(count * 4);
     const pointLabels = new Float32Array(count * 2);
@@ -155,16 +162,21 @@ export class SamSession {
       pointLabels[i * 2] = 1;
       pointLabels[i * 2 + 1] = PADDING_LABEL;
     }
-    const out = await this.batchedDecoder!.run({
-      [spec.inputs.imageEmbeddings]: embedding.tensor,
-      [spec.inputs.pointCoords]: new ort.Tensor('float32', pointCoords, [count, 2, 2]),
-      [spec.inputs.pointLabels]: new ort.Tensor('float32', pointLabels, [count, 2]),
-    });
-    return multimaskOf(
-      count,
-      out[spec.outputs.iouPredictions]!.data as Float32Array,
-      out[spec.outputs.lowResMasks]!.data as Float32Array,
+    const out = await this.batchedDecoder!.run(
+      {
+        image_embeddings: embedding.tensor,
+        point_coords: new ort.Tensor('float32', pointCoords, [count, 2, 2]),
+        point_labels: new ort.Tensor('float32', pointLabels, [count, 2]),
+        mask_input: new ort.Tensor('float32', this.zeroMasks(count), [count, 1, LOW_RES, LOW_RES]),
+        has_mask_input: new ort.Tensor('float32', new Float32Array(count), [count]),
+      },
+      ['iou_predictions', 'low_res_masks'],
     );
+    return {
+      count,
+      iou: out.iou_predictions!.data as Float32Array,
+      lowRes: out.low_res_masks!.data as Float32Array,
+    };
   }
 
   private async decodeOneByOne(
@@ -195,7 +207,12 @@ export class SamSession {
       iou.set(out.iou_predictions!.data as Float32Array, i * 4);
       lowRes.set(out.low_res_masks!.data as Float32Array, i * 4 * LOW_RES_AREA);
     }
-    return multimaskOf(count, iou, lowRes);
+    return { count, iou, lowRes };
+  }
+
+  private zeroMasks(count: number): Float32Array {
+    if (this.zeros.length < count * LOW_RES_AREA) this.zeros = new Float32Array(count * LOW_RES_AREA);
+    return this.zeros.subarray(0, count * LOW_RES_AREA);
   }
 
   /**
@@ -226,22 +243,6 @@ export class SamSession {
   async release(): Promise<void> {
     await Promise.all([this.encoder.release(), this.decoder.release(), this.batchedDecoder?.release()]);
   }
-}
-
-/** Keeps masks 1..3 of the 4 decoder outputs per prompt (index 0 is the single-mask token). */
-function multimaskOf(count: number, iou4: Float32Array, lowRes4: Float32Array): PointBatchOutput {
-  const iou = new Float32Array(count * 3);
-  const lowRes = new Float32Array(count * 3 * LOW_RES_AREA);
-  for (let i = 0; i < count; i++) {
-    for (let k = 0; k < 3; k++) {
-      iou[i * 3 + k] = iou4[i * 4 + k + 1]!;
-      lowRes.set(
-        lowRes4.subarray((i * 4 + k + 1) * LOW_RES_AREA, (i * 4 + k + 2) * LOW_RES_AREA),
-        (i * 3 + k) * LOW_RES_AREA,
-      );
-    }
-  }
-  return { count, iou, lowRes };
 }
 
 function sessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {

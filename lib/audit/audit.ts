@@ -1,0 +1,403 @@
+// The quality audit of a finished stage 3 (DESIGN.md stage 4; the paper's §5 mask-quality check):
+//
+//   1. list the images stage 3 segmented and find their human masks in the reference;
+//   2. draw a seeded sample of those (same seed → same images);
+//   3. per image, match the automatic masks with the human ones (./match.ts);
+//   4. compute the figures (./figures.ts) and check them against the gate (./gate.ts);
+//   5. write runs/<run>/audit/: rows.jsonl, gallery/*.jpg, report.json, and report.html last.
+//
+// The audit only ever writes under runs/<run>/audit/. It returns keys and headline numbers only,
+// small enough for a Temporal workflow history; the workflow throws AuditGateError on a failed gate.
+import pLimit from 'p-limit';
+import type { ObjectStore } from '../object-store.ts';
+import type { StoreCache } from '../object-uri.ts';
+import type { AuditConfig, MaskSourceConfig } from '../run-config.ts';
+import { runLayout } from '../run-layout.ts';
+import { rleArea } from '../rle.ts';
+import { readAutomaticMasks } from './automatic.ts';
+import { AuditInputError } from './errors.ts';
+import { computeFigures, countSummary, mean, type AutoRecord, type HumanRecord } from './figures.ts';
+import { evaluateGate, type GateResult } from './gate.ts';
+import { matchImage } from './match.ts';
+import { renderOverlay } from './overlay.ts';
+import { renderReportHtml } from './report-html.ts';
+import { PAPER_FIGURES, type AuditReport, type AuditRow, type GalleryEntry } from './report.ts';
+import { openReference, type HumanMasks, type ReferenceSet } from './reference.ts';
+import {
+  listSegmentedImages,
+  uriFileName,
+  seededSample,
+  type DoneLine,
+  type SegmentedImages,
+} from './sample.ts';
+import { readRunStats } from './run-stats.ts';
+
+export { AuditGateError, AuditInputError } from './errors.ts';
+export type { AuditReport, AuditRow } from './report.ts';
+
+export interface RunAuditOptions {
+  runId: string;
+  audit: AuditConfig;
+  /**
+   * Whether the reference draws every object of its images (then precision is meaningful). The
+   * run config has no such field yet; `audit.reference.exhaustive` is read too if it appears.
+   */
+  exhaustive?: boolean;
+  /** Images in the report's gallery of worst cases; default 8. */
+  galleryImages?: number;
+  /** Called every image or so, e.g. to heartbeat; the object is small. */
+  onProgress?: (progress: AuditProgress) => void;
+}
+
+export interface AuditProgress {
+  phase: 'matching' | 'gallery' | 'writing';
+  imagesDone: number;
+  imagesTotal: number;
+}
+
+/** Keys and headline figures only: this goes into a workflow history. */
+export interface AuditSummary {
+  runId: string;
+  reportJsonKey: string;
+  reportHtmlKey: string;
+  rowsKey: string;
+  imagesAudited: number;
+  humanMasks: number;
+  automaticMasks: number;
+  shareAbove090: number | null;
+  shareAbove075: number | null;
+  meanIou: number | null;
+  referenceImagesUnmatched: number;
+  runImagesWithoutReference: number;
+  gate: GateResult;
+}
+
+const DEFAULT_GALLERY_IMAGES = 8;
+const WORST_ROWS_IN_REPORT = 20;
+/** Images matched at once: overlaps storage reads with matching; 2 CPU cores do the rest. */
+const CONCURRENT_IMAGES = 4;
+
+export async function runAudit(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunAuditOptions,
+): Promise<AuditSummary> {
+  const source = requireReference(out, opts);
+  const segmented = await listSegmentedImages(out, opts.runId);
+  const reference = await openReference(stores, source);
+  const candidates = matchedImages(segmented, reference);
+  const sample = seededSample(candidates, opts.audit.sampleSize, opts.audit.seed);
+  const audited = await auditSample(out, reference, sample, opts.onProgress);
+
+  const exhaustive = opts.exhaustive ?? readExhaustiveFlag(source);
+  const figures = computeFigures(
+    audited.flatMap((a) => a.humans),
+    audited.flatMap((a) => a.autos),
+    exhaustive,
+  );
+  const gate = evaluateGate(figures.overall, opts.audit.gate);
+  const rows = audited.map((a) => a.row);
+  const worst = worstFirst(rows);
+
+  const galleryRows = worst.slice(0, opts.galleryImages ?? DEFAULT_GALLERY_IMAGES);
+  const gallery = await writeGallery(out, stores, reference, opts, galleryRows, sample);
+
+  opts.onProgress?.({ phase: 'writing', imagesDone: sample.length, imagesTotal: sample.length });
+  const runStats = await readRunStats(out, opts.runId);
+  const report: AuditReport = {
+    run: opts.runId,
+    reference: {
+      uri: reference.uri,
+      format: source.format,
+      ignoreValue: source.ignoreValue,
+      exhaustive,
+      images: reference.imageCount,
+      unmatchedImages: reference.imageCount - new Set(candidates.map((c) => reference.find(c.key))).size,
+    },
+    runImages: {
+      segmented: segmented.done.length,
+      failed: segmented.failed,
+      unfinishedShards: segmented.unfinishedShards,
+      withoutReference: segmented.done.length - candidates.length,
+    },
+    sample: {
+      requested: opts.audit.sampleSize,
+      seed: opts.audit.seed,
+      candidates: candidates.length,
+      audited: sample.length,
+    },
+    masks: {
+      human: figures.overall.humanMasks,
+      automatic: figures.precision.automaticMasks,
+      skippedCrowd: sum(audited.map((a) => a.skippedCrowd)),
+      skippedEmpty: sum(audited.map((a) => a.skippedEmpty)),
+    },
+    figures,
+    paper: { ...PAPER_FIGURES },
+    masksPerImage: {
+      human: countSummary(rows.map((r) => r.humanMasks)),
+      automatic: countSummary(rows.map((r) => r.automaticMasks)),
+      run: runStats.masksPerImage,
+    },
+    gate: {
+      ...gate,
+      thresholds: { ...opts.audit.gate },
+      configured: Object.values(opts.audit.gate).some((v) => v !== null),
+    },
+    worst: worst.slice(0, WORST_ROWS_IN_REPORT),
+    gallery: gallery.entries,
+    heatmap: runStats.heatmap,
+    notes: [...runStats.notes, ...sampleNotes(segmented, candidates.length)],
+    keys: {
+      json: runLayout.auditReportJson(opts.runId),
+      html: runLayout.auditReportHtml(opts.runId),
+      rows: runLayout.auditRows(opts.runId),
+    },
+  };
+  await writeReport(out, report, rows, gallery);
+  return summarise(report);
+}
+
+function requireReference(out: ObjectStore, opts: RunAuditOptions): MaskSourceConfig {
+  if (opts.audit.reference) return opts.audit.reference;
+  throw new AuditInputError(
+    out.uri(runLayout.runRecord(opts.runId)),
+    'audit.reference is not set: no human masks to compare with',
+  );
+}
+
+/** Audits the sampled images a few at a time; results come back in sample (id) order. */
+async function auditSample(
+  out: ObjectStore,
+  reference: ReferenceSet,
+  sample: readonly DoneLine[],
+  onProgress: RunAuditOptions['onProgress'],
+): Promise<AuditedImage[]> {
+  const limit = pLimit(CONCURRENT_IMAGES);
+  let imagesDone = 0;
+  return Promise.all(
+    sample.map((line) =>
+      limit(async () => {
+        const result = await auditImage(out, reference, line);
+        imagesDone += 1;
+        onProgress?.({ phase: 'matching', imagesDone, imagesTotal: sample.length });
+        return result;
+      }),
+    ),
+  );
+}
+
+/** rows.jsonl and report.json first, report.html last: once the page exists, everything does. */
+async function writeReport(
+  out: ObjectStore,
+  report: AuditReport,
+  rows: readonly AuditRow[],
+  gallery: Gallery,
+): Promise<void> {
+  const jsonLines = rows.map((r) => JSON.stringify(r) + '\n').join('');
+  await out.put(report.keys.rows, jsonLines, { contentType: 'application/x-ndjson' });
+  await out.put(report.keys.json, JSON.stringify(report, null, 2) + '\n', {
+    contentType: 'application/json',
+  });
+  const html = renderReportHtml(report, gallery.jpegs);
+  await out.put(report.keys.html, html, { contentType: 'text/html; charset=utf-8' });
+  await removeStaleGalleryImages(out, report.run, new Set(gallery.entries.map((g) => g.key)));
+}
+
+function summarise(report: AuditReport): AuditSummary {
+  const { overall } = report.figures;
+  return {
+    runId: report.run,
+    reportJsonKey: report.keys.json,
+    reportHtmlKey: report.keys.html,
+    rowsKey: report.keys.rows,
+    imagesAudited: report.sample.audited,
+    humanMasks: report.masks.human,
+    automaticMasks: report.masks.automatic,
+    shareAbove090: overall.shareAbove090,
+    shareAbove075: overall.shareAbove075,
+    meanIou: overall.meanIou,
+    referenceImagesUnmatched: report.reference.unmatchedImages,
+    runImagesWithoutReference: report.runImages.withoutReference,
+    gate: { passed: report.gate.passed, failures: report.gate.failures },
+  };
+}
+
+/** Segmented images the reference has masks for; none at all is an error, not an empty report. */
+function matchedImages(segmented: SegmentedImages, reference: ReferenceSet): DoneLine[] {
+  const matched = segmented.done.filter((line) => reference.find(line.key) !== undefined);
+  if (matched.length > 0) return matched;
+  const examples = (names: string[]) => names.map((n) => `"${n}"`).join(', ');
+  const runNames = segmented.done.slice(0, 3).map((line) => uriFileName(line.key));
+  throw new AuditInputError(
+    reference.uri,
+    `none of the reference's ${reference.imageCount} images (e.g. ${examples(reference.examples(3)) || 'none'}) ` +
+      `matches one of the run's ${segmented.done.length} segmented images (e.g. ${examples(runNames) || 'none'}); ` +
+      (reference.format === 'coco'
+        ? 'COCO images are matched by the file name in file_name'
+        : 'mask files are matched by the image file name without its extension'),
+  );
+}
+
+function readExhaustiveFlag(source: MaskSourceConfig): boolean {
+  return (source as MaskSourceConfig & { exhaustive?: unknown }).exhaustive === true;
+}
+
+function sampleNotes(segmented: SegmentedImages, candidates: number): string[] {
+  const notes: string[] = [];
+  if (segmented.unfinishedShards > 0) {
+    notes.push(
+      `${segmented.unfinishedShards} stage-3 shard(s) have no results yet; their images were not considered.`,
+    );
+  }
+  const without = segmented.done.length - candidates;
+  if (without > 0)
+    notes.push(`${without} segmented image(s) have no human masks in the reference and were not audited.`);
+  return notes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One image
+// ---------------------------------------------------------------------------------------------
+
+interface AuditedImage {
+  row: AuditRow;
+  humans: HumanRecord[];
+  autos: AutoRecord[];
+  skippedCrowd: number;
+  skippedEmpty: number;
+}
+
+async function auditImage(out: ObjectStore, reference: ReferenceSet, line: DoneLine): Promise<AuditedImage> {
+  const [human, autos] = await Promise.all([reference.load(line), readAutomaticMasks(out, line)]);
+  const match = matchImage(
+    human.masks.map((m) => m.rle),
+    autos,
+    human.ignore,
+  );
+  const humans = human.masks.map((m, h) => ({
+    bestIou: match.best[h]!.iou,
+    pairIou: match.humanPairIou[h]!,
+    area: m.area,
+  }));
+  const autoRecords = autos.map((rle, a) => ({ pairIou: match.autoPairIou[a]!, area: rleArea(rle) }));
+  return {
+    row: imageRow(line, human, autos.length, match.best, match.pairs.filter((p) => p.iou >= 0.5).length),
+    humans,
+    autos: autoRecords,
+    skippedCrowd: human.skippedCrowd,
+    skippedEmpty: human.skippedEmpty,
+  };
+}
+
+function imageRow(
+  line: DoneLine,
+  human: HumanMasks,
+  automaticMasks: number,
+  best: ReturnType<typeof matchImage>['best'],
+  matchedAt050: number,
+): AuditRow {
+  const worstIndex = best.reduce<number | null>(
+    (w, b, i) => (w === null || b.iou < best[w]!.iou ? i : w),
+    null,
+  );
+  const worst = worstIndex === null ? null : best[worstIndex]!;
+  return {
+    imageId: line.id,
+    image: line.key,
+    reference: human.file,
+    width: line.w,
+    height: line.h,
+    humanMasks: human.masks.length,
+    automaticMasks,
+    meanBestIou: mean(best.map((b) => b.iou)),
+    worstIou: worst?.iou ?? null,
+    worstHumanMask: worstIndex === null ? null : human.masks[worstIndex]!.label,
+    worstHumanIndex: worstIndex,
+    worstAutoIndex: worst?.auto ?? null,
+    matchedAt050,
+    ignoredPixels: human.ignore ? rleArea(human.ignore) : 0,
+  };
+}
+
+/** Images with human masks, lowest mean best IoU first (then lowest worst IoU, then id). */
+function worstFirst(rows: readonly AuditRow[]): AuditRow[] {
+  return rows
+    .filter((r) => r.meanBestIou !== null)
+    .sort((a, b) => a.meanBestIou! - b.meanBestIou! || a.worstIou! - b.worstIou! || a.imageId - b.imageId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gallery
+// ---------------------------------------------------------------------------------------------
+
+interface Gallery {
+  entries: GalleryEntry[];
+  /** The JPEGs by key, for embedding in report.html. */
+  jpegs: Map<string, Buffer>;
+}
+
+/** Renders the worst images' worst pair (human mask and its best automatic mask), one by one. */
+async function writeGallery(
+  out: ObjectStore,
+  stores: StoreCache,
+  reference: ReferenceSet,
+  opts: RunAuditOptions,
+  rows: readonly AuditRow[],
+  sample: readonly DoneLine[],
+): Promise<Gallery> {
+  const lines = new Map(sample.map((line) => [line.id, line]));
+  const gallery: Gallery = { entries: [], jpegs: new Map() };
+  for (const [rank, row] of rows.entries()) {
+    opts.onProgress?.({ phase: 'gallery', imagesDone: rank, imagesTotal: rows.length });
+    const line = lines.get(row.imageId)!;
+    const jpeg = await renderWorstPair(out, stores, reference, line, row);
+    const key = runLayout.auditGalleryImage(opts.runId, rank);
+    await out.put(key, jpeg, { contentType: 'image/jpeg' });
+    gallery.jpegs.set(key, jpeg);
+    gallery.entries.push({
+      rank,
+      key,
+      imageId: row.imageId,
+      image: row.image,
+      humanMask: row.worstHumanMask,
+      autoIndex: row.worstAutoIndex,
+      iou: row.worstIou,
+      meanBestIou: row.meanBestIou,
+    });
+  }
+  return gallery;
+}
+
+/** Reads the photo and both masks again (only a handful of images need it) and draws them. */
+async function renderWorstPair(
+  out: ObjectStore,
+  stores: StoreCache,
+  reference: ReferenceSet,
+  line: DoneLine,
+  row: AuditRow,
+): Promise<Buffer> {
+  const { store, key } = stores.locate(line.key);
+  const [photo, human, autos] = await Promise.all([
+    store.get(key),
+    reference.load(line),
+    readAutomaticMasks(out, line),
+  ]);
+  return renderOverlay(photo, line.key, {
+    human: row.worstHumanIndex === null ? null : human.masks[row.worstHumanIndex]!.rle,
+    auto: row.worstAutoIndex === null ? null : autos[row.worstAutoIndex]!,
+    ignore: human.ignore,
+  });
+}
+
+/** A rerun with a smaller gallery must not leave the old run's extra pictures behind. */
+async function removeStaleGalleryImages(out: ObjectStore, runId: string, keep: Set<string>): Promise<void> {
+  const stale: string[] = [];
+  for await (const key of out.listKeys(runLayout.auditGalleryPrefix(runId)))
+    if (!keep.has(key)) stale.push(key);
+  for (const key of stale) await out.delete(key);
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((s, v) => s + v, 0);
+}

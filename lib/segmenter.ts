@@ -1,0 +1,81 @@
+// The ImageSegmenter the shard runner calls: image bytes in, SA-1B per-image JSON out. A factory
+// keeps one SAM session per model and settings for the worker's life (loading ONNX models is
+// slow), and fetches s3:// model packages into a local cache first.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sa1bImageJson } from './amg/records.ts';
+import { AutomaticMaskGenerator, type GeneratorSettings } from './automatic-mask-generator.ts';
+import { loadImage } from './image-io.ts';
+import { ModelPackageError } from './model-package.ts';
+import { openObjectStore, type ObjectStoreOptions } from './object-store.ts';
+import { SamSession, type SessionSettings } from './sam-session.ts';
+import type { ImageSegmenter, SegmentedImage } from './shard-runner.ts';
+import { cacheDir } from '../infra/tools.ts';
+
+/** The stage3 section of a run config minus its scheduling fields (see lib/run-input.ts). */
+export interface SegmenterSettings extends Partial<Omit<GeneratorSettings, 'maxMaskCoverage'>> {
+  maxMaskCoverage?: number | null;
+  maxImagePixels?: number;
+  onnx?: SessionSettings & { intraOpThreads?: number; interOpThreads?: number };
+}
+
+export interface SegmenterFactoryOptions {
+  storeOptions?: ObjectStoreOptions;
+  /** Overrides the config's onnx.intraOpThreads (a worker knows its own cores). */
+  intraOpThreads?: number;
+}
+
+export type SegmenterFactory = (modelUri: string, settings: SegmenterSettings) => Promise<ImageSegmenter>;
+
+export function createSegmenterFactory(options: SegmenterFactoryOptions = {}): SegmenterFactory {
+  const cache = new Map<string, Promise<ImageSegmenter>>();
+  return (modelUri, settings) => {
+    const key = JSON.stringify([modelUri, settings]);
+    let segmenter = cache.get(key);
+    if (!segmenter) {
+      segmenter = createSegmenter(modelUri, settings, options);
+      segmenter.catch(() => cache.delete(key)); // a failed load may succeed on the next attempt
+      cache.set(key, segmenter);
+    }
+    return segmenter;
+  };
+}
+
+async function createSegmenter(modelUri: string, settings: SegmenterSettings, options: SegmenterFactoryOptions): Promise<ImageSegmenter> {
+  const dir = await localModelDir(modelUri, options.storeOptions);
+  const onnx = { ...settings.onnx, ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}) };
+  const session = await SamSession.load(dir, onnx);
+  const { maxImagePixels, onnx: _onnx, maxMaskCoverage, ...generator } = settings;
+  const amg = new AutomaticMaskGenerator(session, { ...generator, maxMaskCoverage: maxMaskCoverage ?? 1 });
+  return {
+    modelId: session.modelId,
+    async segment(bytes, image): Promise<SegmentedImage> {
+      const decoded = await loadImage(bytes, { maxPixels: maxImagePixels, name: image.fileName });
+      const { masks } = await amg.generate(decoded);
+      const info = { image_id: image.id, width: decoded.width, height: decoded.height, file_name: image.fileName };
+      return { width: decoded.width, height: decoded.height, sa1b: sa1bImageJson(info, masks) };
+    },
+  };
+}
+
+/** A folder holding the package: file:// as it is; s3:// copied once into the local cache. */
+export async function localModelDir(modelUri: string, storeOptions: ObjectStoreOptions = {}): Promise<string> {
+  if (modelUri.startsWith('file://')) return fileURLToPath(modelUri);
+  if (!modelUri.startsWith('s3://')) return modelUri; // a plain local path
+  const target = join(cacheDir(), 'models', createHash('sha256').update(modelUri).digest('hex').slice(0, 16));
+  if (existsSync(join(target, 'model.json'))) return target;
+  const store = openObjectStore(modelUri, storeOptions);
+  const partial = `${target}.partial-${process.pid}`;
+  mkdirSync(partial, { recursive: true });
+  let files = 0;
+  for await (const key of store.listKeys('')) {
+    if (key.includes('/')) continue; // a package is one flat folder
+    writeFileSync(join(partial, key), await store.get(key));
+    files += 1;
+  }
+  if (!existsSync(join(partial, 'model.json'))) throw new ModelPackageError(`${modelUri} has no model.json (${files} files found)`);
+  renameSync(partial, target); // whole packages only: a crash mid-download leaves only the .partial folder
+  return target;
+}
