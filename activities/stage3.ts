@@ -8,7 +8,6 @@ import { StoreCache } from '../lib/object-uri.ts';
 import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
 import { runShard, type ShardCounts } from '../lib/shard-runner.ts';
 
-
 export interface SegmentShardInput {
   runId: string;
   outputUri: string;

@@ -1,6 +1,7 @@
 // The `sa-engine` command line. Each command lives in its own module under cli/commands/ and
 // registers itself on the program; this file only assembles them.
 import { Command } from 'commander';
+import { registerAuditCommands } from './commands/audit.ts';
 import { registerConfigCommands } from './commands/config.ts';
 import { registerDemoCommands } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
@@ -16,6 +17,7 @@ const program = new Command()
 registerDemoCommands(program);
 registerRunCommands(program);
 registerWorkerCommands(program);
+registerAuditCommands(program);
 registerDevCommands(program);
 registerConfigCommands(program);
 registerSynthCommands(program);

@@ -57,9 +57,17 @@ export class AutomaticMaskGenerator {
   }
 
   /** All masks of one image, in the official output order. `onCrop` reports progress. */
-  async generate(image: PixelImage, onCrop?: (done: number, total: number) => void): Promise<GeneratorResult> {
+  async generate(
+    image: PixelImage,
+    onCrop?: (done: number, total: number) => void,
+  ): Promise<GeneratorResult> {
     const timings: GeneratorTimings = { encode: 0, decode: 0, filter: 0, postprocess: 0, prompts: 0 };
-    const { cropBoxes, layerIdxs } = generateCropBoxes(image.height, image.width, this.settings.cropNLayers, this.settings.cropOverlapRatio);
+    const { cropBoxes, layerIdxs } = generateCropBoxes(
+      image.height,
+      image.width,
+      this.settings.cropNLayers,
+      this.settings.cropOverlapRatio,
+    );
     const perCrop: MaskCandidate[][] = [];
     for (const [c, cropBox] of cropBoxes.entries()) {
       perCrop.push(await this.processCrop(image, cropBox, this.pointGrids[layerIdxs[c]!]!, timings));
@@ -71,7 +79,12 @@ export class AutomaticMaskGenerator {
     return { masks, timings };
   }
 
-  private async processCrop(image: PixelImage, cropBox: Box, grid: Float64Array, timings: GeneratorTimings): Promise<MaskCandidate[]> {
+  private async processCrop(
+    image: PixelImage,
+    cropBox: Box,
+    grid: Float64Array,
+    timings: GeneratorTimings,
+  ): Promise<MaskCandidate[]> {
     const [x0, y0, x1, y1] = cropBox;
     const cropW = x1 - x0;
     const cropH = y1 - y0;
@@ -80,7 +93,11 @@ export class AutomaticMaskGenerator {
     timings.encode += performance.now() - started;
 
     const points = scalePointGrid(grid, cropW, cropH);
-    const context = { cropBox, imageSize: [image.height, image.width] as [number, number], plan: planMaskUpsample(cropH, cropW) };
+    const context = {
+      cropBox,
+      imageSize: [image.height, image.width] as [number, number],
+      plan: planMaskUpsample(cropH, cropW),
+    };
     const candidates: MaskCandidate[] = [];
     const perBatch = this.settings.pointsPerBatch * 2;
     for (let start = 0; start < points.length; start += perBatch) {
@@ -90,7 +107,9 @@ export class AutomaticMaskGenerator {
       timings.decode += performance.now() - started;
       timings.prompts += batch.count;
       started = performance.now();
-      candidates.push(...maskCandidatesFromBatch(batch, batchPoints, context, this.settings, MULTIMASK_INDICES));
+      candidates.push(
+        ...maskCandidatesFromBatch(batch, batchPoints, context, this.settings, MULTIMASK_INDICES),
+      );
       timings.filter += performance.now() - started;
     }
     started = performance.now();

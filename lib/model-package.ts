@@ -44,7 +44,9 @@ export const modelPackageSchema = z.object({
   name: z.string().min(1).nullable().default(null),
   version: z.union([z.string(), z.number()]).nullable().default(null),
   image_size: z.literal(1024).default(1024),
-  embedding_shape: z.tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)]).default([1, 256, 64, 64]),
+  embedding_shape: z
+    .tuple([z.literal(1), z.literal(256), z.literal(64), z.literal(64)])
+    .default([1, 256, 64, 64]),
   encoder: encoderSchema,
   /** The official decoder export (sam-spec §2a): names, shapes and 4 outputs as they are. */
   decoder: z.object({ file: z.string().min(1) }),

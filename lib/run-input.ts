@@ -25,6 +25,7 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
         }
       : undefined,
     release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,
+    audit: config.audit.enabled ? config.audit : undefined,
   };
 }
 

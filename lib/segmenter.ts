@@ -43,9 +43,16 @@ export function createSegmenterFactory(options: SegmenterFactoryOptions = {}): S
   };
 }
 
-async function createSegmenter(modelUri: string, settings: SegmenterSettings, options: SegmenterFactoryOptions): Promise<ImageSegmenter> {
+async function createSegmenter(
+  modelUri: string,
+  settings: SegmenterSettings,
+  options: SegmenterFactoryOptions,
+): Promise<ImageSegmenter> {
   const dir = await localModelDir(modelUri, options.storeOptions);
-  const onnx = { ...settings.onnx, ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}) };
+  const onnx = {
+    ...settings.onnx,
+    ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
+  };
   const session = await SamSession.load(dir, onnx);
   const { maxImagePixels, onnx: _onnx, maxMaskCoverage, ...generator } = settings;
   const amg = new AutomaticMaskGenerator(session, { ...generator, maxMaskCoverage: maxMaskCoverage ?? 1 });
@@ -54,14 +61,22 @@ async function createSegmenter(modelUri: string, settings: SegmenterSettings, op
     async segment(bytes, image): Promise<SegmentedImage> {
       const decoded = await loadImage(bytes, { maxPixels: maxImagePixels, name: image.fileName });
       const { masks } = await amg.generate(decoded);
-      const info = { image_id: image.id, width: decoded.width, height: decoded.height, file_name: image.fileName };
+      const info = {
+        image_id: image.id,
+        width: decoded.width,
+        height: decoded.height,
+        file_name: image.fileName,
+      };
       return { width: decoded.width, height: decoded.height, sa1b: sa1bImageJson(info, masks) };
     },
   };
 }
 
 /** A folder holding the package: file:// as it is; s3:// copied once into the local cache. */
-export async function localModelDir(modelUri: string, storeOptions: ObjectStoreOptions = {}): Promise<string> {
+export async function localModelDir(
+  modelUri: string,
+  storeOptions: ObjectStoreOptions = {},
+): Promise<string> {
   if (modelUri.startsWith('file://')) return fileURLToPath(modelUri);
   if (!modelUri.startsWith('s3://')) return modelUri; // a plain local path
   const target = join(cacheDir(), 'models', createHash('sha256').update(modelUri).digest('hex').slice(0, 16));
@@ -75,7 +90,8 @@ export async function localModelDir(modelUri: string, storeOptions: ObjectStoreO
     writeFileSync(join(partial, key), await store.get(key));
     files += 1;
   }
-  if (!existsSync(join(partial, 'model.json'))) throw new ModelPackageError(`${modelUri} has no model.json (${files} files found)`);
+  if (!existsSync(join(partial, 'model.json')))
+    throw new ModelPackageError(`${modelUri} has no model.json (${files} files found)`);
   renameSync(partial, target); // whole packages only: a crash mid-download leaves only the .partial folder
   return target;
 }

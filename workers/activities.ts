@@ -1,5 +1,6 @@
 // The TypeScript activities a worker process registers. Every pool registers the same set; the
 // workflows route each activity to its pool through its task queue.
+import { createAuditActivities } from '../activities/audit.ts';
 import { createDatasetActivities } from '../activities/dataset.ts';
 import { createStage3Activities, type Stage3Deps } from '../activities/stage3.ts';
 import { createStorageCheckActivities } from '../activities/storage-check.ts';
@@ -15,5 +16,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createStorageCheckActivities(deps.storeOptions),
     ...createStage3Activities(deps),
     ...createDatasetActivities(deps.storeOptions),
+    ...createAuditActivities(deps.storeOptions),
   };
 }

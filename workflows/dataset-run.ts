@@ -1,6 +1,8 @@
 // A dataset run: the stages its config enables, in order, then the dataset manifest and statistics.
 // Workflow id = run id, so starting the same run twice is refused by the server, not duplicated.
 import {
+  ApplicationFailure,
+  ChildWorkflowFailure,
   defineQuery,
   executeChild,
   proxyActivities,
@@ -10,7 +12,10 @@ import {
 } from '@temporalio/workflow';
 import type { DatasetActivities, DatasetSummary, RunRecordInput } from '../activities/dataset.ts';
 import type { Stage3Spec } from '../activities/stage3.ts';
+import type { AuditSummary } from '../lib/audit/audit.ts';
+import type { AuditConfig } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { auditStage, auditWorkflowId } from './audit.ts';
 import { automaticStage, type AutomaticStageResult } from './automatic-stage.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
@@ -30,9 +35,10 @@ export interface DatasetRunInput {
   config: unknown;
   stage3?: Omit<Stage3Spec, 'runId' | 'outputUri'>;
   release?: { shortestSide: number };
+  audit?: AuditConfig;
 }
 
-export type RunStage = 'starting' | 'stage3' | 'dataset' | 'done';
+export type RunStage = 'starting' | 'stage3' | 'dataset' | 'audit' | 'done';
 
 export interface RunProgress {
   stage: RunStage;
@@ -43,6 +49,7 @@ export interface DatasetRunResult {
   runId: string;
   stage3?: AutomaticStageResult;
   dataset: DatasetSummary;
+  audit?: AuditSummary;
 }
 
 export const runProgressQuery = defineQuery<RunProgress>('progress');
@@ -78,9 +85,27 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
 
   enterStage(progress, 'dataset');
   const dataset = await buildDataset({ runId, outputUri, release: input.release });
-  await recordRun({ ...record, status: 'completed', result: { stage3, dataset } });
+
+  let audit: AuditSummary | undefined;
+  if (input.audit) {
+    enterStage(progress, 'audit');
+    try {
+      audit = await executeChild(auditStage, {
+        workflowId: auditWorkflowId(runId),
+        args: [{ runId, outputUri, audit: input.audit }],
+        typedSearchAttributes: [{ key: SAE_RUN, value: runId }],
+      });
+    } catch (err) {
+      // The run ends as failed with the audit's figures in the message; every output stays.
+      const reason = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err);
+      await recordRun({ ...record, status: 'failed', result: { stage3, dataset, error: reason } });
+      throw ApplicationFailure.nonRetryable(`run ${runId} failed its audit: ${reason}`, 'AuditGateError');
+    }
+  }
+
+  await recordRun({ ...record, status: 'completed', result: { stage3, dataset, audit } });
   enterStage(progress, 'done');
-  return { runId, stage3, dataset };
+  return { runId, stage3, dataset, audit };
 }
 
 function enterStage(progress: RunProgress, stage: RunStage): void {

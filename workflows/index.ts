@@ -5,3 +5,4 @@ export { datasetRun } from './dataset-run.ts';
 export { automaticStage } from './automatic-stage.ts';
 export { automaticShard } from './automatic-shard.ts';
 export { retrainSam } from './retrain.ts';
+export { auditStage } from './audit.ts';

@@ -38,7 +38,11 @@ export function retrainWorkflowId(runId: string, round: number): string {
 
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
   const trained = await trainSam(input.train);
-  const metrics = await evaluateSam({ modelUri: trained.modelUri, datasetUri: input.heldOutUri, maxImages: input.maxEvalImages });
+  const metrics = await evaluateSam({
+    modelUri: trained.modelUri,
+    datasetUri: input.heldOutUri,
+    maxImages: input.maxEvalImages,
+  });
   const promoted = input.baseline === null || metrics.miouOneClick > input.baseline.miouOneClick;
   return { modelUri: trained.modelUri, metrics, promoted };
 }
