@@ -1,0 +1,153 @@
+"""Command line: `python -m sae_trainer {train,export,evaluate,bench,worker} ...` (PYTHONPATH=trainer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .model import ENCODERS, ModelConfig
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    model = ModelConfig(encoder=args.encoder, image_size=args.image_size,
+                        transformer_mlp_dim=args.mlp_dim, iou_head_hidden_dim=args.iou_hidden)
+    cfg = TrainConfig(data_dir=args.data, out_dir=args.out, ann_file=args.ann, mode=args.mode,
+                      init_checkpoint=args.init, init_encoder=args.init_encoder, model=model,
+                      steps=args.steps, batch_size=args.batch_size,
+                      masks_per_image=args.masks_per_image, num_points=args.num_points,
+                      lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      log_every=args.log_every)
+
+    def progress(s: dict) -> None:
+        if s["step"] % args.log_every == 0 or s["step"] == s["steps"]:
+            print(f"step {s['step']}/{s['steps']} loss {s['loss']:.4f} iou {s['iou']:.3f} "
+                  f"lr {s['lr']:.2e} {s['seconds']:.2f}s/step", flush=True)
+
+    print(json.dumps(train(cfg, progress=progress), default=str, indent=2))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_package
+
+    metrics = json.load(open(args.metrics)) if args.metrics else None
+    export_package(args.checkpoint, args.out, encoder=args.encoder, batched=not args.no_batched,
+                   check=not args.no_check, name=args.name, version=args.version, metrics=metrics)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .data import CocoInstances
+    from .evaluate import evaluate
+    from .model import load_checkpoint
+
+    sam, _, _ = load_checkpoint(args.checkpoint, encoder=args.encoder)
+    dataset = CocoInstances(args.data, args.ann)
+    if args.holdout_fraction:
+        dataset = dataset.split(args.holdout_fraction, args.split_seed)[1]
+    metrics = evaluate(sam, dataset, max_images=args.max_images,
+                       max_masks_per_image=args.max_masks_per_image, max_clicks=args.max_clicks,
+                       use_ignore=not args.no_ignore)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from .bench import main as bench_main
+
+    bench_main(args)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from .worker import main as worker_main
+
+    worker_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sae_trainer")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train on a COCO-instance folder")
+    t.add_argument("--data", required=True, help="dataset folder (images + COCO instances JSON)")
+    t.add_argument("--ann", help="annotation file (default: found in --data)")
+    t.add_argument("--out", required=True, help="output folder (checkpoint.pt, train_log.jsonl)")
+    t.add_argument("--mode", choices=["full", "decoder"], default="full")
+    t.add_argument("--init", help="parent checkpoint (ours or official SAM)")
+    t.add_argument("--init-encoder", choices=ENCODERS[1:], help="ViT of an official --init")
+    t.add_argument("--encoder", choices=ENCODERS, default="tiny")
+    t.add_argument("--image-size", type=int, default=1024)
+    t.add_argument("--mlp-dim", type=int, default=2048, help="decoder transformer MLP width")
+    t.add_argument("--iou-hidden", type=int, default=256, help="IoU head hidden width")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--masks-per-image", type=int, default=8)
+    t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
+    t.add_argument("--lr", type=float, default=8e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--log-every", type=int, default=10)
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="export a checkpoint to an ONNX model package")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--encoder", choices=ENCODERS[1:], help="ViT of an official checkpoint")
+    e.add_argument("--out", required=True)
+    e.add_argument("--name")
+    e.add_argument("--version")
+    e.add_argument("--metrics", help="metrics JSON to embed (e.g. from evaluate --out)")
+    e.add_argument("--no-batched", action="store_true", help="skip decoder_batched.onnx")
+    e.add_argument("--no-check", action="store_true", help="skip the ONNX vs PyTorch check")
+    e.set_defaults(func=_export)
+
+    v = sub.add_parser("evaluate", help="1-click mIoU and NoC@90 on held-out images")
+    v.add_argument("--checkpoint", required=True)
+    v.add_argument("--encoder", choices=ENCODERS[1:])
+    v.add_argument("--data", required=True)
+    v.add_argument("--ann")
+    v.add_argument("--holdout-fraction", type=float, default=0.0,
+                   help="evaluate only this held-out share of the images (split by --split-seed)")
+    v.add_argument("--split-seed", type=int, default=0)
+    v.add_argument("--max-images", type=int)
+    v.add_argument("--max-masks-per-image", type=int)
+    v.add_argument("--max-clicks", type=int, default=20)
+    v.add_argument("--no-ignore", action="store_true", help="do not exclude crowd regions")
+    v.add_argument("--out", help="write the metrics JSON here")
+    v.set_defaults(func=_evaluate)
+
+    b = sub.add_parser("bench", help="CPU timings: training step, decoder per prompt")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    b.set_defaults(func=_bench)
+
+    w = sub.add_parser("worker", help="Temporal worker on the sae-gpu-training task queue")
+    w.add_argument("--address", default=None, help="Temporal address (env TEMPORAL_ADDRESS)")
+    w.add_argument("--namespace", default=None)
+    w.add_argument("--task-queue", default=None)
+    w.set_defaults(func=_worker)
+    return p
+
+
+def set_threads() -> None:
+    """SAE_TORCH_THREADS caps torch's intra-op threads: on a shared or busy CPU, 1 thread is often
+    several times faster than the default (one per core), whose threads wait on each other."""
+    threads = int(os.environ.get("SAE_TORCH_THREADS", "0"))
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    set_threads()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

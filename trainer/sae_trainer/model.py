@@ -1,0 +1,252 @@
+"""Build SAM models from the official segment-anything modules.
+
+The prompt encoder and mask decoder are always the paper's architecture (only the decoder's inner MLP
+sizes are configurable); the image encoder is either one of the official ViTs (so an official
+checkpoint loads unchanged) or `tiny`, a small ConvNeXt-style network that is fast enough to train on
+a CPU and produces the same 256x64x64 embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.utils.onnx import SamOnnxModel
+
+PROMPT_EMBED_DIM = 256
+PATCH_SIZE = 16  # embedding stride: 1024 -> 64
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+# Official ViT configs (segment_anything/build_sam.py).
+VIT_CONFIGS: Dict[str, Dict[str, Any]] = {
+    "vit_b": dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+}
+ENCODERS = ("tiny", *VIT_CONFIGS)
+
+
+@dataclass
+class TinyEncoderConfig:
+    stem_dim: int = 32  # after the stride-4 patchify stem
+    dims: Tuple[int, ...] = (64, 128)  # stages at stride 8 and 16
+    depths: Tuple[int, ...] = (1, 2)  # ConvNeXt blocks per stage
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in checkpoints and model.json."""
+
+    encoder: str = "tiny"
+    image_size: int = 1024  # model input side; embedding side = image_size // 16
+    # Mask decoder. The paper's values are the defaults; CPU-trained reference models may shrink the
+    # two MLPs, which leaves the ONNX contract unchanged.
+    transformer_depth: int = 2
+    transformer_heads: int = 8
+    transformer_mlp_dim: int = 2048
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    num_multimask_outputs: int = 3
+    tiny: TinyEncoderConfig = field(default_factory=TinyEncoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.image_size % PATCH_SIZE:
+            raise ValueError(f"image_size must be a multiple of {PATCH_SIZE}, got {self.image_size}")
+        if isinstance(self.tiny, dict):
+            self.tiny = TinyEncoderConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in self.tiny.items()})
+
+    @property
+    def embedding_size(self) -> int:
+        return self.image_size // PATCH_SIZE
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise 7x7 conv -> LayerNorm -> pointwise MLP (x4), residual (ConvNeXt, Liu et al. 2022)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = LayerNorm2d(dim)
+        self.pwconv1 = nn.Conv2d(dim, 4 * dim, kernel_size=1)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Conv2d(4 * dim, dim, kernel_size=1)
+        # Layer scale keeps the residual branch small at init, which makes training from scratch stable.
+        self.gamma = nn.Parameter(torch.full((dim, 1, 1), 1e-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
+        return x + self.gamma * y
+
+
+class TinyImageEncoder(nn.Module):
+    """A CPU-fast image encoder: stride-4 patchify stem, two ConvNeXt stages down to stride 16, then
+    SAM's neck (1x1 conv -> LayerNorm2d -> 3x3 conv -> LayerNorm2d) to 256 channels.
+
+    Input (B,3,S,S) normalised and padded like SAM's; output (B,256,S/16,S/16).
+    """
+
+    def __init__(self, img_size: int = 1024, cfg: Optional[TinyEncoderConfig] = None,
+                 out_chans: int = PROMPT_EMBED_DIM) -> None:
+        super().__init__()
+        cfg = cfg or TinyEncoderConfig()
+        if len(cfg.dims) != 2 or len(cfg.depths) != 2:
+            raise ValueError("tiny encoder needs exactly two stages (stride 8 and 16)")
+        self.img_size = img_size  # read by Sam, SamPredictor and SamOnnxModel
+        self.stem = nn.Sequential(nn.Conv2d(3, cfg.stem_dim, kernel_size=4, stride=4),
+                                  LayerNorm2d(cfg.stem_dim))
+        stages, in_dim = [], cfg.stem_dim
+        for dim, depth in zip(cfg.dims, cfg.depths):
+            down = nn.Sequential(LayerNorm2d(in_dim), nn.Conv2d(in_dim, dim, kernel_size=2, stride=2))
+            stages.append(nn.Sequential(down, *[ConvNeXtBlock(dim) for _ in range(depth)]))
+            in_dim = dim
+        self.stages = nn.Sequential(*stages)
+        self.neck = nn.Sequential(  # same as ImageEncoderViT.neck
+            nn.Conv2d(in_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.stages(self.stem(x)))
+
+
+def build_image_encoder(cfg: ModelConfig) -> nn.Module:
+    if cfg.encoder == "tiny":
+        return TinyImageEncoder(cfg.image_size, cfg.tiny)
+    vit = VIT_CONFIGS[cfg.encoder]
+    return ImageEncoderViT(  # as segment_anything.build_sam._build_sam
+        depth=vit["depth"],
+        embed_dim=vit["embed_dim"],
+        img_size=cfg.image_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=vit["num_heads"],
+        patch_size=PATCH_SIZE,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=list(vit["global_attn_indexes"]),
+        window_size=14,
+        out_chans=PROMPT_EMBED_DIM,
+    )
+
+
+def build_sam(cfg: ModelConfig) -> Sam:
+    """A SAM with the given encoder and the paper's prompt encoder and mask decoder."""
+    emb = cfg.embedding_size
+    return Sam(
+        image_encoder=build_image_encoder(cfg),
+        prompt_encoder=PromptEncoder(
+            embed_dim=PROMPT_EMBED_DIM,
+            image_embedding_size=(emb, emb),
+            input_image_size=(cfg.image_size, cfg.image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=cfg.num_multimask_outputs,
+            transformer=TwoWayTransformer(
+                depth=cfg.transformer_depth,
+                embedding_dim=PROMPT_EMBED_DIM,
+                mlp_dim=cfg.transformer_mlp_dim,
+                num_heads=cfg.transformer_heads,
+            ),
+            transformer_dim=PROMPT_EMBED_DIM,
+            iou_head_depth=cfg.iou_head_depth,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        ),
+        pixel_mean=list(PIXEL_MEAN),
+        pixel_std=list(PIXEL_STD),
+    )
+
+
+class PromptDecoder(SamOnnxModel):
+    """Prompt encoder + mask decoder for a batch of B prompts on one image embedding.
+
+    Prompts use the ONNX contract's encoding (points in the model input frame, labels -1..3, the
+    caller adds padding points), through SamOnnxModel's own embedding code, so training, evaluation
+    and the exported graphs share one path. Unlike SamOnnxModel.forward this is differentiable.
+
+    Inputs: image_embeddings (1,256,e,e), point_coords (B,N,2), point_labels (B,N),
+    mask_input (B,1,4e,4e), has_mask_input (B,).
+    Returns iou_predictions (B,4) and low_res_masks (B,4,4e,4e) logits; index 0 is the single-mask
+    output, 1..3 the multimask outputs.
+    """
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__(sam, return_single_mask=False)
+
+    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
+                point_labels: torch.Tensor, mask_input: torch.Tensor,
+                has_mask_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        sparse = self._embed_points(point_coords, point_labels)
+        dense = self._embed_masks(mask_input, has_mask_input.reshape(-1, 1, 1, 1))
+        low_res_masks, iou_predictions = self.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+        )
+        return iou_predictions, low_res_masks
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def save_checkpoint(path: str, sam: Sam, cfg: ModelConfig, **extra: Any) -> None:
+    """Our checkpoint: {"config", "model" (Sam state dict), ...extra (step, optimizer, lineage)}."""
+    torch.save({"config": cfg.to_dict(), "model": sam.state_dict(), **extra}, path)
+
+
+def load_checkpoint(path: str, encoder: Optional[str] = None,
+                    map_location: str = "cpu") -> Tuple[Sam, ModelConfig, Dict[str, Any]]:
+    """Load our checkpoint, or an official SAM state dict (then `encoder` names its ViT config).
+
+    Returns the model (eval mode), its config and the checkpoint's extra fields.
+    """
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if isinstance(ckpt, dict) and "config" in ckpt and "model" in ckpt:
+        cfg = ModelConfig.from_dict(ckpt["config"])
+        state, extra = ckpt["model"], {k: v for k, v in ckpt.items() if k not in ("config", "model")}
+    else:  # official checkpoint: a bare Sam state dict
+        if encoder is None:
+            encoder = infer_official_encoder(ckpt)
+        cfg, state, extra = ModelConfig(encoder=encoder), ckpt, {"official": True}
+    sam = build_sam(cfg)
+    sam.load_state_dict(state)
+    sam.eval()
+    return sam, cfg, extra
+
+
+def infer_official_encoder(state: Dict[str, torch.Tensor]) -> str:
+    """Tell vit_b/l/h apart by the patch embedding width of an official state dict."""
+    width = state["image_encoder.patch_embed.proj.weight"].shape[0]
+    for name, vit in VIT_CONFIGS.items():
+        if vit["embed_dim"] == width:
+            return name
+    raise ValueError(f"unknown image encoder width {width}; pass the encoder name explicitly")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

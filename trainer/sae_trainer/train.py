@@ -1,0 +1,335 @@
+"""Training loop: SAM's simulated interactive segmentation (paper §3) on a COCO-instance folder.
+
+Two modes:
+* `full`: image encoder + prompt encoder + mask decoder, images encoded every step.
+* `decoder`: the image encoder is frozen and its embeddings cached once on disk; only the prompt
+  encoder and mask decoder train (the fast retraining path of the data engine).
+
+Memory stays bounded however many masks and iterations a step has: each decoder iteration is
+back-propagated on its own into a detached copy of the image embeddings, whose accumulated gradient
+is then pushed through the encoder once. This gives exactly the gradient of the summed loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .data import CocoInstances, Sample, downsample_masks, preprocess_image, resize_masks
+from .losses import sam_loss
+from .model import ModelConfig, PromptDecoder, build_sam, load_checkpoint, save_checkpoint
+from .prompts import PromptSet, iteration_schedule
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.jsonl"
+
+
+class TrainingCancelled(Exception):
+    """Raised when the cancel flag is set; a checkpoint of the last finished step has been saved."""
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out_dir: str
+    ann_file: Optional[str] = None
+    mode: str = "full"  # "full" or "decoder"
+    init_checkpoint: Optional[str] = None  # parent model: ours or an official SAM state dict
+    init_encoder: Optional[str] = None  # ViT name for an official checkpoint (else inferred)
+    model: ModelConfig = field(default_factory=ModelConfig)  # used when there is no parent
+    steps: int = 1000
+    batch_size: int = 4  # images per step
+    masks_per_image: int = 8  # masks sampled per image per step (SAM: up to 64 per GPU)
+    num_points: int = 8  # corrective points; iterations = 1 + num_points + 2
+    lr: float = 8e-4  # SAM's AdamW settings
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 50
+    lr_decay_at: tuple = (2 / 3, 8 / 9)  # x0.1 at these fractions of the run (SAM's step decay)
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    embedding_cache: Optional[str] = None  # decoder mode; default <out_dir>/embeddings
+    image_ids: Optional[List[int]] = None  # restrict to these images (e.g. a train split)
+    resume: bool = True  # continue from <out_dir>/checkpoint.pt when present (activity retries)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "decoder"):
+            raise ValueError(f"mode must be 'full' or 'decoder', got {self.mode!r}")
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+ProgressFn = Callable[[Dict[str, Any]], None]
+CancelFn = Callable[[], bool]
+
+
+# --- one training example ------------------------------------------------------------------------
+
+@dataclass
+class Example:
+    """One image ready for training: model input, and its sampled masks in the model frame."""
+
+    image_id: int
+    image: torch.Tensor  # (3, S, S) normalised, padded
+    masks: np.ndarray  # (M, S, S) bool: first prompts are sampled at full model resolution
+    masks_low: torch.Tensor  # (M, S/4, S/4) {0,1}: loss targets and error regions
+
+
+def make_example(sample: Sample, image_size: int, max_masks: int,
+                 rng: np.random.Generator) -> Example:
+    image, resized_hw = preprocess_image(sample.image, image_size)
+    masks = sample.masks
+    if len(masks) > max_masks:
+        masks = masks[np.sort(rng.choice(len(masks), max_masks, replace=False))]
+    full = resize_masks(masks, resized_hw, image_size)
+    low = downsample_masks(full)
+    keep = (low.flatten(1).sum(1) > 0).numpy()  # masks that vanish at 1/4 scale cannot be learnt
+    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep])
+
+
+def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, example: Example,
+                         num_points: int, rng: np.random.Generator, loss_scale: float,
+                         ) -> Dict[str, float]:
+    """Run the paper's interactive simulation for the masks of one image, back-propagating each
+    iteration's loss (times loss_scale) as it goes. Returns per-iteration-averaged stats."""
+    gt_low = example.masks_low
+    m, low = gt_low.shape[0], gt_low.shape[-1]
+    scale = example.masks.shape[-1] / low
+    gt_low_np = gt_low.bool().numpy()
+    prompts = PromptSet.initial(example.masks, rng)
+    mask_input, has_mask = torch.zeros(m, 1, low, low), torch.zeros(m)
+    schedule = [True] + iteration_schedule(rng, num_points)
+    totals: Dict[str, float] = {}
+    for i, adds_point in enumerate(schedule):
+        if i > 0 and adds_point:
+            prompts.add_error_points(mask_input[:, 0].numpy() > 0, gt_low_np, rng, scale)
+        iou_pred, logits = decoder(embedding, torch.from_numpy(prompts.coords()),
+                                   torch.from_numpy(prompts.labels()), mask_input, has_mask)
+        multimask = prompts.num_clicks == 0  # a single point or box: ambiguous, use tokens 1..3
+        loss, stats = sam_loss(logits, iou_pred, gt_low, multimask)
+        (loss * loss_scale).backward(retain_graph=False)
+        mask_input = select_feedback(logits.detach(), iou_pred.detach(), multimask)[:, None]
+        has_mask = torch.ones(m)
+        stats["loss"] = float(loss)
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + v / len(schedule)
+    return totals
+
+
+def select_feedback(logits: torch.Tensor, iou_pred: torch.Tensor, multimask: bool) -> torch.Tensor:
+    """The logits fed back as next mask prompt: the highest predicted IoU of the 3 multimask outputs
+    after a single prompt, else the single-mask output. (M, C, h, w) -> (M, h, w)."""
+    if not multimask:
+        return logits[:, 0]
+    best = iou_pred[:, 1:].argmax(dim=1) + 1
+    return logits[torch.arange(len(logits)), best]
+
+
+# --- embeddings cache (decoder mode) -----------------------------------------------------------
+
+def encoder_fingerprint(encoder: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Image embeddings of a frozen encoder on disk (float16 .npy), keyed by encoder weights."""
+
+    def __init__(self, directory: str, encoder: torch.nn.Module) -> None:
+        self.dir = os.path.join(directory, encoder_fingerprint(encoder))
+        self.encoder = encoder
+        os.makedirs(self.dir, exist_ok=True)
+
+    def get(self, image_id: int, image: torch.Tensor) -> torch.Tensor:
+        path = os.path.join(self.dir, f"{image_id}.npy")
+        if os.path.isfile(path):
+            return torch.from_numpy(np.load(path).astype(np.float32))
+        with torch.no_grad():
+            emb = self.encoder(image[None])[0]
+        tmp = path + f".tmp{os.getpid()}.npy"
+        np.save(tmp, emb.numpy().astype(np.float16))
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        return emb.to(torch.float16).float()  # what a later read returns, so runs are reproducible
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decays = sum(step >= f * cfg.steps for f in cfg.lr_decay_at)
+    return cfg.lr * 0.1 ** decays
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_model(cfg: TrainConfig):
+    """(model, its config) from the parent checkpoint if any, else freshly initialised."""
+    if cfg.init_checkpoint:
+        sam, model_cfg, _ = load_checkpoint(cfg.init_checkpoint, encoder=cfg.init_encoder)
+        return sam, model_cfg
+    return build_sam(cfg.model), cfg.model
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.sam, self.model_cfg = build_model(cfg)
+        self.sam.train()
+        self.decoder = PromptDecoder(self.sam)
+        self.dataset = CocoInstances(cfg.data_dir, cfg.ann_file, image_ids=cfg.image_ids)
+        if len(self.dataset) == 0:
+            raise ValueError(f"no image with a usable annotation in {cfg.data_dir}")
+        self.encoder_trainable = cfg.mode == "full"
+        for p in self.sam.image_encoder.parameters():
+            p.requires_grad_(self.encoder_trainable)
+        if not self.encoder_trainable:
+            self.sam.image_encoder.eval()
+            cache_dir = cfg.embedding_cache or os.path.join(cfg.out_dir, "embeddings")
+            self.cache = EmbeddingCache(cache_dir, self.sam.image_encoder)
+        params = [p for p in self.sam.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        self.order: List[int] = []
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.checkpoint_path = os.path.join(cfg.out_dir, CHECKPOINT_NAME)
+        if cfg.resume and os.path.isfile(self.checkpoint_path):
+            self._resume()
+
+    # Batches walk through shuffled epochs so every image is seen equally often.
+    def next_image_ids(self) -> List[int]:
+        ids = []
+        while len(ids) < self.cfg.batch_size:
+            if not self.order:
+                self.order = list(self.rng.permutation(self.dataset.image_ids))
+            ids.append(int(self.order.pop()))
+        return ids
+
+    def embeddings(self, examples: List[Example]) -> torch.Tensor:
+        images = torch.stack([e.image for e in examples])
+        if self.encoder_trainable:
+            return self.sam.image_encoder(images)
+        return torch.stack([self.cache.get(e.image_id, e.image) for e in examples])
+
+    def sample_examples(self) -> List[Example]:
+        examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
+                                 self.cfg.masks_per_image, self.rng) for i in self.next_image_ids()]
+        return [e for e in examples if len(e.masks)]
+
+    def forward_backward(self, examples: List[Example], rng: np.random.Generator) -> Dict[str, float]:
+        """Zero the gradients, then accumulate those of the mean loss over examples x iterations."""
+        self.optimizer.zero_grad(set_to_none=True)
+        emb = self.embeddings(examples)
+        emb_leaf = emb.detach().requires_grad_(self.encoder_trainable)
+        n_iters = 1 + self.cfg.num_points + 2
+        totals: Dict[str, float] = {}
+        for b, example in enumerate(examples):
+            stats = simulate_interactive(self.decoder, emb_leaf[b:b + 1], example, self.cfg.num_points,
+                                         rng, loss_scale=1.0 / (len(examples) * n_iters))
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v / len(examples)
+        if self.encoder_trainable:
+            emb.backward(emb_leaf.grad)
+        return totals
+
+    def optimizer_step(self) -> Dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.step)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        return {"grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def train_step(self) -> Dict[str, float]:
+        examples = self.sample_examples()
+        for _ in range(10):  # a batch whose masks all vanish at 1/4 scale: draw another
+            if examples:
+                break
+            examples = self.sample_examples()
+        else:
+            raise ValueError("ten batches in a row had no mask visible at the decoder's resolution")
+        stats = self.forward_backward(examples, self.rng)
+        stats.update(self.optimizer_step())
+        return stats
+
+    def run(self, progress: Optional[ProgressFn] = None,
+            cancel: Optional[CancelFn] = None) -> Dict[str, Any]:
+        cfg, start = self.cfg, time.time()
+        stats: Dict[str, float] = {}
+        while self.step < cfg.steps:
+            if cancel is not None and cancel():
+                self.save()
+                raise TrainingCancelled(f"cancelled at step {self.step}/{cfg.steps}")
+            t0 = time.time()
+            stats = self.train_step()
+            stats.update(step=self.step, steps=cfg.steps, seconds=time.time() - t0)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self._log(stats)
+            stats["checkpointed"] = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            if stats["checkpointed"]:
+                self.save()  # before progress(), which may copy it elsewhere
+            if progress is not None:
+                progress(stats)
+        return {"checkpoint": self.checkpoint_path, "steps": self.step, "final": stats,
+                "seconds": time.time() - start}
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def lineage(self) -> Dict[str, Any]:
+        return {"parent": self.cfg.init_checkpoint, "mode": self.cfg.mode,
+                "training_data": {"dir": self.cfg.data_dir, "ann_file": self.dataset.ann_file,
+                                  "images": len(self.dataset)},
+                "steps": self.step, "seed": self.cfg.seed}
+
+    def save(self) -> None:
+        tmp = self.checkpoint_path + ".tmp"
+        save_checkpoint(tmp, self.sam, self.model_cfg, step=self.step,
+                        optimizer=self.optimizer.state_dict(), train_config=self.cfg.to_dict(),
+                        lineage_info=self.lineage(),
+                        rng={"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
+                             "order": self.order})
+        os.replace(tmp, self.checkpoint_path)
+
+    def _resume(self) -> None:
+        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        self.sam.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step = ckpt["step"]
+        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.order = list(ckpt["rng"]["order"])
+
+    def _log(self, stats: Dict[str, float]) -> None:
+        with open(os.path.join(self.cfg.out_dir, LOG_NAME), "a") as f:
+            f.write(json.dumps(stats) + "\n")
+
+
+def train(cfg: TrainConfig, progress: Optional[ProgressFn] = None,
+          cancel: Optional[CancelFn] = None) -> Dict[str, Any]:
+    """Train and return {"checkpoint", "steps", "final" (last step's stats), "seconds"}."""
+    return Trainer(cfg).run(progress, cancel)

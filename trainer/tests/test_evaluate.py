@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from sae_trainer.data import CocoInstances
+from sae_trainer.evaluate import (MaskResult, evaluate, evaluate_mask, first_click, iou, next_click,
+                                  summarize)
+from sae_trainer.model import ModelConfig, build_sam
+
+
+def rect(h, w, y0, y1, x0, x1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_first_click_is_the_interior_most_point():
+    x, y = first_click(rect(50, 60, 10, 31, 20, 41))  # 21 x 21 square centred at (30, 20)
+    assert (x, y) == (30, 20)
+    x, y = first_click(rect(50, 60, 10, 31, 20, 51))  # 21 x 31: on the ridge y = 20
+    assert y == 20 and 30 <= x <= 40
+
+
+def test_first_click_treats_the_image_border_as_boundary():
+    x, y = first_click(rect(40, 40, 0, 40, 0, 10))  # a strip on the left edge
+    assert x in (4, 5)
+
+
+def test_next_click_goes_to_the_larger_error_region():
+    gt = rect(60, 60, 10, 50, 10, 50)
+    pred = rect(60, 60, 10, 50, 10, 30)  # misses a 40x20 strip (FN)
+    pred |= rect(60, 60, 52, 56, 0, 60)  # and adds a thin 4-px FP strip
+    (x, y), positive = next_click(pred, gt)
+    assert positive and gt[y, x] and not pred[y, x] and 35 <= x <= 44
+    (x, y), positive = next_click(gt | rect(60, 60, 0, 60, 52, 60), gt)  # only FP
+    assert not positive and x >= 52
+    assert next_click(gt, gt) is None
+
+
+def test_ignore_mask_is_excluded_from_iou_and_clicks():
+    gt = rect(20, 20, 0, 10, 0, 20)
+    pred = rect(20, 20, 0, 20, 0, 20)
+    ignore = rect(20, 20, 10, 20, 0, 20)
+    assert iou(pred, gt) == pytest.approx(0.5)
+    assert iou(pred, gt, ignore) == 1.0
+    assert next_click(pred, gt, ignore) is None
+
+
+class OraclePredictor:
+    """Returns the ground truth after `needed` clicks, an empty mask before."""
+
+    def __init__(self, gt, needed):
+        self.gt, self.needed, self.calls = gt, needed, []
+
+    def predict(self, coords, labels, mask_input=None, multimask_output=True):
+        self.calls.append((coords.copy(), labels.copy(), mask_input is not None, multimask_output))
+        m = self.gt if len(coords) >= self.needed else np.zeros_like(self.gt)
+        n = 3 if multimask_output else 1
+        return (np.repeat(m[None], n, 0), np.linspace(0.9, 0.5, n), np.zeros((n, 256, 256), np.float32))
+
+
+def test_click_protocol_counts_clicks_to_90():
+    gt = rect(40, 40, 5, 30, 5, 30)
+    oracle = OraclePredictor(gt, needed=3)
+    result = evaluate_mask(oracle, gt)
+    assert result.ious == [0.0, 0.0, 1.0]
+    first, second = oracle.calls[0], oracle.calls[1]
+    assert first[3] is True and first[2] is False  # 1 click: multimask, no mask prompt
+    assert second[3] is False and second[2] is True  # then single mask + previous logits
+    assert list(second[1]) == [1, 1]  # the miss was a false negative: fg click
+    assert MaskResult([0.5] * 20).clicks_to(0.9) == 20
+
+
+def test_summary_metrics():
+    s = summarize([MaskResult([0.95]), MaskResult([0.5, 0.88, 0.92])], images=1)
+    assert s["miou_1click"] == pytest.approx(0.725)
+    assert s["noc90"] == pytest.approx(2.0) and s["noc85"] == pytest.approx(1.5)
+
+
+def test_evaluate_runs_on_a_coco_folder(coco_dir):
+    torch.manual_seed(0)
+    sam = build_sam(ModelConfig(image_size=128))
+    metrics = evaluate(sam, CocoInstances(coco_dir), max_images=2, max_masks_per_image=2,
+                       max_clicks=3)
+    assert metrics["images"] == 2 and 2 <= metrics["masks"] <= 4
+    assert 0 <= metrics["miou_1click"] <= 1 and 1 <= metrics["noc90"] <= 3
