@@ -14,6 +14,8 @@ export interface SegmentShardInput {
   shard: number;
   modelUri: string;
   batchImages: number;
+  /** Heartbeat timeout of the shard activity (run config stage3.heartbeatTimeout); default 120. */
+  heartbeatTimeoutSeconds?: number;
   segmenter: SegmenterSettings;
 }
 
@@ -61,9 +63,10 @@ export function createStage3Activities(deps: Stage3Deps) {
         ctx.log.info('resuming shard', { shard: input.shard, resumeFrom, attempt: ctx.info.attempt });
       const segmenter = await deps.segmenterFor(input.modelUri, input.segmenter);
       // Heartbeat while images are being worked on too, not just between batches: one big image
-      // on a CPU can outlast the heartbeat timeout.
+      // on a CPU can outlast the heartbeat timeout. Several beats fit in one timeout, however short.
       let lastBeat = { nextIndex: resumeFrom };
-      const keepAlive = setInterval(() => ctx.heartbeat(lastBeat), 10_000);
+      const beatEveryMs = Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 120_000) / 4);
+      const keepAlive = setInterval(() => ctx.heartbeat(lastBeat), beatEveryMs);
       try {
         const counts = await runShard(stores.open(input.outputUri), stores, {
           runId: input.runId,

@@ -411,6 +411,12 @@ const Stage3Schema = z
     maxConcurrentShards: intAtLeast(1).default(4),
     /** Images decoded and encoded together by one inference activity. */
     batchImages: intAtLeast(1).default(8),
+    /**
+     * How long a shard may go without a heartbeat before Temporal retries it on another worker:
+     * the time to notice a dead inference worker. The activity heartbeats every few seconds,
+     * also in the middle of an image, so this only needs to cover a stalled or killed process.
+     */
+    heartbeatTimeout: duration().default('2m'),
     // Decompression-bomb guard. 120 MP admits every current camera (100-megapixel medium format is
     // 11656x8736 = 102 MP; SA-1B originals average 16 MP) while refusing the giga-pixel images bombs
     // decode to; a decoded 120 MP RGBA image is 480 MB, so a batch of 8 still fits a 16 GB worker.

@@ -1,14 +1,14 @@
 // Turns a validated run config into the input of the datasetRun workflow: keys, URIs and small
 // settings only (Temporal payloads stay small; the full config goes to runs/<run>/run.json).
 import type { DatasetRunInput } from '../workflows/dataset-run.ts';
-import type { RunConfig } from './run-config.ts';
+import { durationToMs, type RunConfig } from './run-config.ts';
 
 /** Shards per workflow run before continue-as-new: ~8 history events a shard keeps this far below 10k. */
 export const SHARDS_PER_WORKFLOW_RUN = 500;
 
 export function datasetRunInput(config: RunConfig): DatasetRunInput {
   const { stage3 } = config;
-  const { shardSize, maxConcurrentShards, batchImages, enabled, ...segmenter } = stage3;
+  const { shardSize, maxConcurrentShards, batchImages, heartbeatTimeout, enabled, ...segmenter } = stage3;
   return {
     runId: config.run,
     outputUri: config.output,
@@ -21,7 +21,12 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
           shardSize,
           maxConcurrentShards,
           shardsPerWorkflowRun: SHARDS_PER_WORKFLOW_RUN,
-          shardTemplate: { modelUri: config.models.sam, batchImages, segmenter },
+          shardTemplate: {
+            modelUri: config.models.sam,
+            batchImages,
+            heartbeatTimeoutSeconds: durationToMs(heartbeatTimeout) / 1000,
+            segmenter,
+          },
         }
       : undefined,
     release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,

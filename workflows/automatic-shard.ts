@@ -4,24 +4,32 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Stage3Activities, SegmentShardInput, ShardResult } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 
-const { segmentShard } = proxyActivities<Stage3Activities>({
-  taskQueue: TASK_QUEUES.inference,
-  // A shard of big images on a CPU can take hours; the heartbeat is what detects a dead worker.
-  startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '2 minutes',
-  retry: {
-    initialInterval: '2 seconds',
-    maximumInterval: '1 minute',
-    // Configuration mistakes will not fix themselves on a retry.
-    nonRetryableErrorTypes: [
-      'RunConfigError',
-      'ModelPackageError',
-      'InvalidKeyError',
-      'InvalidStoreUriError',
-    ],
-  },
-});
+export const DEFAULT_SHARD_HEARTBEAT_TIMEOUT_SECONDS = 120;
+
+/** The activity stub, per shard: the heartbeat timeout comes from the run's config. */
+function shardActivities(heartbeatTimeoutSeconds: number) {
+  return proxyActivities<Stage3Activities>({
+    taskQueue: TASK_QUEUES.inference,
+    // A shard of big images on a CPU can take hours; the heartbeat is what detects a dead worker.
+    startToCloseTimeout: '24 hours',
+    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
+    retry: {
+      initialInterval: '2 seconds',
+      maximumInterval: '1 minute',
+      // Configuration mistakes will not fix themselves on a retry.
+      nonRetryableErrorTypes: [
+        'RunConfigError',
+        'ModelPackageError',
+        'InvalidKeyError',
+        'InvalidStoreUriError',
+      ],
+    },
+  });
+}
 
 export async function automaticShard(input: SegmentShardInput): Promise<ShardResult> {
+  const { segmentShard } = shardActivities(
+    input.heartbeatTimeoutSeconds ?? DEFAULT_SHARD_HEARTBEAT_TIMEOUT_SECONDS,
+  );
   return segmentShard(input);
 }

@@ -1,0 +1,96 @@
+// Worker pools as separate processes (`sa-engine worker`), so a test can SIGKILL one the way a node
+// dies, mid-activity, with no chance to clean up.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { StackInfo } from '../../infra/stack-info.ts';
+
+const CLI = resolve(import.meta.dirname, '../../bin/sa-engine.mjs');
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  logFile: string;
+  /** SIGKILL, then wait until the process is gone. */
+  kill(): Promise<void>;
+}
+
+export interface SpawnWorkerOptions {
+  queues: string[];
+  /** stdout and stderr go here, for the failure message. */
+  logFile: string;
+  /** A folder without a dev.json, so the worker does not pick up someone's `dev up` stack. */
+  stateDir: string;
+  readyTimeoutMs?: number;
+}
+
+/** Starts `sa-engine worker` against the stack and resolves once it polls its queues. */
+export async function spawnWorkerProcess(stack: StackInfo, opts: SpawnWorkerOptions): Promise<WorkerProcess> {
+  const args = [CLI, 'worker', '--queues', opts.queues.join(','), '--address', stack.temporal.address];
+  const child = spawn(process.execPath, [...args, '--namespace', stack.temporal.namespace], {
+    env: { ...process.env, ...workerEnv(stack, opts.stateDir) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const worker: WorkerProcess = { child, logFile: opts.logFile, kill: () => killAndWait(child) };
+  try {
+    await waitForOutput(child, /Workers running on/, opts.readyTimeoutMs ?? 60_000);
+  } catch (err) {
+    await worker.kill();
+    throw new Error(`${(err as Error).message}\n--- ${opts.logFile} ---\n${readLog(opts.logFile)}`);
+  }
+  return worker;
+}
+
+/** How `sa-engine worker` finds the dev S3 server: the endpoint and the standard AWS variables. */
+function workerEnv(stack: StackInfo, stateDir: string): NodeJS.ProcessEnv {
+  return {
+    SAE_S3_ENDPOINT: stack.s3.endpoint,
+    AWS_ACCESS_KEY_ID: stack.s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
+    AWS_REGION: stack.s3.region,
+    SAE_STATE_DIR: stateDir,
+    TEMPORAL_ADDRESS: stack.temporal.address,
+  };
+}
+
+function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    let seen = '';
+    const timer = setTimeout(
+      () => finish(new Error(`worker not ready within ${timeoutMs / 1000}s`)),
+      timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      if (pattern.test(seen)) finish();
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      finish(new Error(`worker exited (${code ?? signal}) before it was ready`));
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolvePromise();
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+async function killAndWait(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+export function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-4000);
+  } catch {
+    return '(no log)';
+  }
+}
