@@ -7,6 +7,9 @@ import type { SegmenterFactory, SegmenterSettings } from '../lib/segmenter.ts';
 import { StoreCache } from '../lib/object-uri.ts';
 import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
 import { runShard, type ShardCounts } from '../lib/shard-runner.ts';
+import { probeShard as probeShardImages } from '../lib/shard-probe.ts';
+import { DEFAULT_GENERATOR_SETTINGS } from '../lib/automatic-mask-generator.ts';
+import { DEFAULT_MAX_PIXELS } from '../lib/image-io.ts';
 
 export interface SegmentShardInput {
   runId: string;
@@ -17,6 +20,8 @@ export interface SegmentShardInput {
   /** Heartbeat timeout of the shard activity (run config stage3.heartbeatTimeout); default 120. */
   heartbeatTimeoutSeconds?: number;
   segmenter: SegmenterSettings;
+  /** Read image headers only and estimate the work (`sa-engine run --dry-run`). */
+  dryRun?: boolean;
 }
 
 export interface Stage3Spec {
@@ -28,12 +33,22 @@ export interface Stage3Spec {
   /** Shards per workflow run before continue-as-new keeps the history short. */
   shardsPerWorkflowRun: number;
   shardTemplate: Omit<SegmentShardInput, 'runId' | 'outputUri' | 'shard'>;
+  /** Prefix of the child workflow ids; the run id, or `<run>/dry-run` for a dry run. */
+  workflowIdBase?: string;
 }
 
 export type Stage3Plan = ShardPlan;
 
 export interface ShardResult extends ShardCounts {
   shard: number;
+  /** Dry runs only: what a real run would do with the readable images. */
+  work?: WorkEstimate;
+}
+
+export interface WorkEstimate {
+  megapixels: number;
+  encoderRuns: number;
+  prompts: number;
 }
 
 export interface Stage3Deps {
@@ -54,6 +69,26 @@ export function createStage3Activities(deps: Stage3Deps) {
         shardSize: spec.shardSize,
         onShard: (plan) => Context.current().heartbeat(plan),
       });
+    },
+
+    async probeShard(input: SegmentShardInput): Promise<ShardResult> {
+      const ctx = Context.current();
+      const s = { ...DEFAULT_GENERATOR_SETTINGS, maxImagePixels: DEFAULT_MAX_PIXELS, ...input.segmenter };
+      const counts = await probeShardImages(stores.open(input.outputUri), stores, {
+        runId: input.runId,
+        shard: input.shard,
+        settings: s,
+        onImage: (done) => ctx.heartbeat({ done }),
+      });
+      const { readable, unreadable, megapixels, encoderRuns, prompts } = counts;
+      return {
+        shard: input.shard,
+        images: counts.images,
+        done: readable,
+        failed: unreadable,
+        masks: 0,
+        work: { megapixels, encoderRuns, prompts },
+      };
     },
 
     async segmentShard(input: SegmentShardInput): Promise<ShardResult> {

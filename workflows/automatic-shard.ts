@@ -27,7 +27,15 @@ function shardActivities(heartbeatTimeoutSeconds: number) {
   });
 }
 
+// A dry run reads headers only: no model, so it runs on the orchestration pool.
+const { probeShard } = proxyActivities<Stage3Activities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '2 minutes',
+});
+
 export async function automaticShard(input: SegmentShardInput): Promise<ShardResult> {
+  if (input.dryRun) return probeShard(input);
   const { segmentShard } = shardActivities(
     input.heartbeatTimeoutSeconds ?? DEFAULT_SHARD_HEARTBEAT_TIMEOUT_SECONDS,
   );

@@ -12,7 +12,13 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Stage3Activities, ShardResult, Stage3Plan, Stage3Spec } from '../activities/stage3.ts';
+import type {
+  Stage3Activities,
+  ShardResult,
+  Stage3Plan,
+  Stage3Spec,
+  WorkEstimate,
+} from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { automaticShard } from './automatic-shard.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_MASKS, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
@@ -29,6 +35,8 @@ export interface Stage3Totals {
   imagesDone: number;
   imagesFailed: number;
   masks: number;
+  /** Dry runs: the work a real run would do. */
+  work?: WorkEstimate;
 }
 
 export interface Stage3Cursor {
@@ -84,6 +92,7 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     totals.imagesDone += result.done;
     totals.imagesFailed += result.failed;
     totals.masks += result.masks;
+    if (result.work) totals.work = addWork(totals.work, result.work);
     upsertSearchAttributes([
       { key: SAE_IMAGES_DONE, value: totals.imagesDone },
       { key: SAE_IMAGES_FAILED, value: totals.imagesFailed },
@@ -101,7 +110,7 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     const shard = nextShard++;
     running.add(shard);
     const child = await startChild(automaticShard, {
-      workflowId: shardWorkflowId(spec.runId, shard),
+      workflowId: shardWorkflowId(spec.workflowIdBase ?? spec.runId, shard),
       args: [{ ...spec.shardTemplate, runId: spec.runId, outputUri: spec.outputUri, shard }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       typedSearchAttributes: [
@@ -125,4 +134,12 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     await continueAsNew<typeof automaticStage>({ spec, cursor: { plan, nextShard, totals } });
   }
   return { ...totals, shards: plan.shardCount, images: plan.imageCount };
+}
+
+function addWork(total: WorkEstimate | undefined, more: WorkEstimate): WorkEstimate {
+  return {
+    megapixels: (total?.megapixels ?? 0) + more.megapixels,
+    encoderRuns: (total?.encoderRuns ?? 0) + more.encoderRuns,
+    prompts: (total?.prompts ?? 0) + more.prompts,
+  };
 }

@@ -6,3 +6,4 @@ export { automaticStage } from './automatic-stage.ts';
 export { automaticShard } from './automatic-shard.ts';
 export { retrainSam } from './retrain.ts';
 export { auditStage } from './audit.ts';
+export { dryRun } from './dry-run.ts';

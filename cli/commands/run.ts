@@ -9,7 +9,12 @@ import type { Command } from 'commander';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
-import { stage3ProgressQuery, type Stage3Progress } from '../../workflows/automatic-stage.ts';
+import {
+  stage3ProgressQuery,
+  type AutomaticStageResult,
+  type Stage3Progress,
+} from '../../workflows/automatic-stage.ts';
+import { dryRun, dryRunWorkflowId } from '../../workflows/dry-run.ts';
 import {
   datasetRun,
   runProgressQuery,
@@ -29,6 +34,7 @@ import { startLocalWorkers } from '../local-workers.ts';
 
 interface RunFlags extends EndpointFlags {
   detach?: boolean;
+  dryRun?: boolean;
   workers?: boolean;
 }
 
@@ -42,6 +48,7 @@ export function registerRunCommands(program: Command): void {
     .description('Start a dataset run from a config file and follow it with progress bars.')
     .argument('<file>', 'run config (YAML or JSON)')
     .option('--detach', 'start the run and return at once')
+    .option('--dry-run', "read every image's header and estimate the work, without running the model")
     .option(
       '--workers',
       'also run the workers in this process (the embedded default; otherwise start `sa-engine worker`)',
@@ -52,6 +59,7 @@ export function registerRunCommands(program: Command): void {
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
       try {
+        if (flags.dryRun) return printDryRun(await runDryRun(client, config), config);
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
         if (flags.detach) return;
@@ -202,4 +210,29 @@ function printResult(result: DatasetRunResult): void {
   if (result.stage3) console.log(`  stage3: ${describeStage3({ ...result.stage3, running: 0 })}`);
   console.log(`  dataset manifest: ${result.dataset.manifestKey}`);
   console.log(`  statistics:       ${result.dataset.statsKey}`);
+}
+
+/** Runs the dry run to the end; a dry run may be repeated, so its id is reused once closed. */
+export async function runDryRun(client: Client, config: RunConfig): Promise<AutomaticStageResult> {
+  const input = datasetRunInput(config);
+  if (!input.stage3) throw new Error('a dry run looks at the images of stage 3, which this config disables');
+  return client.workflow.execute(dryRun, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: dryRunWorkflowId(config.run),
+    args: [{ ...input.stage3, runId: config.run, outputUri: config.output }],
+    typedSearchAttributes: [
+      { key: SAE_RUN, value: config.run },
+      { key: SAE_STAGE, value: 'dry-run' },
+    ],
+  });
+}
+
+function printDryRun(result: AutomaticStageResult, config: RunConfig): void {
+  const work = result.work ?? { megapixels: 0, encoderRuns: 0, prompts: 0 };
+  console.log(`Dry run of ${config.run}: ${result.images} images in ${result.shards} shards.`);
+  console.log(`  readable   ${result.imagesDone} (${work.megapixels.toFixed(1)} megapixels)`);
+  console.log(
+    `  unreadable ${result.imagesFailed} (listed in runs/${config.run}/stage3/shards/*.probe.jsonl)`,
+  );
+  console.log(`  work       ${work.encoderRuns} encoder runs, ${work.prompts} decoder prompts`);
 }

@@ -2,7 +2,7 @@
 // reference model through onnxruntime-node, workflows on the Temporal dev server.
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RunAlreadyExistsError, startRun } from '../../cli/commands/run.ts';
+import { RunAlreadyExistsError, runDryRun, startRun } from '../../cli/commands/run.ts';
 import { decompressRle, decodeRle, rleArea } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { readShardResult } from '../../lib/shard-runner.ts';
@@ -34,6 +34,15 @@ describe('a stage-3 dataset run', () => {
   afterAll(async () => {
     await workers?.shutdown();
     await connection?.close();
+  });
+
+  it('a dry run reads every header, names unreadable files and estimates the work, without the model', async () => {
+    const config = stage3Config(fixture, stack);
+    const result = await runDryRun(client, config);
+    expect(result).toMatchObject({ images: 7, imagesDone: 5, imagesFailed: 2, masks: 0, shards: 3 });
+    // 4×4 points, no crop layers: one encoder run and 16 prompts per readable image.
+    expect(result.work).toMatchObject({ encoderRuns: 5, prompts: 5 * 16 });
+    expect(await fixture.out.exists(runLayout.masks(config.run, 0))).toBe(false);
   });
 
   it('segments every image, records broken ones, writes statistics, and refuses a second start', async () => {
