@@ -1,46 +1,65 @@
 // Contract of the training activities. They are implemented in Python (trainer/sae_trainer/worker.py,
 // PyTorch) and served on the `sae-gpu-training` task queue; this file only types them for the
-// workflows. Keep the field names in step with the Python dataclasses.
+// workflows. Field names are the worker's (camelCase JSON); keys are relative to `storage`.
+
+export interface ModelShape {
+  encoder?: 'tiny' | 'vit_b' | 'vit_l' | 'vit_h';
+  imageSize?: number;
+  transformerMlpDim?: number;
+  iouHeadHiddenDim?: number;
+}
 
 export interface TrainSamInput {
-  /** Folder with COCO instances `annotations.json` + images (e.g. written by `sa-engine synth`). */
-  datasetUri: string;
-  /** Model package to start from; null = a fresh model. */
-  baseModelUri: string | null;
-  /** Where the new model package goes, e.g. s3://bucket/models/sae-ref/v3/. */
-  outputUri: string;
+  /** Store root URI: s3://bucket/prefix or file:///dir. */
+  storage: string;
+  /** Key of the training-set manifest: {"annotations": key, "imagesPrefix"?, "holdout"?: {...}}. */
+  trainingSet: string;
+  modelName: string;
+  /** Writes models/<modelName>/v<version>/. */
+  version: number;
+  /** Key prefix of the model version to start from (holds checkpoint.pt); absent = a fresh model. */
+  parent?: string;
   /** 'decoder' fine-tunes the decoder on cached embeddings (the fast retraining path). */
   mode: 'full' | 'decoder';
   steps: number;
-  seed: number;
-  /** Name and version written into model.json. */
-  name: string;
-  version: string;
+  batchSize?: number;
+  masksPerImage?: number;
+  numPoints?: number;
+  lr?: number;
+  seed?: number;
+  model?: ModelShape;
 }
 
 export interface TrainSamResult {
-  modelUri: string;
+  /** Key prefix of the new model version. */
+  model: string;
+  modelJson: string;
   steps: number;
-  finalLoss: number;
+  finalLoss: number | null;
   seconds: number;
+  parity: Record<string, number>;
 }
 
 export interface EvaluateSamInput {
-  modelUri: string;
-  /** Held-out COCO set, never used in training. */
-  datasetUri: string;
-  maxImages: number;
+  storage: string;
+  /** Key prefix of the model version. */
+  model: string;
+  /** Manifest key; its holdout split is used when it has one. */
+  dataset: string;
+  maxImages?: number;
+  maxMasksPerImage?: number;
+  maxClicks?: number;
 }
 
 export interface EvaluateSamResult {
   images: number;
   masks: number;
   /** Mean IoU after one click (best of the 3 masks by predicted IoU). */
-  miouOneClick: number;
-  /** Mean number of clicks to reach IoU 0.9 (at most 20). */
-  nocAt90: number;
-  /** Where the figures were written (metrics.json of the model package). */
-  metricsUri: string;
+  miou_1click?: number;
+  noc85?: number;
+  /** Mean clicks to reach IoU 0.9 (at most maxClicks). */
+  noc90?: number;
+  max_clicks?: number;
 }
 
 export interface TrainingActivities {

@@ -1,5 +1,6 @@
 // What the AMG benchmark and the parity check share: the images they run on, our generator over
 // them, and the official Python generator (bench/official_amg.py) over the same images and weights.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // not actionable in a benchmark
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

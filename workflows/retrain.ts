@@ -4,30 +4,24 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { EvaluateSamResult, TrainingActivities, TrainSamInput } from '../activities/training.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 
-const { trainSam } = proxyActivities<TrainingActivities>({
+const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
   taskQueue: TASK_QUEUES.training,
   startToCloseTimeout: '12 hours',
-  heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['DatasetError', 'ModelPackageError'] },
-});
-
-const { evaluateSam } = proxyActivities<TrainingActivities>({
-  taskQueue: TASK_QUEUES.training,
-  startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
   retry: { maximumAttempts: 3 },
 });
 
 export interface RetrainInput {
   train: TrainSamInput;
-  heldOutUri: string;
+  /** Held-out manifest key; evaluation uses its holdout split. */
+  heldOut: string;
   maxEvalImages: number;
   /** Figures of the model training started from; null = promote whatever trains. */
   baseline: EvaluateSamResult | null;
 }
 
 export interface RetrainResult {
-  modelUri: string;
+  model: string;
   metrics: EvaluateSamResult;
   promoted: boolean;
 }
@@ -39,10 +33,13 @@ export function retrainWorkflowId(runId: string, round: number): string {
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
   const trained = await trainSam(input.train);
   const metrics = await evaluateSam({
-    modelUri: trained.modelUri,
-    datasetUri: input.heldOutUri,
+    storage: input.train.storage,
+    model: trained.model,
+    dataset: input.heldOut,
     maxImages: input.maxEvalImages,
+    maxClicks: 20,
   });
-  const promoted = input.baseline === null || metrics.miouOneClick > input.baseline.miouOneClick;
-  return { modelUri: trained.modelUri, metrics, promoted };
+  const score = (m: EvaluateSamResult | null) => m?.miou_1click ?? -1;
+  const promoted = input.baseline === null || score(metrics) > score(input.baseline);
+  return { model: trained.model, metrics, promoted };
 }

@@ -94,3 +94,44 @@ export function readLog(file: string): string {
     return '(no log)';
   }
 }
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Starts the Python trainer's worker (`python -m sae_trainer worker`) on the training queue. */
+export async function spawnTrainerProcess(
+  stack: StackInfo,
+  opts: Omit<SpawnWorkerOptions, 'queues'>,
+): Promise<WorkerProcess> {
+  const python = process.env.SAE_PYTHON ?? resolve(ROOT, 'trainer/.venv/bin/python');
+  const args = [
+    '-m',
+    'sae_trainer',
+    'worker',
+    '--address',
+    stack.temporal.address,
+    '--namespace',
+    stack.temporal.namespace,
+  ];
+  const child = spawn(python, args, {
+    cwd: resolve(ROOT, 'trainer'),
+    // One torch thread: this machine's two cores are shared with the rest of the suite.
+    env: {
+      ...process.env,
+      ...workerEnv(stack, opts.stateDir),
+      SAE_TORCH_THREADS: '1',
+      SAE_TRAINER_WORKDIR: resolve(opts.stateDir, 'trainer-work'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const worker: WorkerProcess = { child, logFile: opts.logFile, kill: () => killAndWait(child) };
+  try {
+    await waitForOutput(child, /sae-trainer worker:/, opts.readyTimeoutMs ?? 120_000);
+  } catch (err) {
+    await worker.kill();
+    throw new Error(`${(err as Error).message}\n--- ${opts.logFile} ---\n${readLog(opts.logFile)}`);
+  }
+  return worker;
+}
