@@ -6,6 +6,7 @@ import { registerConfigCommands } from './commands/config.ts';
 import { registerDemoCommands } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
 import { registerRunCommands } from './commands/run.ts';
+import { registerSegmentCommands } from './commands/segment.ts';
 import { registerSynthCommands } from './commands/synth.ts';
 import { registerWorkerCommands } from './commands/worker.ts';
 
@@ -16,6 +17,7 @@ const program = new Command()
 
 registerDemoCommands(program);
 registerRunCommands(program);
+registerSegmentCommands(program);
 registerWorkerCommands(program);
 registerAuditCommands(program);
 registerDevCommands(program);

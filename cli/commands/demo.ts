@@ -31,9 +31,10 @@ export function registerDemoCommands(program: Command): void {
     .description(
       'Run the fully automatic stage on a small synthetic image set, on the embedded default stack.',
     )
-    .option('--images <n>', 'synthetic images to segment', '24')
+    .option('--images <n>', 'synthetic images to segment', '12')
     .option('--seed <s>', 'seed of the synthetic images', '2026')
-    .option('--points-per-side <n>', 'automatic mask generator grid (paper: 32)', '32')
+    // 16×16 keeps the demo to a few minutes on 2 CPU cores; the paper's grid is 32×32.
+    .option('--points-per-side <n>', 'automatic mask generator grid (paper: 32)', '16')
     .action(async (flags: DemoFlags) => {
       const stateDir = defaultStateDir();
       const { state, reused } = await ensureDevStack({ stateDir });
