@@ -42,6 +42,8 @@ export function registerSegmentCommands(program: Command): void {
       const result = await segmenter.segment(await readFile(image), { id: 0, fileName: basename(image) });
       await writeFile(flags.out, JSON.stringify(result.sa1b) + '\n');
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
-      console.log(`${image}: ${result.width}×${result.height}, ${result.sa1b.annotations.length} masks in ${seconds} s → ${flags.out}`);
+      console.log(
+        `${image}: ${result.width}×${result.height}, ${result.sa1b.annotations.length} masks in ${seconds} s → ${flags.out}`,
+      );
     });
 }
