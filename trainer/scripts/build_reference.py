@@ -1,0 +1,96 @@
+"""Build the committed reference model package (models/sae-ref) from a training checkpoint:
+
+1. round the weights to float16 and keep only them (no optimizer state), so the package fits the
+   repository; the model is then *defined* by those rounded weights: PyTorch (checkpoint.pt) and
+   ONNX (exported from the same rounded weights) hold identical values, which the AMG benchmark
+   and parity check rely on;
+2. evaluate it: held-out synthetic images (a seed never used in training) and, when given, the
+   GrabCut photos converted by masks_to_coco.py; 1-click mIoU (best of 3 by predicted IoU), NoC@90;
+3. export encoder.onnx, decoder.onnx, decoder_batched.onnx and model.json with those metrics;
+4. store the two decoders' weights once: both graphs hold the very same tensors, so they point
+   into one external data file, decoder_weights.bin (onnxruntime resolves it next to the model).
+
+    PYTHONPATH=trainer python trainer/scripts/build_reference.py --checkpoint CKPT --out models/sae-ref \
+        --heldout DIR [--real DIR] [--max-images N] [--max-masks-per-image N]
+"""
+import argparse
+import json
+import os
+
+import hashlib
+
+import onnx
+import torch
+from onnx.external_data_helper import set_external_data
+
+from sae_trainer.data import CocoInstances
+from sae_trainer.evaluate import evaluate
+from sae_trainer.export import export_package
+from sae_trainer.model import load_checkpoint, save_checkpoint
+
+
+def compact_checkpoint(source: str, dest: str, lineage: dict) -> dict:
+    sam, cfg, extra = load_checkpoint(source)
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sam.state_dict().items()}
+    info = {"steps": extra.get("step"), **lineage, "weights": "float16-rounded"}
+    torch.save({"config": cfg.to_dict(), "model": half, "step": extra.get("step"), "lineage_info": info}, dest)
+    return info
+
+
+WEIGHTS_FILE = "decoder_weights.bin"
+ALIGN = 4096
+
+
+def share_decoder_weights(out_dir: str, files=("decoder.onnx", "decoder_batched.onnx")) -> int:
+    """Move every large initializer of the given models into one file, each distinct tensor once."""
+    paths = [os.path.join(out_dir, name) for name in files]
+    models = [onnx.load(path) for path in paths]
+    offsets = {}
+    with open(os.path.join(out_dir, WEIGHTS_FILE), "wb") as weights:
+        for model in models:
+            for tensor in model.graph.initializer:
+                if len(tensor.raw_data) < 1024:
+                    continue  # small constants stay inline
+                key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest())
+                if key not in offsets:
+                    weights.write(b"\0" * (-weights.tell() % ALIGN))
+                    offsets[key] = (weights.tell(), len(tensor.raw_data))
+                    weights.write(tensor.raw_data)
+                offset, length = offsets[key]
+                set_external_data(tensor, location=WEIGHTS_FILE, offset=offset, length=length)
+                tensor.ClearField("raw_data")
+    for model, path in zip(models, paths):
+        onnx.save_model(model, path)
+    return len(offsets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--heldout", required=True)
+    parser.add_argument("--real")
+    parser.add_argument("--max-images", type=int, default=30)
+    parser.add_argument("--max-masks-per-image", type=int, default=5)
+    parser.add_argument("--version", default="1")
+    parser.add_argument("--training-data", default="sa-engine synth --images 800 --seed 1")
+    args = parser.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    lineage = compact_checkpoint(args.checkpoint, checkpoint, {"parent": None, "training_data": args.training_data})
+    sam, _, _ = load_checkpoint(checkpoint)
+
+    metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
+                                             max_masks_per_image=args.max_masks_per_image, max_clicks=20)}
+    metrics["heldout_synthetic"]["dataset"] = args.heldout
+    if args.real:
+        metrics["grabcut"] = evaluate(sam, CocoInstances(args.real), max_clicks=20)
+        metrics["grabcut"]["dataset"] = "GrabCut (50 photos, human masks, unlabelled band ignored)"
+    print(json.dumps(metrics, indent=2))
+    export_package(checkpoint, args.out, name="sae-ref", version=args.version, metrics=metrics, lineage=lineage)
+    print(f"shared {share_decoder_weights(args.out)} decoder tensors in {WEIGHTS_FILE}")
+
+
+if __name__ == "__main__":
+    main()
