@@ -6,7 +6,7 @@
 //   npm run bench:amg-parity -- [--synthetic N] [--real N] [--points-per-side N] [--crop-n-layers N]
 import { parseArgs } from 'node:util';
 import type { Sa1bAnnotation } from '../lib/amg/records.ts';
-import { decompressRle, rleIou, type Rle } from '../lib/rle.ts';
+import { decompressRle, rleArea, rleIou, type Rle } from '../lib/rle.ts';
 import { benchImages, runOfficial, runOurs } from './amg-common.ts';
 
 export interface ImageParity {
@@ -57,10 +57,15 @@ function bestMatch(
   let best: { index: number; iou: number } | undefined;
   candidates.forEach((rle, i) => {
     if (!allowed(i)) return;
-    const iou = rleIou(rle, target);
+    const iou = maskIou(rle, target);
     if (!best || iou > best.iou) best = { index: i, iou };
   });
   return best;
+}
+
+/** IoU, with two empty masks counted as identical (pycocotools says 0 there). */
+function maskIou(a: Rle, b: Rle): number {
+  return rleArea(a) === 0 && rleArea(b) === 0 ? 1 : rleIou(a, b);
 }
 
 export function median(values: number[]): number {

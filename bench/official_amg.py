@@ -9,6 +9,7 @@ as scripts/amg.py --convert-to-rle writes them) and DIR/timings.json (seconds pe
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -44,6 +45,12 @@ def load_rgb(path: str):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def finite(record: dict) -> dict:
+    # An empty mask's stability score is 0/0 = NaN (kept when the filter is off); JSON has no NaN,
+    # and JavaScript's JSON.stringify writes null, so write null too.
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -73,7 +80,7 @@ def main() -> None:
             records = generator.generate(image)
             timings.append(time.perf_counter() - started)
             with open(os.path.join(args.out, f"{index}.json"), "w") as f:
-                json.dump(records, f)
+                json.dump([finite(record) for record in records], f)
     with open(os.path.join(args.out, "timings.json"), "w") as f:
         json.dump({"seconds": timings, "threads": torch.get_num_threads()}, f)
 

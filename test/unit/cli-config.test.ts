@@ -44,7 +44,7 @@ describe('sa-engine config validate', () => {
     const resolved = parseYaml(result.stdout) as Record<string, Record<string, unknown>>;
     expect(resolved.run).toBe('demo-laptop');
     expect(resolved.stage3).toMatchObject({ enabled: true, pointsPerSide: 32, predIouThresh: 0.88 });
-    expect(resolved.images?.prefix).toBe(`file://${REPO}/examples/images/`);
+    expect(resolved.images?.prefix).toBe(`file://${REPO}/examples/synth/images/`);
   });
 
   it('prints JSON with --json', async () => {

@@ -551,7 +551,7 @@ describe('files', () => {
     const small = await loadRunConfigFile(path.join(REPO, 'examples/run.yaml'));
     expect(small.stage3.enabled).toBe(true);
     expect(small.images).toMatchObject({
-      prefix: pathToFileURL(path.join(REPO, 'examples/images')).href + '/',
+      prefix: pathToFileURL(path.join(REPO, 'examples/synth/images')).href + '/',
     });
     expect(small.output.startsWith('file:///')).toBe(true);
 
