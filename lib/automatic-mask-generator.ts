@@ -111,6 +111,9 @@ export class AutomaticMaskGenerator {
         ...maskCandidatesFromBatch(batch, batchPoints, context, this.settings, MULTIMASK_INDICES),
       );
       timings.filter += performance.now() - started;
+      // Mask filtering is synchronous work: let the event loop breathe between batches so a worker
+      // in the same process keeps heartbeating and answering workflow tasks.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     started = performance.now();
     const kept = nmsWithinCrop(candidates, this.settings.boxNmsThresh);

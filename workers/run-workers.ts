@@ -4,6 +4,7 @@ import { NativeConnection, type Worker, type WorkerOptions } from '@temporalio/w
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { createActivities, type ActivityDeps } from './activities.ts';
 import { createWorker } from './create-worker.ts';
+import { installQuietRuntime } from './runtime.ts';
 
 export interface RunWorkersOptions extends ActivityDeps {
   address: string;
@@ -27,6 +28,7 @@ const DEFAULT_CONCURRENCY: Record<string, number> = {
 };
 
 export async function startWorkers(opts: RunWorkersOptions): Promise<RunningWorkers> {
+  installQuietRuntime();
   const connection = await NativeConnection.connect({ address: opts.address });
   const activities = createActivities(opts);
   const workers = await Promise.all(

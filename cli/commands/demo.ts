@@ -101,7 +101,7 @@ async function printSummary(config: RunConfig, imagesDone: number): Promise<void
   console.log(
     `\nDone: ${imagesDone} images, ${stats.masks} masks (${(stats.masks / Math.max(1, stats.images)).toFixed(1)} per image).`,
   );
-  console.log(`  SA-1B mask files   ${out.uri(runLayout.masksPrefix(config.run))}`);
+  console.log(`  SA-1B mask files   ${out.uri('')}${runLayout.masksPrefix(config.run)}`);
   console.log(`  dataset manifest   ${out.uri(runLayout.datasetManifest(config.run))}`);
   console.log(`  statistics         ${out.uri(runLayout.datasetStats(config.run))}`);
   console.log(
