@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startRun } from '../cli/commands/run.ts';
 import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
 import { openObjectStore } from '../lib/object-store.ts';
@@ -19,8 +18,7 @@ import { createRunConfigSchema } from '../lib/run-config.ts';
 import { runLayout } from '../lib/run-layout.ts';
 import { createSegmenterFactory } from '../lib/segmenter.ts';
 import { generateSynthDataset } from '../lib/synth/dataset.ts';
-import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { startWorkers } from '../workers/run-workers.ts';
+import { startLocalWorkers } from '../cli/local-workers.ts';
 import { REFERENCE_PACKAGE } from './amg-common.ts';
 
 const { values } = parseArgs({
@@ -31,7 +29,6 @@ const { values } = parseArgs({
 });
 const imageCount = Number(values.images);
 const pointsPerSide = Number(values['points-per-side']);
-Runtime.install({ logger: new DefaultLogger('WARN') });
 
 const dir = mkdtempSync(join(tmpdir(), 'sae-overhead-'));
 const stack = await startDevStack({ stateDir: join(dir, 'stack'), detached: false });
@@ -58,15 +55,9 @@ try {
   }
   const directSeconds = (performance.now() - started) / 1000;
 
-  // Temporal: a real run with in-process workers, as `sa-engine run --workers` does.
+  // Temporal: a real run with the embedded default's workers, as `sa-engine run --workers` starts them.
   started = performance.now();
-  const workers = await startWorkers({
-    address: stack.info.temporal.address,
-    namespace: stack.info.temporal.namespace,
-    queues: [TASK_QUEUES.orchestration, TASK_QUEUES.inference],
-    storeOptions: {},
-    segmenterFor: createSegmenterFactory(),
-  });
+  const workers = await startLocalWorkers({ address: stack.info.temporal.address, namespace: stack.info.temporal.namespace, storeOptions: {} });
   const connection = await Connection.connect({ address: stack.info.temporal.address });
   const client = new Client({ connection, namespace: stack.info.temporal.namespace });
   const config = createRunConfigSchema().parse({
