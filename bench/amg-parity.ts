@@ -82,6 +82,8 @@ async function main(): Promise<void> {
       real: { type: 'string', default: '5' },
       'points-per-side': { type: 'string', default: '32' },
       'crop-n-layers': { type: 'string', default: '0' },
+      'pred-iou-thresh': { type: 'string', default: '0.88' },
+      'stability-score-thresh': { type: 'string', default: '0.95' },
     },
   });
   const settings = {

@@ -13,6 +13,8 @@ const { values } = parseArgs({
     real: { type: 'string', default: '2' },
     'points-per-side': { type: 'string', default: '32' },
     'crop-n-layers': { type: 'string', default: '0' },
+    'pred-iou-thresh': { type: 'string', default: '0.88' },
+    'stability-score-thresh': { type: 'string', default: '0.95' },
   },
 });
 const settings = {

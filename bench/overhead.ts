@@ -57,7 +57,11 @@ try {
 
   // Temporal: a real run with the embedded default's workers, as `sa-engine run --workers` starts them.
   started = performance.now();
-  const workers = await startLocalWorkers({ address: stack.info.temporal.address, namespace: stack.info.temporal.namespace, storeOptions: {} });
+  const workers = await startLocalWorkers({
+    address: stack.info.temporal.address,
+    namespace: stack.info.temporal.namespace,
+    storeOptions: {},
+  });
   const connection = await Connection.connect({ address: stack.info.temporal.address });
   const client = new Client({ connection, namespace: stack.info.temporal.namespace });
   const config = createRunConfigSchema().parse({
