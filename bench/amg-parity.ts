@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util';
 import type { Sa1bAnnotation } from '../lib/amg/records.ts';
 import { decompressRle, rleArea, rleIou, type Rle } from '../lib/rle.ts';
-import { benchImages, runOfficial, runOurs } from './amg-common.ts';
+import { join } from 'node:path';
+import { benchImages, REFERENCE_PACKAGE, runOfficial, runOurs } from './amg-common.ts';
 
 export interface ImageParity {
   ours: number;
@@ -84,6 +85,10 @@ async function main(): Promise<void> {
       'crop-n-layers': { type: 'string', default: '0' },
       'pred-iou-thresh': { type: 'string', default: '0.88' },
       'stability-score-thresh': { type: 'string', default: '0.95' },
+      'box-nms-thresh': { type: 'string', default: '0.7' },
+      'crop-nms-thresh': { type: 'string', default: '0.7' },
+      /** A model package with checkpoint.pt; default models/sae-ref. trainer/scripts/random_model.py makes one. */
+      package: { type: 'string', default: REFERENCE_PACKAGE },
     },
   });
   const settings = {
@@ -91,8 +96,8 @@ async function main(): Promise<void> {
     cropNLayers: Number(values['crop-n-layers']),
   };
   const paths = await benchImages(Number(values.synthetic), Number(values.real));
-  const official = await runOfficial(paths, settings);
-  const ours = await runOurs(paths, settings);
+  const official = await runOfficial(paths, settings, join(values.package, 'checkpoint.pt'));
+  const ours = await runOurs(paths, settings, values.package);
   let oursTotal = 0;
   let officialTotal = 0;
   const allIous: number[] = [];
