@@ -5,7 +5,8 @@
 //
 // The last line is `amg speed ratio (ours/official): X.XX` (images/s over images/s).
 import { parseArgs } from 'node:util';
-import { benchImages, runOfficial, runOurs, sum } from './amg-common.ts';
+import { join } from 'node:path';
+import { benchImages, REFERENCE_PACKAGE, runOfficial, runOurs, sum } from './amg-common.ts';
 
 const { values } = parseArgs({
   options: {
@@ -15,18 +16,22 @@ const { values } = parseArgs({
     'crop-n-layers': { type: 'string', default: '0' },
     'pred-iou-thresh': { type: 'string', default: '0.88' },
     'stability-score-thresh': { type: 'string', default: '0.95' },
+    /** A model package with checkpoint.pt; default models/sae-ref. trainer/scripts/random_model.py makes one. */
+    package: { type: 'string', default: REFERENCE_PACKAGE },
   },
 });
 const settings = {
   pointsPerSide: Number(values['points-per-side']),
   cropNLayers: Number(values['crop-n-layers']),
+  predIouThresh: Number(values['pred-iou-thresh']),
+  stabilityScoreThresh: Number(values['stability-score-thresh']),
 };
 const paths = await benchImages(Number(values.synthetic), Number(values.real));
 console.log(`${paths.length} images, settings ${JSON.stringify(settings)}`);
 
 // Official first, so ours does not benefit from a warmer page cache.
-const official = await runOfficial(paths, settings);
-const ours = await runOurs(paths, settings);
+const official = await runOfficial(paths, settings, join(values.package, 'checkpoint.pt'));
+const ours = await runOurs(paths, settings, values.package);
 
 const oursSeconds = sum(ours.seconds);
 const officialSeconds = sum(official.seconds);
