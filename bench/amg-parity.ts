@@ -94,6 +94,10 @@ async function main(): Promise<void> {
   const settings = {
     pointsPerSide: Number(values['points-per-side']),
     cropNLayers: Number(values['crop-n-layers']),
+    predIouThresh: Number(values['pred-iou-thresh']),
+    stabilityScoreThresh: Number(values['stability-score-thresh']),
+    boxNmsThresh: Number(values['box-nms-thresh']),
+    cropNmsThresh: Number(values['crop-nms-thresh']),
   };
   const paths = await benchImages(Number(values.synthetic), Number(values.real));
   const official = await runOfficial(paths, settings, join(values.package, 'checkpoint.pt'));
