@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { sa1bImageJson, type Sa1bAnnotation } from '../lib/amg/records.ts';
 import {
   AutomaticMaskGenerator,
@@ -114,4 +114,42 @@ export async function runOfficial(
 
 export function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
+}
+
+export interface BenchArgs {
+  synthetic: number;
+  real: number;
+  settings: Partial<GeneratorSettings>;
+  /** A model package with checkpoint.pt (trainer/scripts/random_model.py makes one). */
+  packageDir: string;
+}
+
+/** The flags both AMG scripts take, with the official defaults; only the image counts differ. */
+export function parseBenchArgs(defaults: { synthetic: number; real: number }): BenchArgs {
+  const { values } = parseArgs({
+    options: {
+      synthetic: { type: 'string', default: String(defaults.synthetic) },
+      real: { type: 'string', default: String(defaults.real) },
+      'points-per-side': { type: 'string', default: '32' },
+      'crop-n-layers': { type: 'string', default: '0' },
+      'pred-iou-thresh': { type: 'string', default: '0.88' },
+      'stability-score-thresh': { type: 'string', default: '0.95' },
+      'box-nms-thresh': { type: 'string', default: '0.7' },
+      'crop-nms-thresh': { type: 'string', default: '0.7' },
+      package: { type: 'string', default: REFERENCE_PACKAGE },
+    },
+  });
+  return {
+    synthetic: Number(values.synthetic),
+    real: Number(values.real),
+    settings: {
+      pointsPerSide: Number(values['points-per-side']),
+      cropNLayers: Number(values['crop-n-layers']),
+      predIouThresh: Number(values['pred-iou-thresh']),
+      stabilityScoreThresh: Number(values['stability-score-thresh']),
+      boxNmsThresh: Number(values['box-nms-thresh']),
+      cropNmsThresh: Number(values['crop-nms-thresh']),
+    },
+    packageDir: values.package,
+  };
 }

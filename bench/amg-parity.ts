@@ -4,11 +4,10 @@
 // matched greedily at IoU ≥ 0.5.
 //
 //   npm run bench:amg-parity -- [--synthetic N] [--real N] [--points-per-side N] [--crop-n-layers N]
-import { parseArgs } from 'node:util';
 import type { Sa1bAnnotation } from '../lib/amg/records.ts';
 import { decompressRle, rleArea, rleIou, type Rle } from '../lib/rle.ts';
 import { join } from 'node:path';
-import { benchImages, REFERENCE_PACKAGE, runOfficial, runOurs } from './amg-common.ts';
+import { benchImages, parseBenchArgs, runOfficial, runOurs } from './amg-common.ts';
 
 export interface ImageParity {
   ours: number;
@@ -77,31 +76,10 @@ export function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      synthetic: { type: 'string', default: '10' },
-      real: { type: 'string', default: '5' },
-      'points-per-side': { type: 'string', default: '32' },
-      'crop-n-layers': { type: 'string', default: '0' },
-      'pred-iou-thresh': { type: 'string', default: '0.88' },
-      'stability-score-thresh': { type: 'string', default: '0.95' },
-      'box-nms-thresh': { type: 'string', default: '0.7' },
-      'crop-nms-thresh': { type: 'string', default: '0.7' },
-      /** A model package with checkpoint.pt; default models/sae-ref. trainer/scripts/random_model.py makes one. */
-      package: { type: 'string', default: REFERENCE_PACKAGE },
-    },
-  });
-  const settings = {
-    pointsPerSide: Number(values['points-per-side']),
-    cropNLayers: Number(values['crop-n-layers']),
-    predIouThresh: Number(values['pred-iou-thresh']),
-    stabilityScoreThresh: Number(values['stability-score-thresh']),
-    boxNmsThresh: Number(values['box-nms-thresh']),
-    cropNmsThresh: Number(values['crop-nms-thresh']),
-  };
-  const paths = await benchImages(Number(values.synthetic), Number(values.real));
-  const official = await runOfficial(paths, settings, join(values.package, 'checkpoint.pt'));
-  const ours = await runOurs(paths, settings, values.package);
+  const { synthetic, real, settings, packageDir } = parseBenchArgs({ synthetic: 10, real: 5 });
+  const paths = await benchImages(synthetic, real);
+  const official = await runOfficial(paths, settings, join(packageDir, 'checkpoint.pt'));
+  const ours = await runOurs(paths, settings, packageDir);
   let oursTotal = 0;
   let officialTotal = 0;
   const allIous: number[] = [];

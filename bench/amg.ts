@@ -2,36 +2,19 @@
 // same weights and images, measured in one run, with our time split by phase.
 //
 //   npm run bench:amg -- [--synthetic N] [--real N] [--points-per-side N] [--crop-n-layers N]
+//     [--pred-iou-thresh X] [--stability-score-thresh X] [--box-nms-thresh X] [--crop-nms-thresh X] [--package DIR]
 //
 // The last line is `amg speed ratio (ours/official): X.XX` (images/s over images/s).
-import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { benchImages, REFERENCE_PACKAGE, runOfficial, runOurs, sum } from './amg-common.ts';
+import { benchImages, parseBenchArgs, runOfficial, runOurs, sum } from './amg-common.ts';
 
-const { values } = parseArgs({
-  options: {
-    synthetic: { type: 'string', default: '4' },
-    real: { type: 'string', default: '2' },
-    'points-per-side': { type: 'string', default: '32' },
-    'crop-n-layers': { type: 'string', default: '0' },
-    'pred-iou-thresh': { type: 'string', default: '0.88' },
-    'stability-score-thresh': { type: 'string', default: '0.95' },
-    /** A model package with checkpoint.pt; default models/sae-ref. trainer/scripts/random_model.py makes one. */
-    package: { type: 'string', default: REFERENCE_PACKAGE },
-  },
-});
-const settings = {
-  pointsPerSide: Number(values['points-per-side']),
-  cropNLayers: Number(values['crop-n-layers']),
-  predIouThresh: Number(values['pred-iou-thresh']),
-  stabilityScoreThresh: Number(values['stability-score-thresh']),
-};
-const paths = await benchImages(Number(values.synthetic), Number(values.real));
+const { synthetic, real, settings, packageDir } = parseBenchArgs({ synthetic: 4, real: 2 });
+const paths = await benchImages(synthetic, real);
 console.log(`${paths.length} images, settings ${JSON.stringify(settings)}`);
 
 // Official first, so ours does not benefit from a warmer page cache.
-const official = await runOfficial(paths, settings, join(values.package, 'checkpoint.pt'));
-const ours = await runOurs(paths, settings, values.package);
+const official = await runOfficial(paths, settings, join(packageDir, 'checkpoint.pt'));
+const ours = await runOurs(paths, settings, packageDir);
 
 const oursSeconds = sum(ours.seconds);
 const officialSeconds = sum(official.seconds);
