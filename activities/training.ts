@@ -25,6 +25,8 @@ export interface TrainSamInput {
   batchSize?: number;
   masksPerImage?: number;
   numPoints?: number;
+  /** Train on square windows of this side (a multiple of 16) that hold the sampled masks whole. */
+  cropSize?: number;
   lr?: number;
   seed?: number;
   model?: ModelShape;

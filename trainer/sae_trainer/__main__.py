@@ -7,19 +7,21 @@ import json
 import os
 import sys
 
-from .model import ENCODERS, ModelConfig
+from .model import ENCODERS, ModelConfig, TinyEncoderConfig
 
 
 def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
+    tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")))
     model = ModelConfig(encoder=args.encoder, image_size=args.image_size,
-                        transformer_mlp_dim=args.mlp_dim, iou_head_hidden_dim=args.iou_hidden)
+                        transformer_mlp_dim=args.mlp_dim, iou_head_hidden_dim=args.iou_hidden,
+                        tiny=tiny)
     cfg = TrainConfig(data_dir=args.data, out_dir=args.out, ann_file=args.ann, mode=args.mode,
                       init_checkpoint=args.init, init_encoder=args.init_encoder, model=model,
                       steps=args.steps, batch_size=args.batch_size,
                       masks_per_image=args.masks_per_image, num_points=args.num_points,
-                      lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      crop_size=args.crop_size, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every)
 
     def progress(s: dict) -> None:
@@ -84,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, default=1024)
     t.add_argument("--mlp-dim", type=int, default=2048, help="decoder transformer MLP width")
     t.add_argument("--iou-hidden", type=int, default=256, help="IoU head hidden width")
+    t.add_argument("--tiny-depths", default="1,2", help="tiny encoder: blocks at stride 8 and 16")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--masks-per-image", type=int, default=8)
     t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
+    t.add_argument("--crop-size", type=int, help="train on windows of this side (multiple of 16)")
     t.add_argument("--lr", type=float, default=8e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=200)

@@ -190,7 +190,8 @@ class PromptDecoder(SamOnnxModel):
     and the exported graphs share one path. Unlike SamOnnxModel.forward this is differentiable.
 
     Inputs: image_embeddings (1,256,e,e), point_coords (B,N,2), point_labels (B,N),
-    mask_input (B,1,4e,4e), has_mask_input (B,).
+    mask_input (B,1,4e,4e), has_mask_input (B,); optionally image_pe, the positional encoding of the
+    embedding's cells (default: the whole image's; training on a window passes that window's slice).
     Returns iou_predictions (B,4) and low_res_masks (B,4,4e,4e) logits; index 0 is the single-mask
     output, 1..3 the multimask outputs.
     """
@@ -200,12 +201,13 @@ class PromptDecoder(SamOnnxModel):
 
     def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
                 point_labels: torch.Tensor, mask_input: torch.Tensor,
-                has_mask_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                has_mask_input: torch.Tensor,
+                image_pe: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         sparse = self._embed_points(point_coords, point_labels)
         dense = self._embed_masks(mask_input, has_mask_input.reshape(-1, 1, 1, 1))
         low_res_masks, iou_predictions = self.mask_decoder.predict_masks(
             image_embeddings=image_embeddings,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=self.model.prompt_encoder.get_dense_pe() if image_pe is None else image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
         )

@@ -17,15 +17,16 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .data import CocoInstances, Sample, downsample_masks, preprocess_image, resize_masks
 from .losses import sam_loss
-from .model import ModelConfig, PromptDecoder, build_sam, load_checkpoint, save_checkpoint
-from .prompts import PromptSet, iteration_schedule
+from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, load_checkpoint,
+                    save_checkpoint)
+from .prompts import PromptSet, iteration_schedule, mask_to_box
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.jsonl"
@@ -48,6 +49,9 @@ class TrainConfig:
     batch_size: int = 4  # images per step
     masks_per_image: int = 8  # masks sampled per image per step (SAM: up to 64 per GPU)
     num_points: int = 8  # corrective points; iterations = 1 + num_points + 2
+    # Train on square windows of this side (a multiple of 16) holding the sampled masks whole, at
+    # the model's full scale: the decoder cost falls with the window's area (4x for 512 of 1024).
+    crop_size: Optional[int] = None
     lr: float = 8e-4  # SAM's AdamW settings
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.999)
@@ -66,6 +70,9 @@ class TrainConfig:
             raise ValueError(f"mode must be 'full' or 'decoder', got {self.mode!r}")
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
+        if self.crop_size is not None and (self.crop_size <= 0 or self.crop_size % PATCH_SIZE):
+            raise ValueError(f"crop_size must be a positive multiple of {PATCH_SIZE}, "
+                             f"got {self.crop_size}")
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -81,44 +88,99 @@ CancelFn = Callable[[], bool]
 
 @dataclass
 class Example:
-    """One image ready for training: model input, and its sampled masks in the model frame."""
+    """One image ready for training: model input, and its sampled masks in the training window.
+
+    Without a crop the window is the whole model input. With one it is a square of `crop` pixels at
+    `offset` (x, y) in the model input frame, aligned to the embedding grid, that contains every mask.
+    """
 
     image_id: int
-    image: torch.Tensor  # (3, S, S) normalised, padded
-    masks: np.ndarray  # (M, S, S) bool: first prompts are sampled at full model resolution
-    masks_low: torch.Tensor  # (M, S/4, S/4) {0,1}: loss targets and error regions
+    image: torch.Tensor  # (3, S, S) normalised, padded: the whole model input
+    masks: np.ndarray  # (M, C, C) bool: first prompts are sampled at full model resolution
+    masks_low: torch.Tensor  # (M, C/4, C/4) {0,1}: loss targets and error regions
+    offset: Tuple[int, int] = (0, 0)
+    crop: Optional[int] = None
+
+    def window(self, t: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        return crop_window(t, self.offset, self.crop, stride)
+
+
+def crop_window(t: torch.Tensor, offset: Tuple[int, int], crop: Optional[int],
+                stride: int = 1) -> torch.Tensor:
+    """The window's part of a (..., S/stride, S/stride) map of the whole model input."""
+    if crop is None:
+        return t
+    x, y, c = offset[0] // stride, offset[1] // stride, crop // stride
+    return t[..., y:y + c, x:x + c]
+
+
+def mask_boxes(masks: np.ndarray, scale: float) -> np.ndarray:
+    """(M, 4) XYXY boxes of non-empty masks in the model input frame, covering whole pixels."""
+    boxes = np.stack([mask_to_box(m) for m in masks]) if len(masks) else np.zeros((0, 4))
+    return (boxes + np.array([0, 0, 1, 1])) * scale
+
+
+def choose_window(boxes: np.ndarray, image_size: int, crop: int,
+                  rng: np.random.Generator) -> Tuple[int, int]:
+    """Top-left (x, y) of a crop-sized window on the embedding grid that holds a random box whole
+    (centred on it when it is bigger than the window)."""
+    box = boxes[rng.integers(len(boxes))]
+    corner = []
+    for lo_edge, hi_edge in ((box[0], box[2]), (box[1], box[3])):
+        lo, hi = max(0.0, hi_edge - crop), min(lo_edge, image_size - crop)
+        grid = np.arange(int(np.ceil(lo / PATCH_SIZE)), int(np.floor(hi / PATCH_SIZE)) + 1) * PATCH_SIZE
+        if len(grid):
+            corner.append(int(rng.choice(grid)))
+        else:
+            centre = (lo_edge + hi_edge - crop) / 2
+            corner.append(int(np.clip(round(centre / PATCH_SIZE) * PATCH_SIZE, 0, image_size - crop)))
+    return corner[0], corner[1]
 
 
 def make_example(sample: Sample, image_size: int, max_masks: int,
-                 rng: np.random.Generator) -> Example:
+                 rng: np.random.Generator, crop: Optional[int] = None) -> Example:
     image, resized_hw = preprocess_image(sample.image, image_size)
-    masks = sample.masks
+    masks = sample.masks[sample.masks.reshape(len(sample.masks), -1).any(1)]
+    offset = (0, 0)
+    if crop is not None and len(masks):
+        boxes = mask_boxes(masks, image_size / max(sample.image.shape[:2]))
+        offset = choose_window(boxes, image_size, crop, rng)
+        x, y = offset
+        inside = ((boxes[:, 0] >= x) & (boxes[:, 1] >= y)
+                  & (boxes[:, 2] <= x + crop) & (boxes[:, 3] <= y + crop))
+        masks = masks[inside]
     if len(masks) > max_masks:
         masks = masks[np.sort(rng.choice(len(masks), max_masks, replace=False))]
-    full = resize_masks(masks, resized_hw, image_size)
+    full = crop_window(resize_masks(masks, resized_hw, image_size), offset, crop)
     low = downsample_masks(full)
     keep = (low.flatten(1).sum(1) > 0).numpy()  # masks that vanish at 1/4 scale cannot be learnt
-    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep])
+    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep], offset, crop)
 
 
 def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, example: Example,
                          num_points: int, rng: np.random.Generator, loss_scale: float,
-                         ) -> Dict[str, float]:
+                         image_pe: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Run the paper's interactive simulation for the masks of one image, back-propagating each
-    iteration's loss (times loss_scale) as it goes. Returns per-iteration-averaged stats."""
+    iteration's loss (times loss_scale) as it goes. Returns per-iteration-averaged stats.
+
+    `embedding` and `image_pe` cover the example's window; prompts are sampled in the window and
+    given to the decoder in the model input frame, so a window trains exactly what the whole image
+    would."""
     gt_low = example.masks_low
     m, low = gt_low.shape[0], gt_low.shape[-1]
     scale = example.masks.shape[-1] / low
     gt_low_np = gt_low.bool().numpy()
     prompts = PromptSet.initial(example.masks, rng)
+    offset = np.array(example.offset, np.float32)
     mask_input, has_mask = torch.zeros(m, 1, low, low), torch.zeros(m)
     schedule = [True] + iteration_schedule(rng, num_points)
     totals: Dict[str, float] = {}
     for i, adds_point in enumerate(schedule):
         if i > 0 and adds_point:
             prompts.add_error_points(mask_input[:, 0].numpy() > 0, gt_low_np, rng, scale)
-        iou_pred, logits = decoder(embedding, torch.from_numpy(prompts.coords()),
-                                   torch.from_numpy(prompts.labels()), mask_input, has_mask)
+        iou_pred, logits = decoder(embedding, torch.from_numpy(prompts.coords() + offset),
+                                   torch.from_numpy(prompts.labels()), mask_input, has_mask,
+                                   image_pe)
         multimask = prompts.num_clicks == 0  # a single point or box: ambiguous, use tokens 1..3
         loss, stats = sam_loss(logits, iou_pred, gt_low, multimask)
         (loss * loss_scale).backward(retain_graph=False)
@@ -230,14 +292,20 @@ class Trainer:
         return ids
 
     def embeddings(self, examples: List[Example]) -> torch.Tensor:
-        images = torch.stack([e.image for e in examples])
         if self.encoder_trainable:
-            return self.sam.image_encoder(images)
-        return torch.stack([self.cache.get(e.image_id, e.image) for e in examples])
+            return self.sam.image_encoder(torch.stack([e.window(e.image) for e in examples]))
+        # A frozen encoder's window of the whole image's embedding is exactly what inference sees.
+        return torch.stack([e.window(self.cache.get(e.image_id, e.image), PATCH_SIZE)
+                            for e in examples])
+
+    def crop_size(self) -> Optional[int]:
+        crop = self.cfg.crop_size
+        return crop if crop is not None and crop < self.model_cfg.image_size else None
 
     def sample_examples(self) -> List[Example]:
         examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
-                                 self.cfg.masks_per_image, self.rng) for i in self.next_image_ids()]
+                                 self.cfg.masks_per_image, self.rng, self.crop_size())
+                    for i in self.next_image_ids()]
         return [e for e in examples if len(e.masks)]
 
     def forward_backward(self, examples: List[Example], rng: np.random.Generator) -> Dict[str, float]:
@@ -246,10 +314,12 @@ class Trainer:
         emb = self.embeddings(examples)
         emb_leaf = emb.detach().requires_grad_(self.encoder_trainable)
         n_iters = 1 + self.cfg.num_points + 2
+        dense_pe = self.sam.prompt_encoder.get_dense_pe()
         totals: Dict[str, float] = {}
         for b, example in enumerate(examples):
             stats = simulate_interactive(self.decoder, emb_leaf[b:b + 1], example, self.cfg.num_points,
-                                         rng, loss_scale=1.0 / (len(examples) * n_iters))
+                                         rng, loss_scale=1.0 / (len(examples) * n_iters),
+                                         image_pe=example.window(dense_pe, PATCH_SIZE))
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(examples)
         if self.encoder_trainable:

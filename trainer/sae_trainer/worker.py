@@ -13,7 +13,8 @@ trainSam input:
     {"storage", "trainingSet", "modelName", "version" (int: writes models/<name>/v<version>/),
      "parent": "<model version prefix holding checkpoint.pt>" (optional),
      "officialCheckpoint": "<key of an official SAM .pth>", "encoder": "vit_b" (optional, no parent),
-     "mode": "decoder" | "full", "steps", "batchSize", "masksPerImage", "numPoints", "lr", "seed",
+     "mode": "decoder" | "full", "steps", "batchSize", "masksPerImage", "numPoints", "cropSize", "lr",
+     "seed",
      "model": {"encoder", "imageSize", "transformerMlpDim", "iouHeadHiddenDim"} (no parent)}
   writes models/<name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, checkpoint.pt,
   train_log.jsonl, model.json (last: its presence marks a complete version)}, heartbeats
@@ -155,7 +156,9 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
                       init_checkpoint=init, init_encoder=init_encoder, model=_model_config(inp),
                       steps=int(inp.get("steps", 1000)), batch_size=int(inp.get("batchSize", 4)),
                       masks_per_image=int(inp.get("masksPerImage", 8)),
-                      num_points=int(inp.get("numPoints", 8)), lr=float(inp.get("lr", 8e-4)),
+                      num_points=int(inp.get("numPoints", 8)),
+                      crop_size=int(inp["cropSize"]) if inp.get("cropSize") else None,
+                      lr=float(inp.get("lr", 8e-4)),
                       seed=int(inp.get("seed", 0)),
                       checkpoint_every=int(inp.get("checkpointEvery", 100)))
 

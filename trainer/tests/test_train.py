@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from sae_trainer.data import Sample, resize_masks
 from sae_trainer.model import ModelConfig, load_checkpoint
 from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
-                               learning_rate, train)
+                               learning_rate, make_example, simulate_interactive, train)
 
 SMALL = ModelConfig(image_size=128)  # 8x8 embedding, 32x32 masks: fast on CPU
 
@@ -102,3 +103,75 @@ def test_bad_config_is_refused():
         TrainConfig(data_dir="", out_dir="", mode="everything")
     with pytest.raises(ValueError, match="encoder"):
         ModelConfig(encoder="resnet")
+
+
+# --- training on windows -------------------------------------------------------------------------
+
+def square_sample(boxes, size=(100, 200)):
+    """A (H, W) image with one filled rectangle mask per XYXY box (original pixels, inclusive)."""
+    masks = np.zeros((len(boxes), *size), bool)
+    for m, (x0, y0, x1, y1) in zip(masks, boxes):
+        m[y0:y1 + 1, x0:x1 + 1] = True
+    return Sample(1, np.full((*size, 3), 128, np.uint8), masks, None)
+
+
+def test_a_window_is_on_the_embedding_grid_and_holds_its_masks_whole():
+    # 200 px wide -> x0.64 to the 128 model input; the boxes land at 64..89 and 0..12 model px.
+    sample = square_sample([(100, 10, 139, 40), (0, 0, 19, 19)])
+    full = resize_masks(sample.masks, (64, 128), 128)
+    for seed in range(20):
+        ex = make_example(sample, 128, 8, np.random.default_rng(seed), crop=48)
+        x, y = ex.offset
+        assert x % 16 == 0 and y % 16 == 0 and 0 <= x <= 80 and 0 <= y <= 80
+        assert ex.masks.shape[1:] == (48, 48) and ex.masks_low.shape[1:] == (12, 12)
+        assert len(ex.masks) >= 1
+        for m in ex.masks:  # every mask is one of the image's, whole, at its place in the window
+            assert any(torch.equal(torch.from_numpy(m).float(), f[y:y + 48, x:x + 48])
+                       and f.sum() == m.sum() for f in full)
+
+
+def test_a_window_is_centred_on_a_mask_bigger_than_itself():
+    sample = square_sample([(20, 10, 179, 90)])  # 102 x 51 model px, window 48
+    ex = make_example(sample, 128, 8, np.random.default_rng(0), crop=48)
+    (x, y), centre = ex.offset, (64.0, 32.3)  # the box's centre in model pixels
+    assert abs(x + 24 - centre[0]) <= 8 and abs(y + 24 - centre[1]) <= 8
+    assert len(ex.masks) == 0  # not whole in the window, so not a target
+
+
+def test_window_prompts_reach_the_decoder_in_the_model_input_frame():
+    sample = square_sample([(100, 10, 139, 40)])
+    full = resize_masks(sample.masks, (64, 128), 128)[0].bool()
+    ex = make_example(sample, 128, 8, np.random.default_rng(3), crop=48)
+    seen = []
+
+    class RecordingDecoder:
+        def __call__(self, emb, coords, labels, mask_input, has_mask, image_pe):
+            seen.append((coords.clone(), labels.clone(), image_pe))
+            m = len(coords)
+            logits = torch.zeros(m, 4, 12, 12, requires_grad=True)
+            return torch.zeros(m, 4, requires_grad=True), logits
+
+    pe = torch.arange(8 * 8, dtype=torch.float32).reshape(1, 1, 8, 8)
+    simulate_interactive(RecordingDecoder(), torch.zeros(1, 256, 3, 3), ex, num_points=2,
+                         rng=np.random.default_rng(0), loss_scale=1.0,
+                         image_pe=ex.window(pe, 16))
+    x0, y0 = ex.offset
+    assert torch.equal(seen[0][2], pe[..., y0 // 16:y0 // 16 + 3, x0 // 16:x0 // 16 + 3])
+    near_mask = torch.nn.functional.max_pool2d(full[None, None].float(), 5, 1, 2)[0, 0] > 0
+    for i, (coords, labels, _) in enumerate(seen):
+        for (x, y), label in zip(coords[0].tolist(), labels[0].tolist()):
+            if label == 1:  # foreground clicks fall on the mask where the whole image has it
+                # (corrective clicks sit at the centre of a 1/4-scale pixel: within 2 px)
+                assert (full if i == 0 else near_mask)[int(round(y)), int(round(x))]
+            if label in (2, 3):  # box corners within a few pixels of the mask's box
+                assert 54 <= x <= 100 and 0 <= y <= 36
+
+
+def test_training_on_windows_lowers_the_loss(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path, lr=1e-3, num_points=0, crop_size=64))
+    examples = trainer.sample_examples()
+    assert examples and all(e.masks.shape[1:] == (64, 64) for e in examples)
+    before = trainer.forward_backward(examples, np.random.default_rng(5))["loss"]
+    trainer.optimizer_step()
+    after = trainer.forward_backward(examples, np.random.default_rng(5))["loss"]
+    assert after < before
