@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { StackInfo } from '../../infra/stack-info.ts';
+import { projectPython } from './python-oracle.ts';
 
 const CLI = resolve(import.meta.dirname, '../../bin/sa-engine.mjs');
 
@@ -102,7 +103,6 @@ export async function spawnTrainerProcess(
   stack: StackInfo,
   opts: Omit<SpawnWorkerOptions, 'queues'>,
 ): Promise<WorkerProcess> {
-  const python = process.env.SAE_PYTHON ?? resolve(ROOT, 'trainer/.venv/bin/python');
   const args = [
     '-m',
     'sae_trainer',
@@ -112,7 +112,7 @@ export async function spawnTrainerProcess(
     '--namespace',
     stack.temporal.namespace,
   ];
-  const child = spawn(python, args, {
+  const child = spawn(projectPython, args, {
     cwd: resolve(ROOT, 'trainer'),
     // One torch thread: this machine's two cores are shared with the rest of the suite.
     env: {

@@ -5,10 +5,6 @@
 //
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (torch, torchvision, segment-anything,
 // opencv-python-headless, pycocotools; installed by infra/install-python.sh).
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateCropBoxes, uncropMaskToRle } from '../../lib/amg/crop-boxes.ts';
 import {
@@ -26,26 +22,12 @@ import { maskRecord, type AmgRecord } from '../../lib/amg/records.ts';
 import type { AmgOptions, Box, MaskCandidate, MaskGrid } from '../../lib/amg/types.ts';
 import { getPreprocessShape } from '../../lib/resize-longest-side.ts';
 import { encodeMask } from '../../lib/rle.ts';
-
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const oracleScript = path.join(repoRoot, 'test/python/amg_oracle.py');
-const python = process.env.SAE_PYTHON ?? path.join(repoRoot, 'trainer/.venv/bin/python');
+import { askOracle as runOracle, requireProjectPython } from '../helpers/python-oracle.ts';
+import { prng } from '../helpers/random.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so any failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rand = prng(20250301);
 const randInt = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
@@ -528,12 +510,7 @@ function askOracle(c: Cases): Answer {
     uncrop_rle: c.uncrop.map((u) => ({ ...u, data: b64(u.data) })),
     amg: AMG_CASES,
   };
-  const stdout = execFileSync(python, [oracleScript], {
-    input: JSON.stringify(request),
-    maxBuffer: 1 << 30,
-    encoding: 'utf8',
-  });
-  return JSON.parse(stdout) as Answer;
+  return runOracle<Answer>('amg_oracle.py', request);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,11 +520,7 @@ describe('lib/amg agrees with the official segment-anything code', () => {
   let answer: Answer;
 
   beforeAll(() => {
-    if (!existsSync(python)) {
-      throw new Error(
-        `no Python at ${python}: run infra/install-python.sh (trainer/.venv) or set SAE_PYTHON`,
-      );
-    }
+    requireProjectPython('torch, torchvision, segment-anything, opencv-python-headless, pycocotools');
     cases = buildCases();
     answer = askOracle(cases);
   });

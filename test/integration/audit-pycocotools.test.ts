@@ -5,12 +5,11 @@
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (pycocotools, numpy, pillow; installed by
 // infra/install-python.sh). Real photos: $SAE_REAL_DATA/grabcut (images/* and gt/*.bmp: 255 object,
 // 0 background, 128 unlabelled band) and $SAE_REAL_DATA/format_samples/labelme_coco (polygons).
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAudit, type AuditReport } from '../../lib/audit/audit.ts';
 import { readAutomaticMasks } from '../../lib/audit/automatic.ts';
 import { matchImage } from '../../lib/audit/match.ts';
@@ -23,12 +22,10 @@ import { StoreCache } from '../../lib/object-uri.ts';
 import type { AuditConfig } from '../../lib/run-config.ts';
 import { compressRle } from '../../lib/rle.ts';
 import { Random } from '../../lib/synth/random.ts';
+import { askOracle as runOracle, requireProjectPython } from '../helpers/python-oracle.ts';
 import { testStack } from '../helpers/stack.ts';
 import { buildAuditFixture, writeFinishedStage3, type FixtureImage } from '../unit/audit-fixture.ts';
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const oracleScript = path.join(repoRoot, 'test/python/audit_oracle.py');
-const python = process.env.SAE_PYTHON ?? path.join(repoRoot, 'trainer/.venv/bin/python');
 const realData = process.env.SAE_REAL_DATA;
 
 const { s3 } = testStack();
@@ -41,6 +38,8 @@ const s3Options: S3Options = {
 const prefix = `audit-test/${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
 const out = openObjectStore(`s3://${s3.bucket}/${prefix}`, { s3: s3Options });
 const stores = new StoreCache({ s3: s3Options });
+
+beforeAll(() => requireProjectPython('pycocotools, numpy, pillow'));
 
 afterAll(async () => {
   for await (const key of out.listKeys()) await out.delete(key);
@@ -78,12 +77,7 @@ function askOracle(request: {
   images?: OracleImage[];
   polygons?: Array<{ h: number; w: number; polygons: number[][] }>;
 }): OracleAnswer {
-  const stdout = execFileSync(python, [oracleScript], {
-    input: JSON.stringify(request),
-    maxBuffer: 1 << 30,
-    encoding: 'utf8',
-  });
-  return JSON.parse(stdout) as OracleAnswer;
+  return runOracle<OracleAnswer>('audit_oracle.py', request);
 }
 
 /**

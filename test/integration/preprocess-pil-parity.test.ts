@@ -6,11 +6,9 @@
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (infra/install-python.sh) with pillow and
 // numpy; with segment_anything installed the reference is SAM's own ResizeLongestSide. Real
 // photos: $SAE_REAL_DATA/grabcut/images and $SAE_REAL_DATA/robustness/large, when set.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadImage } from '../../lib/image-io.ts';
 import {
@@ -23,10 +21,9 @@ import {
   type PixelImage,
 } from '../../lib/resize-longest-side.ts';
 import { preprocess } from '../../lib/sam-preprocess.ts';
+import { askOracle, requireProjectPython } from '../helpers/python-oracle.ts';
+import { prng } from '../helpers/random.ts';
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const oracleScript = path.join(repoRoot, 'test/python/pil_resize_oracle.py');
-const python = process.env.SAE_PYTHON ?? path.join(repoRoot, 'trainer/.venv/bin/python');
 const realData = process.env.SAE_REAL_DATA;
 
 interface ParityCase {
@@ -96,12 +93,8 @@ function withOracle<T>(
         };
       }),
     };
-    const stdout = execFileSync(python, [oracleScript], {
-      input: JSON.stringify(request),
-      maxBuffer: 1 << 26,
-      encoding: 'utf8',
-    });
-    return use(JSON.parse(stdout) as OracleAnswer, (name) => readFileSync(path.join(dir, name)));
+    const answer = askOracle<OracleAnswer>('pil_resize_oracle.py', request);
+    return use(answer, (name) => readFileSync(path.join(dir, name)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -187,18 +180,6 @@ function expectAllZero(rows: ParityRow[]): void {
 // ---------------------------------------------------------------------------------------------
 // Cases
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so any failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Noise in some rows, smooth gradients in others: noise stresses rounding, gradients the weights. */
 function randomImage(width: number, height: number, seed: number): PixelImage {
@@ -289,13 +270,7 @@ function expectDecodingMatchesPillow(rows: ParityRow[]): void {
 // ---------------------------------------------------------------------------------------------
 
 describe('SAM preprocessing agrees with Pillow byte for byte', () => {
-  beforeAll(() => {
-    if (!existsSync(python)) {
-      throw new Error(
-        `no Python at ${python}: run infra/install-python.sh (trainer/.venv with pillow) or set SAE_PYTHON`,
-      );
-    }
-  });
+  beforeAll(() => requireProjectPython('pillow and numpy'));
 
   it('on random images of awkward sizes (both pass orders, tensors too)', () => {
     const { rows } = runParity(syntheticCases());

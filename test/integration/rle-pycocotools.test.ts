@@ -4,11 +4,9 @@
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (installed by infra/install-python.sh with
 // pycocotools). Real masks: $SAE_REAL_DATA/grabcut/gt/*.bmp and the annotation samples in
 // $SAE_REAL_DATA/format_samples, when SAE_REAL_DATA is set.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeBmp } from '../../lib/bmp.ts';
 import {
@@ -22,10 +20,9 @@ import {
   rleToBbox,
   type Rle,
 } from '../../lib/rle.ts';
+import { askOracle as runOracle, requireProjectPython } from '../helpers/python-oracle.ts';
+import { prng } from '../helpers/random.ts';
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const oracleScript = path.join(repoRoot, 'test/python/rle_oracle.py');
-const python = process.env.SAE_PYTHON ?? path.join(repoRoot, 'trainer/.venv/bin/python');
 const realData = process.env.SAE_REAL_DATA;
 
 interface MaskCase {
@@ -58,12 +55,7 @@ function askOracle(cases: MaskCase[], strings: OracleRequest['strings'] = []): O
     iou: groups.map((g) => ({ dts: g, gts: g, iscrowd: g.map((_, i) => i % 2) })),
     merge: groups.filter((g) => g.length > 1),
   };
-  const stdout = execFileSync(python, [oracleScript], {
-    input: JSON.stringify(request),
-    maxBuffer: 1 << 30,
-    encoding: 'utf8',
-  });
-  return JSON.parse(stdout) as OracleAnswer;
+  return runOracle<OracleAnswer>('rle_oracle.py', request);
 }
 
 /** Indices of the cases, grouped by image size (IoU and merge need equal sizes). */
@@ -116,18 +108,6 @@ function compareWithOracle(cases: MaskCase[], answer: OracleAnswer): void {
 // ---------------------------------------------------------------------------------------------
 // Generated masks
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG so any failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function maskOf(h: number, w: number, on: (x: number, y: number) => boolean): Uint8Array {
   const data = new Uint8Array(h * w);
@@ -267,13 +247,7 @@ function sampleStrings(dir: string): Array<{ h: number; w: number; counts: strin
 // ---------------------------------------------------------------------------------------------
 
 describe('lib/rle.ts agrees with pycocotools', () => {
-  beforeAll(() => {
-    if (!existsSync(python)) {
-      throw new Error(
-        `no Python at ${python}: run infra/install-python.sh (trainer/.venv with pycocotools) or set SAE_PYTHON`,
-      );
-    }
-  });
+  beforeAll(() => requireProjectPython('pycocotools'));
 
   it('on generated masks (edge cases, random shapes and noise, SA-1B-sized images)', () => {
     const cases = generatedCases();

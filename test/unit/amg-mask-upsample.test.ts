@@ -12,19 +12,9 @@ import {
   type MaskUpsamplePlan,
 } from '../../lib/amg/mask-upsample.ts';
 import { getPreprocessShape } from '../../lib/resize-longest-side.ts';
+import { prng } from '../helpers/random.ts';
 
 const f = Math.fround;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Smooth blobs plus some noise: realistic boundaries and plenty of values near 0 and ±1. */
 function lowResLogits(seed: number, noise = 2): Float32Array {
@@ -255,7 +245,9 @@ describe('upsampleAndBinarize windows', () => {
         } else empty++;
       }
     }
-    expect(windows).toBeGreaterThan(20);
+    // Warm samples often land in the padding, which is cropped away: about 22 of the 60 cases get a
+    // window (12 to 31 over 300 seed choices), so the bound only checks that both paths run often.
+    expect(windows).toBeGreaterThan(10);
     expect(empty).toBeGreaterThan(0);
   });
 

@@ -22,6 +22,7 @@ import { compressRle, decodeRle, encodeMask, rleArea, rleToBbox } from '../../li
 import { runLayout } from '../../lib/run-layout.ts';
 import type { ShardPlan } from '../../lib/shard-plan.ts';
 import type { ShardResultLine } from '../../lib/shard-runner.ts';
+import { prng } from '../helpers/random.ts';
 
 const RUN = 'r1';
 
@@ -533,18 +534,6 @@ describe('release copies', () => {
 // ---------------------------------------------------------------------------------------------
 // Moments and centres straight from the runs
 // ---------------------------------------------------------------------------------------------
-
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Area and pixel sums the slow way: decode the mask and visit every pixel. */
 function decodedMoments(mask: Uint8Array, w: number) {

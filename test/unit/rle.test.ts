@@ -15,18 +15,7 @@ import {
   toRle,
   type Rle,
 } from '../../lib/rle.ts';
-
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/random.ts';
 
 /** A random mask: noise of a random density, or a random rectangle, or empty / full. */
 function randomMask(rand: () => number, h: number, w: number): Uint8Array {
