@@ -16,7 +16,7 @@ def _train(args: argparse.Namespace) -> None:
     tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")))
     model = ModelConfig(encoder=args.encoder, image_size=args.image_size,
                         transformer_mlp_dim=args.mlp_dim, iou_head_hidden_dim=args.iou_hidden,
-                        tiny=tiny)
+                        pe_scale=args.pe_scale, tiny=tiny)
     cfg = TrainConfig(data_dir=args.data, out_dir=args.out, ann_file=args.ann, mode=args.mode,
                       init_checkpoint=args.init, init_encoder=args.init_encoder, model=model,
                       steps=args.steps, batch_size=args.batch_size,
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, default=1024)
     t.add_argument("--mlp-dim", type=int, default=2048, help="decoder transformer MLP width")
     t.add_argument("--iou-hidden", type=int, default=256, help="IoU head hidden width")
+    t.add_argument("--pe-scale", type=float, default=1.0,
+                   help="prompt encoder's Fourier frequency spread (official SAM: 1)")
     t.add_argument("--tiny-depths", default="1,2", help="tiny encoder: blocks at stride 8 and 16")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--batch-size", type=int, default=4)

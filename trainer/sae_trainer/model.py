@@ -22,6 +22,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from segment_anything.utils.onnx import SamOnnxModel
 
 PROMPT_EMBED_DIM = 256
@@ -59,6 +60,10 @@ class ModelConfig:
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
     num_multimask_outputs: int = 3
+    # Spread of the prompt encoder's random Fourier frequencies (official: 1). The ViTs put position
+    # into the embedding itself; the tiny conv encoder does not, so it needs finer frequencies to
+    # tell a small object from its neighbours. A buffer in the weights: the ONNX contract is unchanged.
+    pe_scale: float = 1.0
     tiny: TinyEncoderConfig = field(default_factory=TinyEncoderConfig)
 
     def __post_init__(self) -> None:
@@ -157,7 +162,7 @@ def build_image_encoder(cfg: ModelConfig) -> nn.Module:
 def build_sam(cfg: ModelConfig) -> Sam:
     """A SAM with the given encoder and the paper's prompt encoder and mask decoder."""
     emb = cfg.embedding_size
-    return Sam(
+    sam = Sam(
         image_encoder=build_image_encoder(cfg),
         prompt_encoder=PromptEncoder(
             embed_dim=PROMPT_EMBED_DIM,
@@ -180,6 +185,9 @@ def build_sam(cfg: ModelConfig) -> Sam:
         pixel_mean=list(PIXEL_MEAN),
         pixel_std=list(PIXEL_STD),
     )
+    if cfg.pe_scale != 1.0:
+        sam.prompt_encoder.pe_layer = PositionEmbeddingRandom(PROMPT_EMBED_DIM // 2, scale=cfg.pe_scale)
+    return sam
 
 
 class PromptDecoder(SamOnnxModel):

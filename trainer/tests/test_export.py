@@ -19,7 +19,8 @@ def package(tmp_path_factory):
     """A randomly initialised tiny-encoder model at the contract's 1024 input, exported once."""
     root = tmp_path_factory.mktemp("pkg")
     torch.manual_seed(0)
-    cfg = ModelConfig(transformer_mlp_dim=512, iou_head_hidden_dim=128)  # reduced decoder
+    # The reference model's shape: reduced decoder MLPs, finer prompt-encoder frequencies.
+    cfg = ModelConfig(transformer_mlp_dim=512, iou_head_hidden_dim=128, pe_scale=4.0)
     ckpt = str(root / "model.pt")
     save_checkpoint(ckpt, build_sam(cfg), cfg, step=7,
                     lineage_info={"parent": None, "training_data": {"images": 3}, "steps": 7})
@@ -107,6 +108,14 @@ def test_onnx_matches_pytorch(package, rng):
     _, iou_onnx, low_onnx = session(package, "decoder.onnx").run(None, feed)
     assert np.abs(iou_onnx - iou.detach().numpy()).max() < TOL
     assert np.abs(low_onnx - low.detach().numpy()).max() < TOL
+
+
+def test_pe_scale_lives_in_the_weights(package):
+    sam, cfg, _ = load_checkpoint(package[1])
+    frequencies = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    assert cfg.pe_scale == 4.0 and 3.0 < float(frequencies.std()) < 5.0
+    official = build_sam(ModelConfig()).prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    assert 0.7 < float(official.std()) < 1.3
 
 
 def test_model_json(package):
