@@ -3,6 +3,8 @@ used by the SAM paper's point-prompt evaluation):
 
 * 1-click mIoU: one foreground click at the mask's interior-most point (the maximum of its distance
   transform, image borders counting as boundary); the best of the 3 multimask outputs by predicted IoU.
+  Also reported: the "oracle" 1-click mIoU (the best of the 3 by true IoU, as the SAM paper's
+  ambiguity-aware figure) and both by object size (COCO's small < 32², medium < 96², large).
 * NoC@90 (and @85): clicks until IoU >= 0.90, at most 20 (a mask that never gets there counts 20).
   Each next click goes to the interior-most point of the largest error region, comparing false
   negatives with false positives by the depth of their interior (RITM's "largest error region");
@@ -10,6 +12,8 @@ used by the SAM paper's point-prompt evaluation):
   single-mask output is used and the previous low-res logits are fed back as mask prompt.
 
 An optional ignore mask (e.g. COCO crowd regions) removes pixels from the IoU and from click placement.
+When only some masks of an image are evaluated, they are a seeded random choice (annotation order
+often follows paint order, so the first masks would be the biggest objects).
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-import cv2
 import numpy as np
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from .data import CocoInstances
+from .prompts import interior_distance
 
 MAX_CLICKS = 20
+SIZE_BUCKETS = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", float("inf")))
 
 
 def iou(pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None) -> float:
@@ -33,12 +38,6 @@ def iou(pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None) -
         pred, gt = pred & ~ignore, gt & ~ignore
     union = np.count_nonzero(pred | gt)
     return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
-
-
-def interior_distance(region: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each region pixel to the nearest non-region pixel or image border."""
-    padded = np.pad(region.astype(np.uint8), 1)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
 
 
 def _deepest(dist: np.ndarray) -> tuple[int, int]:
@@ -68,6 +67,8 @@ def next_click(pred: np.ndarray, gt: np.ndarray,
 @dataclass
 class MaskResult:
     ious: List[float] = field(default_factory=list)  # IoU after click 1, 2, ...
+    oracle_iou: Optional[float] = None  # after click 1, the best of the 3 masks by true IoU
+    area: int = 0  # mask pixels in the original image
 
     def clicks_to(self, threshold: float, max_clicks: int = MAX_CLICKS) -> int:
         for k, value in enumerate(self.ious, start=1):
@@ -79,13 +80,14 @@ class MaskResult:
 def evaluate_mask(predictor: SamPredictor, gt: np.ndarray, ignore: Optional[np.ndarray] = None,
                   max_clicks: int = MAX_CLICKS, stop_iou: float = 0.9) -> MaskResult:
     """Simulated clicks on one object of the image set in `predictor`, until IoU >= stop_iou."""
-    result = MaskResult()
+    result = MaskResult(area=int(np.count_nonzero(gt)))
     points, labels = [first_click(gt, ignore)], [1]
     masks, scores, logits = predictor.predict(np.array(points, np.float32), np.array(labels),
                                               multimask_output=True)
     best = int(np.argmax(scores))
     pred, low_res = masks[best], logits[best]
     result.ious.append(iou(pred, gt, ignore))
+    result.oracle_iou = max(iou(m, gt, ignore) for m in masks)
     while result.ious[-1] < stop_iou and len(result.ious) < max_clicks:
         click = next_click(pred, gt, ignore)
         if click is None:
@@ -99,10 +101,14 @@ def evaluate_mask(predictor: SamPredictor, gt: np.ndarray, ignore: Optional[np.n
     return result
 
 
+def size_bucket(area: int) -> str:
+    return next(name for name, limit in SIZE_BUCKETS if area < limit)
+
+
 def summarize(results: List[MaskResult], images: int, max_clicks: int = MAX_CLICKS) -> Dict[str, Any]:
     if not results:
         return {"images": images, "masks": 0}
-    return {
+    summary: Dict[str, Any] = {
         "images": images,
         "masks": len(results),
         "miou_1click": float(np.mean([r.ious[0] for r in results])),
@@ -111,16 +117,37 @@ def summarize(results: List[MaskResult], images: int, max_clicks: int = MAX_CLIC
         "max_clicks": max_clicks,
         "protocol": "RITM clicks; 1st click: deepest mask point, best of 3 by predicted IoU",
     }
+    oracle = [r.oracle_iou for r in results if r.oracle_iou is not None]
+    if len(oracle) == len(results):
+        summary["miou_1click_oracle"] = float(np.mean(oracle))
+    by_size = {}
+    for name, _ in SIZE_BUCKETS:
+        bucket = [r for r in results if size_bucket(r.area) == name]
+        if bucket:
+            by_size[name] = {"masks": len(bucket),
+                             "miou_1click": float(np.mean([r.ious[0] for r in bucket])),
+                             "noc90": float(np.mean([r.clicks_to(0.90, max_clicks) for r in bucket]))}
+    summary["by_size"] = by_size
+    return summary
+
+
+def choose_masks(count: int, limit: Optional[int], rng: np.random.Generator) -> List[int]:
+    """Indices of the masks to evaluate: all, or `limit` of them at random, in annotation order."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    return sorted(int(i) for i in rng.choice(count, limit, replace=False))
 
 
 def evaluate(sam: Sam, dataset: CocoInstances, max_images: Optional[int] = None,
              max_masks_per_image: Optional[int] = None, max_clicks: int = MAX_CLICKS,
              use_ignore: bool = True, progress: Optional[Callable[[int, int], None]] = None,
-             cancel: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
-    """1-click mIoU and NoC@85/90 over the dataset's images (all masks, or the first N per image)."""
+             cancel: Optional[Callable[[], bool]] = None, seed: int = 0) -> Dict[str, Any]:
+    """1-click mIoU and NoC@85/90 over the dataset's first `max_images` images (all masks, or
+    `max_masks_per_image` of each chosen at random with `seed`)."""
     sam.eval()
     predictor = SamPredictor(sam)
     image_ids = dataset.image_ids[:max_images] if max_images else dataset.image_ids
+    rng = np.random.default_rng(seed)
     results: List[MaskResult] = []
     for n, image_id in enumerate(image_ids, start=1):
         if cancel is not None and cancel():
@@ -128,8 +155,8 @@ def evaluate(sam: Sam, dataset: CocoInstances, max_images: Optional[int] = None,
         sample = dataset.load(image_id)
         predictor.set_image(sample.image)
         ignore = sample.ignore if use_ignore else None
-        for gt in sample.masks[:max_masks_per_image]:
-            results.append(evaluate_mask(predictor, gt, ignore, max_clicks))
+        for k in choose_masks(len(sample.masks), max_masks_per_image, rng):
+            results.append(evaluate_mask(predictor, sample.masks[k], ignore, max_clicks))
         if progress is not None:
             progress(n, len(image_ids))
     return summarize(results, len(image_ids), max_clicks)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sae_trainer.data import CocoInstances
-from sae_trainer.evaluate import (MaskResult, evaluate, evaluate_mask, first_click, iou, next_click,
-                                  summarize)
+from sae_trainer.evaluate import (MaskResult, choose_masks, evaluate, evaluate_mask, first_click, iou,
+                                  next_click, summarize)
 from sae_trainer.model import ModelConfig, build_sam
 
 
@@ -84,3 +84,20 @@ def test_evaluate_runs_on_a_coco_folder(coco_dir):
                        max_clicks=3)
     assert metrics["images"] == 2 and 2 <= metrics["masks"] <= 4
     assert 0 <= metrics["miou_1click"] <= 1 and 1 <= metrics["noc90"] <= 3
+
+
+def test_a_sample_of_masks_is_random_not_the_first_ones():
+    rng = np.random.default_rng(0)
+    picks = [tuple(choose_masks(10, 3, rng)) for _ in range(50)]
+    assert all(len(p) == 3 and list(p) == sorted(p) for p in picks)
+    assert len(set(picks)) > 10 and any(p[0] > 0 for p in picks)
+    assert choose_masks(2, 3, rng) == [0, 1] and choose_masks(4, None, rng) == [0, 1, 2, 3]
+
+
+def test_summary_by_size_and_oracle():
+    results = [MaskResult([0.9], oracle_iou=0.95, area=100), MaskResult([0.5], oracle_iou=0.7, area=5000),
+               MaskResult([0.2], oracle_iou=0.2, area=20000)]
+    s = summarize(results, images=1)
+    assert s["miou_1click_oracle"] == pytest.approx(0.6167, abs=1e-4)
+    assert s["by_size"]["small"] == {"masks": 1, "miou_1click": 0.9, "noc90": 1.0}
+    assert s["by_size"]["medium"]["masks"] == 1 and s["by_size"]["large"]["miou_1click"] == 0.2
