@@ -7,6 +7,8 @@ export interface ModelShape {
   imageSize?: number;
   transformerMlpDim?: number;
   iouHeadHiddenDim?: number;
+  /** Spread of the prompt encoder's Fourier frequencies (official SAM: 1). */
+  peScale?: number;
 }
 
 export interface TrainSamInput {
@@ -27,6 +29,12 @@ export interface TrainSamInput {
   numPoints?: number;
   /** Train on square windows of this side (a multiple of 16) that hold the sampled masks whole. */
   cropSize?: number;
+  /** Windows this many times the longer side of the mask they are built around (cropSize: the smallest). */
+  cropContext?: number;
+  /** Share of first prompts that are boxes (the paper: 0.5). */
+  boxProbability?: number;
+  /** First points from the part of the mask at least this share of its deepest depth (the paper: 0). */
+  pointDepth?: number;
   lr?: number;
   seed?: number;
   model?: ModelShape;

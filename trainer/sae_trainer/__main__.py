@@ -21,7 +21,10 @@ def _train(args: argparse.Namespace) -> None:
                       init_checkpoint=args.init, init_encoder=args.init_encoder, model=model,
                       steps=args.steps, batch_size=args.batch_size,
                       masks_per_image=args.masks_per_image, num_points=args.num_points,
-                      crop_size=args.crop_size, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      crop_size=args.crop_size, crop_context=args.crop_context,
+                      box_probability=args.box_probability,
+                      point_depth=args.point_depth, lr=args.lr, warmup_steps=args.warmup_steps,
+                      seed=args.seed, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every)
 
     def progress(s: dict) -> None:
@@ -94,7 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--masks-per-image", type=int, default=8)
     t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
     t.add_argument("--crop-size", type=int, help="train on windows of this side (multiple of 16)")
+    t.add_argument("--crop-context", type=float,
+                   help="windows this many times the longer side of their anchor mask "
+                        "(--crop-size is then the smallest window)")
+    t.add_argument("--box-probability", type=float, default=0.5,
+                   help="share of first prompts that are boxes (paper: 0.5)")
+    t.add_argument("--point-depth", type=float, default=0.0,
+                   help="first points from the mask's part at least this share of its deepest "
+                        "depth from the boundary (paper: 0, uniform)")
     t.add_argument("--lr", type=float, default=8e-4)
+    t.add_argument("--warmup-steps", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--log-every", type=int, default=10)

@@ -10,7 +10,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .model import PIXEL_MEAN, PIXEL_STD
+from .prompts import mask_to_box
 
 ANNOTATION_CANDIDATES = ("annotations.json", "instances.json", "coco.json",
                          "annotations/instances.json", "annotations/annotations.json")
@@ -71,11 +72,52 @@ def load_rgb(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+class RleMasks:
+    """The instance masks of one image as COCO RLEs, decoded only when indexed.
+
+    Indexing with an int gives one (H, W) bool mask, with a sequence of ints a (K, H, W) stack, as a
+    (M, H, W) array would; `boxes()` reads every mask's box from its RLE without decoding it.
+    Training uses a few masks of each image, so decoding them all would be most of its data time.
+    """
+
+    def __init__(self, rles: list) -> None:
+        self.rles = rles
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return mask_utils.decode(self.rles[int(index)]).astype(bool)
+        indices = [int(i) for i in index]
+        if not indices:
+            h, w = self.rles[0]["size"] if self.rles else (0, 0)
+            return np.zeros((0, h, w), bool)
+        return np.moveaxis(mask_utils.decode([self.rles[i] for i in indices]), -1, 0).astype(bool)
+
+    def boxes(self) -> np.ndarray:
+        """(M, 4) tight XYXY boxes with corners on pixel indices, as `mask_to_box` gives."""
+        if not self.rles:
+            return np.zeros((0, 4), np.float32)
+        x, y, w, h = mask_utils.toBbox(self.rles).T
+        return np.stack([x, y, x + w - 1, y + h - 1], axis=1).astype(np.float32)
+
+
+Masks = Union[np.ndarray, RleMasks]
+
+
+def instance_boxes(masks: Masks) -> np.ndarray:
+    """(M, 4) tight XYXY boxes of (M, H, W) bool masks or RleMasks, in original pixels."""
+    if isinstance(masks, RleMasks):
+        return masks.boxes()
+    return np.stack([mask_to_box(m) for m in masks]) if len(masks) else np.zeros((0, 4), np.float32)
+
+
 @dataclass
 class Sample:
     image_id: int
     image: np.ndarray  # (H, W, 3) uint8 RGB, original size
-    masks: np.ndarray  # (M, H, W) bool
+    masks: Masks  # (M, H, W) bool, none empty
     ignore: Optional[np.ndarray]  # (H, W) bool: crowd regions, excluded from evaluation IoU
 
 
@@ -115,8 +157,8 @@ class CocoInstances:
         if image.shape[:2] != (info["height"], info["width"]):
             raise ValueError(f"image {image_id}: file is {image.shape[1]}x{image.shape[0]}, "
                              f"annotations say {info['width']}x{info['height']}")
-        masks = np.stack([self.coco.annToMask(a).astype(bool) for a in self._annotations(image_id)])
-        masks = masks[masks.reshape(len(masks), -1).any(1)]
+        rles = [self.coco.annToRLE(a) for a in self._annotations(image_id)]
+        masks = RleMasks([r for r in rles if mask_utils.area(r) > 0])
         crowd = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], iscrowd=True))
         crowd = [a for a in crowd if a.get("iscrowd", 0)]
         ignore = np.any([self.coco.annToMask(a).astype(bool) for a in crowd], axis=0) if crowd else None

@@ -22,11 +22,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .data import CocoInstances, Sample, downsample_masks, preprocess_image, resize_masks
+from .data import (CocoInstances, Sample, downsample_masks, instance_boxes, preprocess_image,
+                   resize_masks)
 from .losses import sam_loss
-from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, load_checkpoint,
-                    save_checkpoint)
-from .prompts import PromptSet, iteration_schedule, mask_to_box
+from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, init_from_scratch,
+                    load_checkpoint, save_checkpoint)
+from .prompts import FirstPrompt, PromptSet, iteration_schedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.jsonl"
@@ -52,6 +53,15 @@ class TrainConfig:
     # Train on square windows of this side (a multiple of 16) holding the sampled masks whole, at
     # the model's full scale: the decoder cost falls with the window's area (4x for 512 of 1024).
     crop_size: Optional[int] = None
+    # With crop_size: make each window this many times the longer side of the mask it is built
+    # around (at least crop_size, at most the whole image), so that large objects are trained too.
+    crop_context: Optional[float] = None
+    # First prompts (paper: half boxes, points uniform over the mask). A model trained from scratch
+    # on a CPU budget learns far faster from points deep inside the mask first (point_depth 0.5):
+    # a mask centred on its prompt can be placed from position alone, before the encoder has
+    # learnt to tell objects apart.
+    box_probability: float = 0.5
+    point_depth: float = 0.0
     lr: float = 8e-4  # SAM's AdamW settings
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.999)
@@ -114,17 +124,23 @@ def crop_window(t: torch.Tensor, offset: Tuple[int, int], crop: Optional[int],
     return t[..., y:y + c, x:x + c]
 
 
-def mask_boxes(masks: np.ndarray, scale: float) -> np.ndarray:
-    """(M, 4) XYXY boxes of non-empty masks in the model input frame, covering whole pixels."""
-    boxes = np.stack([mask_to_box(m) for m in masks]) if len(masks) else np.zeros((0, 4))
+def model_frame_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
+    """(M, 4) XYXY boxes on pixel indices -> boxes in the model input frame covering whole pixels."""
     return (boxes + np.array([0, 0, 1, 1])) * scale
 
 
-def choose_window(boxes: np.ndarray, image_size: int, crop: int,
+def window_side(box: np.ndarray, min_side: int, context: float, image_size: int) -> int:
+    """Side of a window that shows `box` with `context` times its longer side of surroundings: a
+    multiple of the embedding stride, at least `min_side`, at most the whole model input."""
+    longer = max(box[2] - box[0], box[3] - box[1])
+    side = int(np.ceil(context * longer / PATCH_SIZE)) * PATCH_SIZE
+    return int(np.clip(side, min_side, image_size))
+
+
+def choose_window(box: np.ndarray, image_size: int, crop: int,
                   rng: np.random.Generator) -> Tuple[int, int]:
-    """Top-left (x, y) of a crop-sized window on the embedding grid that holds a random box whole
+    """Top-left (x, y) of a crop-sized window on the embedding grid that holds the box whole
     (centred on it when it is bigger than the window)."""
-    box = boxes[rng.integers(len(boxes))]
     corner = []
     for lo_edge, hi_edge in ((box[0], box[2]), (box[1], box[3])):
         lo, hi = max(0.0, hi_edge - crop), min(lo_edge, image_size - crop)
@@ -137,29 +153,41 @@ def choose_window(boxes: np.ndarray, image_size: int, crop: int,
     return corner[0], corner[1]
 
 
-def make_example(sample: Sample, image_size: int, max_masks: int,
-                 rng: np.random.Generator, crop: Optional[int] = None) -> Example:
+def make_example(sample: Sample, image_size: int, max_masks: int, rng: np.random.Generator,
+                 crop: Optional[int] = None, context: Optional[float] = None) -> Example:
+    """An example of up to `max_masks` of the sample's masks.
+
+    With `crop`, the window holds a randomly chosen anchor mask whole, and the masks are those
+    whole inside it. The window's side is `crop`, or with `context` the anchor's longer side times
+    `context` (at least `crop`; the whole input when that is larger), so big objects train too.
+    """
     image, resized_hw = preprocess_image(sample.image, image_size)
-    masks = sample.masks[sample.masks.reshape(len(sample.masks), -1).any(1)]
-    offset = (0, 0)
-    if crop is not None and len(masks):
-        boxes = mask_boxes(masks, image_size / max(sample.image.shape[:2]))
-        offset = choose_window(boxes, image_size, crop, rng)
-        x, y = offset
-        inside = ((boxes[:, 0] >= x) & (boxes[:, 1] >= y)
-                  & (boxes[:, 2] <= x + crop) & (boxes[:, 3] <= y + crop))
-        masks = masks[inside]
-    if len(masks) > max_masks:
-        masks = masks[np.sort(rng.choice(len(masks), max_masks, replace=False))]
-    full = crop_window(resize_masks(masks, resized_hw, image_size), offset, crop)
+    chosen = np.arange(len(sample.masks))
+    offset, window = (0, 0), None
+    if crop is not None and len(chosen):
+        boxes = model_frame_boxes(instance_boxes(sample.masks), image_size / max(sample.image.shape[:2]))
+        anchor = boxes[rng.integers(len(boxes))]
+        side = crop if context is None else window_side(anchor, crop, context, image_size)
+        if side < image_size:
+            window = side
+            offset = choose_window(anchor, image_size, side, rng)
+            x, y = offset
+            inside = ((boxes[:, 0] >= x) & (boxes[:, 1] >= y)
+                      & (boxes[:, 2] <= x + side) & (boxes[:, 3] <= y + side))
+            chosen = chosen[inside]
+    if len(chosen) > max_masks:
+        chosen = np.sort(rng.choice(chosen, max_masks, replace=False))
+    masks = sample.masks[chosen]
+    full = crop_window(resize_masks(masks, resized_hw, image_size), offset, window)
     low = downsample_masks(full)
     keep = (low.flatten(1).sum(1) > 0).numpy()  # masks that vanish at 1/4 scale cannot be learnt
-    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep], offset, crop)
+    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep], offset, window)
 
 
 def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, example: Example,
                          num_points: int, rng: np.random.Generator, loss_scale: float,
-                         image_pe: Optional[torch.Tensor] = None) -> Dict[str, float]:
+                         image_pe: Optional[torch.Tensor] = None,
+                         first: FirstPrompt = FirstPrompt()) -> Dict[str, float]:
     """Run the paper's interactive simulation for the masks of one image, back-propagating each
     iteration's loss (times loss_scale) as it goes. Returns per-iteration-averaged stats.
 
@@ -170,7 +198,7 @@ def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, exampl
     m, low = gt_low.shape[0], gt_low.shape[-1]
     scale = example.masks.shape[-1] / low
     gt_low_np = gt_low.bool().numpy()
-    prompts = PromptSet.initial(example.masks, rng)
+    prompts = PromptSet.initial(example.masks, rng, first)
     offset = np.array(example.offset, np.float32)
     mask_input, has_mask = torch.zeros(m, 1, low, low), torch.zeros(m)
     schedule = [True] + iteration_schedule(rng, num_points)
@@ -259,12 +287,18 @@ class Trainer:
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.sam, self.model_cfg = build_model(cfg)
+        if not cfg.init_checkpoint:
+            init_from_scratch(self.sam)
         self.sam.train()
+        self.first_prompt = FirstPrompt(cfg.box_probability, cfg.point_depth)
         self.decoder = PromptDecoder(self.sam)
         self.dataset = CocoInstances(cfg.data_dir, cfg.ann_file, image_ids=cfg.image_ids)
         if len(self.dataset) == 0:
             raise ValueError(f"no image with a usable annotation in {cfg.data_dir}")
         self.encoder_trainable = cfg.mode == "full"
+        if self.encoder_trainable and self.crop_size() and self.model_cfg.encoder != "tiny":
+            raise ValueError("crop_size in full mode needs the tiny encoder (a ViT takes whole "
+                             "images only); use mode 'decoder' to fine-tune a ViT model on windows")
         for p in self.sam.image_encoder.parameters():
             p.requires_grad_(self.encoder_trainable)
         if not self.encoder_trainable:
@@ -291,12 +325,17 @@ class Trainer:
             ids.append(int(self.order.pop()))
         return ids
 
-    def embeddings(self, examples: List[Example]) -> torch.Tensor:
-        if self.encoder_trainable:
-            return self.sam.image_encoder(torch.stack([e.window(e.image) for e in examples]))
-        # A frozen encoder's window of the whole image's embedding is exactly what inference sees.
-        return torch.stack([e.window(self.cache.get(e.image_id, e.image), PATCH_SIZE)
-                            for e in examples])
+    def embeddings(self, examples: List[Example]) -> List[torch.Tensor]:
+        """Each example's (1, 256, h, w) embedding of its window."""
+        if not self.encoder_trainable:
+            # A frozen encoder's window of the whole image's embedding is exactly what inference sees.
+            return [e.window(self.cache.get(e.image_id, e.image), PATCH_SIZE)[None] for e in examples]
+        if all(e.crop is None for e in examples):
+            return list(self.sam.image_encoder(torch.stack([e.image for e in examples])).split(1))
+        # Windows differ in size: one encoder pass each, at the window's place in the image.
+        return [self.sam.image_encoder(e.window(e.image)[None],
+                                       [(e.offset[0] // PATCH_SIZE, e.offset[1] // PATCH_SIZE)])
+                for e in examples]
 
     def crop_size(self) -> Optional[int]:
         crop = self.cfg.crop_size
@@ -304,26 +343,28 @@ class Trainer:
 
     def sample_examples(self) -> List[Example]:
         examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
-                                 self.cfg.masks_per_image, self.rng, self.crop_size())
+                                 self.cfg.masks_per_image, self.rng, self.crop_size(),
+                                 self.cfg.crop_context)
                     for i in self.next_image_ids()]
         return [e for e in examples if len(e.masks)]
 
     def forward_backward(self, examples: List[Example], rng: np.random.Generator) -> Dict[str, float]:
         """Zero the gradients, then accumulate those of the mean loss over examples x iterations."""
         self.optimizer.zero_grad(set_to_none=True)
-        emb = self.embeddings(examples)
-        emb_leaf = emb.detach().requires_grad_(self.encoder_trainable)
+        embs = self.embeddings(examples)
+        leaves = [e.detach().requires_grad_(self.encoder_trainable) for e in embs]
         n_iters = 1 + self.cfg.num_points + 2
         dense_pe = self.sam.prompt_encoder.get_dense_pe()
         totals: Dict[str, float] = {}
         for b, example in enumerate(examples):
-            stats = simulate_interactive(self.decoder, emb_leaf[b:b + 1], example, self.cfg.num_points,
+            stats = simulate_interactive(self.decoder, leaves[b], example, self.cfg.num_points,
                                          rng, loss_scale=1.0 / (len(examples) * n_iters),
-                                         image_pe=example.window(dense_pe, PATCH_SIZE))
+                                         image_pe=example.window(dense_pe, PATCH_SIZE),
+                                         first=self.first_prompt)
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(examples)
         if self.encoder_trainable:
-            emb.backward(emb_leaf.grad)
+            torch.autograd.backward(embs, [leaf.grad for leaf in leaves])
         return totals
 
     def optimizer_step(self) -> Dict[str, float]:

@@ -13,9 +13,9 @@ trainSam input:
     {"storage", "trainingSet", "modelName", "version" (int: writes models/<name>/v<version>/),
      "parent": "<model version prefix holding checkpoint.pt>" (optional),
      "officialCheckpoint": "<key of an official SAM .pth>", "encoder": "vit_b" (optional, no parent),
-     "mode": "decoder" | "full", "steps", "batchSize", "masksPerImage", "numPoints", "cropSize", "lr",
-     "seed",
-     "model": {"encoder", "imageSize", "transformerMlpDim", "iouHeadHiddenDim"} (no parent)}
+     "mode": "decoder" | "full", "steps", "batchSize", "masksPerImage", "numPoints", "cropSize",
+     "cropContext", "boxProbability", "pointDepth", "lr", "seed",
+     "model": {"encoder", "imageSize", "transformerMlpDim", "iouHeadHiddenDim", "peScale"} (no parent)}
   writes models/<name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, checkpoint.pt,
   train_log.jsonl, model.json (last: its presence marks a complete version)}, heartbeats
   {"phase", "step", "steps", "loss"}, uploads a resumable checkpoint to models/<name>/v<k>/train/ so
@@ -112,7 +112,8 @@ def _model_config(inp: Dict[str, Any]):
     m = inp.get("model") or {}
     return ModelConfig(encoder=m.get("encoder", "tiny"), image_size=m.get("imageSize", 1024),
                        transformer_mlp_dim=m.get("transformerMlpDim", 2048),
-                       iou_head_hidden_dim=m.get("iouHeadHiddenDim", 256))
+                       iou_head_hidden_dim=m.get("iouHeadHiddenDim", 256),
+                       pe_scale=float(m.get("peScale", 1.0)))
 
 
 def _initial_checkpoint(store, inp: Dict[str, Any], local: str) -> tuple[Optional[str], Optional[str]]:
@@ -158,6 +159,9 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
                       masks_per_image=int(inp.get("masksPerImage", 8)),
                       num_points=int(inp.get("numPoints", 8)),
                       crop_size=int(inp["cropSize"]) if inp.get("cropSize") else None,
+                      crop_context=float(inp["cropContext"]) if inp.get("cropContext") else None,
+                      box_probability=float(inp.get("boxProbability", 0.5)),
+                      point_depth=float(inp.get("pointDepth", 0.0)),
                       lr=float(inp.get("lr", 8e-4)),
                       seed=int(inp.get("seed", 0)),
                       checkpoint_every=int(inp.get("checkpointEvery", 100)))

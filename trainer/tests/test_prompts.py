@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from sae_trainer.prompts import (
-    LABEL_BG, LABEL_BOX_BR, LABEL_BOX_TL, LABEL_FG, LABEL_PAD, PromptSet, error_point, first_prompt,
-    iteration_schedule, mask_to_box, noisy_box, sample_point_in_mask)
+    LABEL_BG, LABEL_BOX_BR, LABEL_BOX_TL, LABEL_FG, LABEL_PAD, FirstPrompt, PromptSet, error_point,
+    first_prompt, interior_distance, iteration_schedule, mask_to_box, noisy_box,
+    sample_interior_point, sample_point_in_mask)
 
 
 def random_blob(rng, size=64):
@@ -114,3 +115,25 @@ def test_prompt_set_orders_clicks_before_the_first_prompt_and_scales(rng):
     # pixel centre of a low-res cell in the 4x frame: 4 * (i + 0.5) - 0.5
     assert ((coords[:, 0] + 0.5) / 4 - 0.5 >= 4).all() and ((coords[:, 0] + 0.5) / 4 - 0.5 < 12).all()
     assert np.allclose(((coords[:, 0] + 0.5) / 4 - 0.5) % 1, 0)
+
+
+def test_interior_points_keep_off_the_boundary(rng):
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 10:50] = True  # 20 x 40: deepest depth 10 px from the boundary
+    for _ in range(300):
+        x, y = sample_interior_point(mask, rng, depth=0.5).astype(int)
+        assert 14 <= y <= 25 and 14 <= x <= 45  # 5 px or more from outside (edge pixels are 1)
+    seen = {tuple(sample_interior_point(mask, rng, depth=0.0).astype(int)) for _ in range(3000)}
+    assert min(y for _, y in seen) == 10 and max(y for _, y in seen) == 29  # depth 0: everywhere
+
+
+def test_first_prompt_box_share_and_point_depth_are_parameters(rng):
+    mask = random_blob(rng)
+    how = FirstPrompt(box_probability=0.2, point_depth=0.5)
+    labels = [first_prompt(mask, rng, how)[1][0] for _ in range(2000)]
+    assert np.mean(np.array(labels) == LABEL_BOX_TL) == pytest.approx(0.2, abs=0.03)
+    depth = interior_distance(mask)
+    for _ in range(200):
+        coords, labels = first_prompt(mask, rng, FirstPrompt(box_probability=0.0, point_depth=0.5))
+        x, y = coords[0].astype(int)
+        assert labels[0] == LABEL_FG and depth[y, x] >= 0.5 * depth.max()

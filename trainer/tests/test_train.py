@@ -8,7 +8,8 @@ import torch
 from sae_trainer.data import Sample, resize_masks
 from sae_trainer.model import ModelConfig, load_checkpoint
 from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
-                               learning_rate, make_example, simulate_interactive, train)
+                               learning_rate, make_example, simulate_interactive, train,
+                               window_side)
 
 SMALL = ModelConfig(image_size=128)  # 8x8 embedding, 32x32 masks: fast on CPU
 
@@ -175,3 +176,47 @@ def test_training_on_windows_lowers_the_loss(coco_dir, tmp_path):
     trainer.optimizer_step()
     after = trainer.forward_backward(examples, np.random.default_rng(5))["loss"]
     assert after < before
+
+
+def test_windows_grow_with_their_anchor_mask():
+    assert window_side(np.array([0, 0, 40, 20]), 64, 2.0, 1024) == 80  # 2 x 40, on the 16 grid
+    assert window_side(np.array([0, 0, 10, 10]), 64, 2.0, 1024) == 64  # at least the minimum
+    assert window_side(np.array([0, 0, 700, 90]), 64, 2.0, 1024) == 1024  # at most the image
+    # A mask too big for a fixed 48 px window gets a window of its own size, context included.
+    sample = square_sample([(20, 10, 179, 90)])  # 102 x 51 model px
+    ex = make_example(sample, 128, 8, np.random.default_rng(0), crop=48, context=1.1)
+    assert ex.crop is None and ex.offset == (0, 0) and len(ex.masks) == 1  # the whole input
+    sample = square_sample([(100, 10, 139, 40), (0, 0, 19, 19)])  # 26 x 20 and 13 x 13 model px
+    for seed in range(10):
+        ex = make_example(sample, 128, 8, np.random.default_rng(seed), crop=32, context=1.5)
+        assert ex.crop in (32, 48) and len(ex.masks) >= 1
+
+
+def test_training_on_windows_of_several_sizes_lowers_the_loss(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path, lr=1e-3, num_points=0, crop_size=32,
+                                   crop_context=2.0, batch_size=4))
+    examples = trainer.sample_examples()
+    assert len({e.masks.shape[-1] for e in examples}) > 1  # the batch mixes window sizes
+    before = trainer.forward_backward(examples, np.random.default_rng(5))["loss"]
+    trainer.optimizer_step()
+    after = trainer.forward_backward(examples, np.random.default_rng(5))["loss"]
+    assert after < before
+
+
+def test_a_fresh_model_starts_with_local_attention_and_a_small_embedding(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path))
+    for name, module in trainer.sam.mask_decoder.named_modules():
+        if hasattr(module, "q_proj"):
+            assert torch.equal(module.q_proj.weight, module.k_proj.weight), name
+    assert torch.all(trainer.sam.image_encoder.neck[-1].weight == 0.1)
+    # A parent's weights are kept as they are.
+    parent = train(small_config(coco_dir, tmp_path / "p", steps=1))["checkpoint"]
+    child = Trainer(small_config(coco_dir, tmp_path / "c", init_checkpoint=parent))
+    loaded, _, _ = load_checkpoint(parent)
+    assert torch.equal(child.sam.image_encoder.neck[-1].weight, loaded.image_encoder.neck[-1].weight)
+
+
+def test_a_vit_cannot_train_on_windows_end_to_end(coco_dir, tmp_path):
+    with pytest.raises(ValueError, match="tiny encoder"):
+        Trainer(small_config(coco_dir, tmp_path, model=ModelConfig(encoder="vit_b", image_size=128),
+                             crop_size=64))
