@@ -21,6 +21,7 @@ def _train(args: argparse.Namespace) -> None:
                       init_checkpoint=args.init, init_encoder=args.init_encoder, model=model,
                       steps=args.steps, batch_size=args.batch_size,
                       masks_per_image=args.masks_per_image, num_points=args.num_points,
+                      refinements=not args.no_refinements,
                       crop_size=args.crop_size, crop_context=args.crop_context,
                       box_probability=args.box_probability,
                       point_depth=args.point_depth, lr=args.lr, warmup_steps=args.warmup_steps,
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--masks-per-image", type=int, default=8)
     t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
+    t.add_argument("--no-refinements", action="store_true",
+                   help="skip the 2 iterations without a new point (paper: with them)")
     t.add_argument("--crop-size", type=int, help="train on windows of this side (multiple of 16)")
     t.add_argument("--crop-context", type=float,
                    help="windows this many times the longer side of their anchor mask "

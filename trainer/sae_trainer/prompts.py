@@ -112,12 +112,15 @@ def error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> t
     return point, float(LABEL_FG if false_neg[y, x] else LABEL_BG)
 
 
-def iteration_schedule(rng: np.random.Generator, num_points: int = 8) -> List[bool]:
+def iteration_schedule(rng: np.random.Generator, num_points: int = 8,
+                       refinements: bool = True) -> List[bool]:
     """Whether each iteration after the first adds a point: `num_points` True, plus two False, one at
-    a random gap among the points and one at the end (11 iterations in all by default)."""
+    a random gap among the points and one at the end (11 iterations in all by default). Without
+    `refinements`, only the points (a cheaper schedule for the first steps of a CPU run)."""
     schedule = [True] * num_points
-    schedule.insert(int(rng.integers(num_points + 1)), False)
-    schedule.append(False)
+    if refinements:
+        schedule.insert(int(rng.integers(num_points + 1)), False)
+        schedule.append(False)
     return schedule
 
 

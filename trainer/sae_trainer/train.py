@@ -50,6 +50,7 @@ class TrainConfig:
     batch_size: int = 4  # images per step
     masks_per_image: int = 8  # masks sampled per image per step (SAM: up to 64 per GPU)
     num_points: int = 8  # corrective points; iterations = 1 + num_points + 2
+    refinements: bool = True  # the paper's 2 iterations without a new point
     # Train on square windows of this side (a multiple of 16) holding the sampled masks whole, at
     # the model's full scale: the decoder cost falls with the window's area (4x for 512 of 1024).
     crop_size: Optional[int] = None
@@ -187,7 +188,8 @@ def make_example(sample: Sample, image_size: int, max_masks: int, rng: np.random
 def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, example: Example,
                          num_points: int, rng: np.random.Generator, loss_scale: float,
                          image_pe: Optional[torch.Tensor] = None,
-                         first: FirstPrompt = FirstPrompt()) -> Dict[str, float]:
+                         first: FirstPrompt = FirstPrompt(),
+                         refinements: bool = True) -> Dict[str, float]:
     """Run the paper's interactive simulation for the masks of one image, back-propagating each
     iteration's loss (times loss_scale) as it goes. Returns per-iteration-averaged stats.
 
@@ -201,7 +203,7 @@ def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, exampl
     prompts = PromptSet.initial(example.masks, rng, first)
     offset = np.array(example.offset, np.float32)
     mask_input, has_mask = torch.zeros(m, 1, low, low), torch.zeros(m)
-    schedule = [True] + iteration_schedule(rng, num_points)
+    schedule = [True] + iteration_schedule(rng, num_points, refinements)
     totals: Dict[str, float] = {}
     for i, adds_point in enumerate(schedule):
         if i > 0 and adds_point:
@@ -353,14 +355,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         embs = self.embeddings(examples)
         leaves = [e.detach().requires_grad_(self.encoder_trainable) for e in embs]
-        n_iters = 1 + self.cfg.num_points + 2
+        n_iters = 1 + self.cfg.num_points + (2 if self.cfg.refinements else 0)
         dense_pe = self.sam.prompt_encoder.get_dense_pe()
         totals: Dict[str, float] = {}
         for b, example in enumerate(examples):
             stats = simulate_interactive(self.decoder, leaves[b], example, self.cfg.num_points,
                                          rng, loss_scale=1.0 / (len(examples) * n_iters),
                                          image_pe=example.window(dense_pe, PATCH_SIZE),
-                                         first=self.first_prompt)
+                                         first=self.first_prompt,
+                                         refinements=self.cfg.refinements)
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(examples)
         if self.encoder_trainable:

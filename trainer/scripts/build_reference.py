@@ -11,7 +11,10 @@
    into one external data file, decoder_weights.bin (onnxruntime resolves it next to the model).
 
     PYTHONPATH=trainer python trainer/scripts/build_reference.py --checkpoint CKPT --out models/sae-ref \
-        --heldout DIR [--real DIR] [--max-images N] [--max-masks-per-image N]
+        --heldout DIR [--real DIR] [--max-images N] [--max-masks-per-image N] [--recipe phases.json]
+
+`--recipe` is a JSON list of the training phases (command, steps, what changed), kept in the
+lineage of model.json so the package says how it was made.
 """
 import argparse
 import json
@@ -70,20 +73,26 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--heldout", required=True)
     parser.add_argument("--real")
-    parser.add_argument("--max-images", type=int, default=30)
-    parser.add_argument("--max-masks-per-image", type=int, default=5)
-    parser.add_argument("--version", default="1")
-    parser.add_argument("--training-data", default="sa-engine synth --images 800 --seed 1")
+    parser.add_argument("--heldout-name", default="sa-engine synth --images 100 --seed 7777")
+    parser.add_argument("--max-images", type=int, default=40)
+    parser.add_argument("--max-masks-per-image", type=int, default=10)
+    parser.add_argument("--version", default="2")
+    parser.add_argument("--training-data", default="sa-engine synth --images 2000 --seed 1")
+    parser.add_argument("--recipe", help="JSON list of the training phases")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
     checkpoint = os.path.join(args.out, "checkpoint.pt")
-    lineage = compact_checkpoint(args.checkpoint, checkpoint, {"parent": None, "training_data": args.training_data})
+    info = {"parent": None, "training_data": args.training_data}
+    if args.recipe:
+        with open(args.recipe) as f:
+            info["training"] = json.load(f)
+    lineage = compact_checkpoint(args.checkpoint, checkpoint, info)
     sam, _, _ = load_checkpoint(checkpoint)
 
     metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
                                              max_masks_per_image=args.max_masks_per_image, max_clicks=20)}
-    metrics["heldout_synthetic"]["dataset"] = args.heldout
+    metrics["heldout_synthetic"]["dataset"] = args.heldout_name
     if args.real:
         metrics["grabcut"] = evaluate(sam, CocoInstances(args.real), max_clicks=20)
         metrics["grabcut"]["dataset"] = "GrabCut (50 photos, human masks, unlabelled band ignored)"

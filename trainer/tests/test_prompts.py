@@ -137,3 +137,8 @@ def test_first_prompt_box_share_and_point_depth_are_parameters(rng):
         coords, labels = first_prompt(mask, rng, FirstPrompt(box_probability=0.0, point_depth=0.5))
         x, y = coords[0].astype(int)
         assert labels[0] == LABEL_FG and depth[y, x] >= 0.5 * depth.max()
+
+
+def test_iteration_schedule_without_refinements_is_the_points_alone(rng):
+    assert iteration_schedule(rng, 3, refinements=False) == [True, True, True]
+    assert iteration_schedule(rng, 0, refinements=False) == []
