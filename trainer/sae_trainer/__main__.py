@@ -23,10 +23,14 @@ def _train(args: argparse.Namespace) -> None:
                       masks_per_image=args.masks_per_image, num_points=args.num_points,
                       refinements=not args.no_refinements,
                       crop_size=args.crop_size, crop_context=args.crop_context,
+                      anchor_power=args.anchor_power,
                       box_probability=args.box_probability,
-                      point_depth=args.point_depth, lr=args.lr, warmup_steps=args.warmup_steps,
+                      point_depth=args.point_depth, init_embedding_scale=args.init_embedding_scale,
+                      lr=args.lr, warmup_steps=args.warmup_steps,
                       seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      log_every=args.log_every)
+                      log_every=args.log_every,
+                      **({} if args.lr_decay_at is None else
+                         {"lr_decay_at": tuple(float(f) for f in args.lr_decay_at.split(",") if f)}))
 
     def progress(s: dict) -> None:
         if s["step"] % args.log_every == 0 or s["step"] == s["steps"]:
@@ -97,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--masks-per-image", type=int, default=8)
     t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
+    t.add_argument("--anchor-power", type=float, default=0.0,
+                   help="windows built around a mask drawn ~ box area ** this (0: uniform)")
     t.add_argument("--no-refinements", action="store_true",
                    help="skip the 2 iterations without a new point (paper: with them)")
     t.add_argument("--crop-size", type=int, help="train on windows of this side (multiple of 16)")
@@ -108,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--point-depth", type=float, default=0.0,
                    help="first points from the mask's part at least this share of its deepest "
                         "depth from the boundary (paper: 0, uniform)")
+    t.add_argument("--init-embedding-scale", type=float, default=0.1,
+                   help="a fresh model's initial embedding scale (tiny encoder's last LayerNorm)")
     t.add_argument("--lr", type=float, default=8e-4)
     t.add_argument("--warmup-steps", type=int, default=50)
+    t.add_argument("--lr-decay-at",
+                   help="comma-separated fractions of --steps where the lr drops x0.1 "
+                        "(default 2/3 and 8/9, SAM's step decay; '' for none)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--log-every", type=int, default=10)

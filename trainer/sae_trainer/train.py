@@ -57,12 +57,15 @@ class TrainConfig:
     # With crop_size: make each window this many times the longer side of the mask it is built
     # around (at least crop_size, at most the whole image), so that large objects are trained too.
     crop_context: Optional[float] = None
+    # Windows are built around a mask drawn with probability ~ box area ** anchor_power.
+    anchor_power: float = 0.0
     # First prompts (paper: half boxes, points uniform over the mask). A model trained from scratch
     # on a CPU budget learns far faster from points deep inside the mask first (point_depth 0.5):
     # a mask centred on its prompt can be placed from position alone, before the encoder has
     # learnt to tell objects apart.
     box_probability: float = 0.5
     point_depth: float = 0.0
+    init_embedding_scale: float = 0.1  # a fresh model's initial embedding size (init_from_scratch)
     lr: float = 8e-4  # SAM's AdamW settings
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.999)
@@ -154,20 +157,30 @@ def choose_window(box: np.ndarray, image_size: int, crop: int,
     return corner[0], corner[1]
 
 
+def choose_anchor(boxes: np.ndarray, power: float, rng: np.random.Generator) -> int:
+    if power == 0:
+        return int(rng.integers(len(boxes)))
+    weights = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) ** power
+    return int(rng.choice(len(boxes), p=weights / weights.sum()))
+
+
 def make_example(sample: Sample, image_size: int, max_masks: int, rng: np.random.Generator,
-                 crop: Optional[int] = None, context: Optional[float] = None) -> Example:
+                 crop: Optional[int] = None, context: Optional[float] = None,
+                 anchor_power: float = 0.0) -> Example:
     """An example of up to `max_masks` of the sample's masks.
 
     With `crop`, the window holds a randomly chosen anchor mask whole, and the masks are those
     whole inside it. The window's side is `crop`, or with `context` the anchor's longer side times
     `context` (at least `crop`; the whole input when that is larger), so big objects train too.
+    The anchor is drawn with probability proportional to its box area to the power `anchor_power`
+    (0: uniform over the masks, which are mostly small).
     """
     image, resized_hw = preprocess_image(sample.image, image_size)
     chosen = np.arange(len(sample.masks))
     offset, window = (0, 0), None
     if crop is not None and len(chosen):
         boxes = model_frame_boxes(instance_boxes(sample.masks), image_size / max(sample.image.shape[:2]))
-        anchor = boxes[rng.integers(len(boxes))]
+        anchor = boxes[choose_anchor(boxes, anchor_power, rng)]
         side = crop if context is None else window_side(anchor, crop, context, image_size)
         if side < image_size:
             window = side
@@ -270,6 +283,18 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * 0.1 ** decays
 
 
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """Weight decay on weight matrices and kernels only: decaying norm scales, biases and position
+    embeddings toward zero (as plain AdamW over all parameters does) shrinks what they carry, which
+    a model trained from scratch needs to grow (ViT/MAE practice)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith("pos_embed") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -290,7 +315,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.sam, self.model_cfg = build_model(cfg)
         if not cfg.init_checkpoint:
-            init_from_scratch(self.sam)
+            init_from_scratch(self.sam, cfg.init_embedding_scale)
         self.sam.train()
         self.first_prompt = FirstPrompt(cfg.box_probability, cfg.point_depth)
         self.decoder = PromptDecoder(self.sam)
@@ -307,9 +332,8 @@ class Trainer:
             self.sam.image_encoder.eval()
             cache_dir = cfg.embedding_cache or os.path.join(cfg.out_dir, "embeddings")
             self.cache = EmbeddingCache(cache_dir, self.sam.image_encoder)
-        params = [p for p in self.sam.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.sam, cfg.weight_decay), lr=cfg.lr,
+                                           betas=cfg.betas)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.order: List[int] = []
@@ -346,7 +370,7 @@ class Trainer:
     def sample_examples(self) -> List[Example]:
         examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
                                  self.cfg.masks_per_image, self.rng, self.crop_size(),
-                                 self.cfg.crop_context)
+                                 self.cfg.crop_context, self.cfg.anchor_power)
                     for i in self.next_image_ids()]
         return [e for e in examples if len(e.masks)]
 

@@ -8,6 +8,7 @@ import torch
 from sae_trainer.data import Sample, resize_masks
 from sae_trainer.model import ModelConfig, load_checkpoint
 from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
+                               choose_anchor,
                                learning_rate, make_example, simulate_interactive, train,
                                window_side)
 
@@ -220,3 +221,22 @@ def test_a_vit_cannot_train_on_windows_end_to_end(coco_dir, tmp_path):
     with pytest.raises(ValueError, match="tiny encoder"):
         Trainer(small_config(coco_dir, tmp_path, model=ModelConfig(encoder="vit_b", image_size=128),
                              crop_size=64))
+
+
+def test_weight_decay_spares_norms_biases_and_position_embeddings(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path))
+    decay, no_decay = trainer.optimizer.param_groups
+    names = {id(p): n for n, p in trainer.sam.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"])
+    spared = {names[id(p)] for p in no_decay["params"]}
+    assert "image_encoder.pos_embed" in spared and "image_encoder.neck.3.weight" in spared
+    assert len(decay["params"]) + len(no_decay["params"]) == sum(1 for _ in trainer.sam.parameters())
+
+
+def test_anchor_power_draws_big_masks_more_often(rng):
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 40, 40]], np.float32)  # areas 100 and 1600
+    share = lambda power: np.mean([choose_anchor(boxes, power, rng) for _ in range(4000)])
+    assert share(0.0) == pytest.approx(0.5, abs=0.03)
+    assert share(1.0) == pytest.approx(1600 / 1700, abs=0.02)
+    assert share(0.5) == pytest.approx(40 / 50, abs=0.03)
