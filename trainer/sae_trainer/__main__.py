@@ -23,7 +23,7 @@ def _train(args: argparse.Namespace) -> None:
                       masks_per_image=args.masks_per_image, num_points=args.num_points,
                       refinements=not args.no_refinements,
                       crop_size=args.crop_size, crop_context=args.crop_context,
-                      anchor_power=args.anchor_power,
+                      anchor_power=args.anchor_power, region_loss_weight=args.region_loss,
                       box_probability=args.box_probability,
                       point_depth=args.point_depth, init_embedding_scale=args.init_embedding_scale,
                       lr=args.lr, warmup_steps=args.warmup_steps,
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--masks-per-image", type=int, default=8)
     t.add_argument("--num-points", type=int, default=8, help="corrective points per example")
+    t.add_argument("--region-loss", type=float, default=0.0,
+                   help="weight of the auxiliary region-contrast loss on the encoder (0: off)")
     t.add_argument("--anchor-power", type=float, default=0.0,
                    help="windows built around a mask drawn ~ box area ** this (0: uniform)")
     t.add_argument("--no-refinements", action="store_true",

@@ -81,3 +81,25 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor
     stats = {"mask_loss": float(chosen.mean()), "iou_loss": float(iou_loss.mean()),
              "iou": float(chosen_iou.mean())}
     return loss, stats
+
+
+def region_contrast_loss(features: torch.Tensor, regions: torch.Tensor,
+                         temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over the cells of one image.
+
+    features: (N, D) cell embeddings; regions: (N,) the region each cell lies in, -1 for none.
+    Each cell in a region is pulled toward the other cells of that region and pushed away from
+    all other cells (those in no region too). Zero when no region has two cells.
+    """
+    z = F.normalize(features, dim=1)
+    logits = z @ z.T / temperature
+    eye = torch.eye(len(z), dtype=torch.bool)
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (regions[:, None] == regions[None, :]) & ~eye & (regions[:, None] >= 0)
+    counts = positive.sum(1)
+    anchors = counts > 0
+    if not anchors.any():
+        return features.sum() * 0.0
+    mean_positive = log_prob.masked_fill(~positive, 0.0).sum(1)[anchors] / counts[anchors]
+    return -mean_positive.mean()

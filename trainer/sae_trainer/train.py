@@ -24,7 +24,7 @@ import torch
 
 from .data import (CocoInstances, Sample, downsample_masks, instance_boxes, preprocess_image,
                    resize_masks)
-from .losses import sam_loss
+from .losses import region_contrast_loss, sam_loss
 from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, init_from_scratch,
                     load_checkpoint, save_checkpoint)
 from .prompts import FirstPrompt, PromptSet, iteration_schedule
@@ -66,6 +66,11 @@ class TrainConfig:
     box_probability: float = 0.5
     point_depth: float = 0.0
     init_embedding_scale: float = 0.1  # a fresh model's initial embedding size (init_from_scratch)
+    # Weight of an auxiliary loss on the encoder (not the paper's): a supervised contrastive loss
+    # that pulls the embedding cells of each annotated region together. It supervises every cell of
+    # every image, where the mask losses reach the encoder only through a few masks per image, so a
+    # fresh encoder learns to tell objects apart many times sooner. 0: the paper's losses only.
+    region_loss_weight: float = 0.0
     lr: float = 8e-4  # SAM's AdamW settings
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.999)
@@ -114,6 +119,7 @@ class Example:
     masks_low: torch.Tensor  # (M, C/4, C/4) {0,1}: loss targets and error regions
     offset: Tuple[int, int] = (0, 0)
     crop: Optional[int] = None
+    regions: Optional[torch.Tensor] = None  # (h, w) region of each embedding cell, -1 for none
 
     def window(self, t: torch.Tensor, stride: int = 1) -> torch.Tensor:
         return crop_window(t, self.offset, self.crop, stride)
@@ -164,9 +170,30 @@ def choose_anchor(boxes: np.ndarray, power: float, rng: np.random.Generator) -> 
     return int(rng.choice(len(boxes), p=weights / weights.sum()))
 
 
+def cell_regions(sample: Sample, image_size: int, offset: Tuple[int, int],
+                 window: Optional[int]) -> torch.Tensor:
+    """(h, w) index of the smallest of the sample's masks covering each embedding cell's centre in
+    the window, -1 where none does (the innermost visible part of a whole/part tree)."""
+    scale = image_size / max(sample.image.shape[:2])
+    cells = (window or image_size) // PATCH_SIZE
+    centres = np.arange(cells) * PATCH_SIZE + PATCH_SIZE / 2
+    h, w = sample.image.shape[:2]
+    xs = np.floor((centres + offset[0]) / scale).astype(int)
+    ys = np.floor((centres + offset[1]) / scale).astype(int)
+    inside = (ys[:, None] < h) & (xs[None, :] < w)
+    xs, ys = np.minimum(xs, w - 1), np.minimum(ys, h - 1)
+    regions = np.full((cells, cells), -1, np.int64)
+    if len(sample.masks):
+        masks = sample.masks[list(range(len(sample.masks)))][:, ys[:, None], xs[None, :]]
+        for k in np.argsort(-masks.reshape(len(masks), -1).sum(1), kind="stable"):
+            regions[masks[k]] = k  # smaller masks painted last
+    regions[~inside] = -1
+    return torch.from_numpy(regions)
+
+
 def make_example(sample: Sample, image_size: int, max_masks: int, rng: np.random.Generator,
                  crop: Optional[int] = None, context: Optional[float] = None,
-                 anchor_power: float = 0.0) -> Example:
+                 anchor_power: float = 0.0, with_regions: bool = False) -> Example:
     """An example of up to `max_masks` of the sample's masks.
 
     With `crop`, the window holds a randomly chosen anchor mask whole, and the masks are those
@@ -195,7 +222,9 @@ def make_example(sample: Sample, image_size: int, max_masks: int, rng: np.random
     full = crop_window(resize_masks(masks, resized_hw, image_size), offset, window)
     low = downsample_masks(full)
     keep = (low.flatten(1).sum(1) > 0).numpy()  # masks that vanish at 1/4 scale cannot be learnt
-    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep], offset, window)
+    regions = cell_regions(sample, image_size, offset, window) if with_regions else None
+    return Example(sample.image_id, image, full[keep].bool().numpy(), low[keep], offset, window,
+                   regions)
 
 
 def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, example: Example,
@@ -323,6 +352,9 @@ class Trainer:
         if len(self.dataset) == 0:
             raise ValueError(f"no image with a usable annotation in {cfg.data_dir}")
         self.encoder_trainable = cfg.mode == "full"
+        # The auxiliary loss's projection (trainer-only: not part of the exported model).
+        self.region_head = (torch.nn.Conv2d(256, 64, kernel_size=1)
+                            if cfg.region_loss_weight > 0 and self.encoder_trainable else None)
         if self.encoder_trainable and self.crop_size() and self.model_cfg.encoder != "tiny":
             raise ValueError("crop_size in full mode needs the tiny encoder (a ViT takes whole "
                              "images only); use mode 'decoder' to fine-tune a ViT model on windows")
@@ -332,8 +364,10 @@ class Trainer:
             self.sam.image_encoder.eval()
             cache_dir = cfg.embedding_cache or os.path.join(cfg.out_dir, "embeddings")
             self.cache = EmbeddingCache(cache_dir, self.sam.image_encoder)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.sam, cfg.weight_decay), lr=cfg.lr,
-                                           betas=cfg.betas)
+        groups = parameter_groups(self.sam, cfg.weight_decay)
+        if self.region_head is not None:
+            groups += parameter_groups(self.region_head, cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.order: List[int] = []
@@ -370,7 +404,8 @@ class Trainer:
     def sample_examples(self) -> List[Example]:
         examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
                                  self.cfg.masks_per_image, self.rng, self.crop_size(),
-                                 self.cfg.crop_context, self.cfg.anchor_power)
+                                 self.cfg.crop_context, self.cfg.anchor_power,
+                                 with_regions=self.region_head is not None)
                     for i in self.next_image_ids()]
         return [e for e in examples if len(e.masks)]
 
@@ -391,8 +426,19 @@ class Trainer:
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(examples)
         if self.encoder_trainable:
-            torch.autograd.backward(embs, [leaf.grad for leaf in leaves])
+            # The decoder's gradient at each embedding, plus the auxiliary loss's, through the encoder.
+            passed = sum((e * leaf.grad).sum() for e, leaf in zip(embs, leaves))
+            if self.region_head is not None:
+                region = self.region_loss(embs, examples)
+                totals["region_loss"] = float(region)
+                passed = passed + self.cfg.region_loss_weight * region
+            passed.backward()
         return totals
+
+    def region_loss(self, embs: List[torch.Tensor], examples: List[Example]) -> torch.Tensor:
+        losses = [region_contrast_loss(self.region_head(e)[0].flatten(1).T, ex.regions.flatten())
+                  for e, ex in zip(embs, examples)]
+        return torch.stack(losses).mean()
 
     def optimizer_step(self) -> Dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -450,7 +496,8 @@ class Trainer:
                         optimizer=self.optimizer.state_dict(), train_config=self.cfg.to_dict(),
                         lineage_info=self.lineage(),
                         rng={"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
-                             "order": self.order})
+                             "order": self.order},
+                        region_head=None if self.region_head is None else self.region_head.state_dict())
         os.replace(tmp, self.checkpoint_path)
 
     def _resume(self) -> None:
@@ -461,6 +508,8 @@ class Trainer:
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.order = list(ckpt["rng"]["order"])
+        if self.region_head is not None and ckpt.get("region_head") is not None:
+            self.region_head.load_state_dict(ckpt["region_head"])
 
     def _log(self, stats: Dict[str, float]) -> None:
         with open(os.path.join(self.cfg.out_dir, LOG_NAME), "a") as f:

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from sae_trainer.losses import dice_loss, focal_loss, mask_iou, mask_loss, sam_loss
+from sae_trainer.losses import (dice_loss, focal_loss, mask_iou, mask_loss, region_contrast_loss,
+                                sam_loss)
 
 
 def focal_by_hand(logit, target, alpha=0.25, gamma=2.0):
@@ -81,3 +82,15 @@ def test_sam_loss_gradient_reaches_only_the_chosen_mask():
     loss.backward()
     grads = logits.grad.abs().flatten(2).sum(-1)[0]
     assert grads[2] > 0 and grads[0] == 0 and grads[1] == 0 and grads[3] == 0
+
+
+def test_region_contrast_loss_by_hand():
+    # a and b share region 0 and one direction, c (region 1) points the other way; temperature 1.
+    features = torch.tensor([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
+    loss = region_contrast_loss(features, torch.tensor([0, 0, 1]), temperature=1.0)
+    # c has no partner, so only a and b are anchors: -(1 - log(e^1 + e^-1)) each
+    assert float(loss) == pytest.approx(math.log(math.e + 1 / math.e) - 1, abs=1e-6)
+    # cells in no region (-1) are negatives only; with no pair in any region the loss is 0
+    assert float(region_contrast_loss(features, torch.tensor([-1, -1, 1]))) == 0.0
+    mixed = region_contrast_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]), torch.tensor([0, 0, 1]))
+    assert float(mixed) > float(region_contrast_loss(features, torch.tensor([0, 0, 1])))

@@ -8,7 +8,7 @@ import torch
 from sae_trainer.data import Sample, resize_masks
 from sae_trainer.model import ModelConfig, load_checkpoint
 from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
-                               choose_anchor,
+                               cell_regions, choose_anchor,
                                learning_rate, make_example, simulate_interactive, train,
                                window_side)
 
@@ -240,3 +240,30 @@ def test_anchor_power_draws_big_masks_more_often(rng):
     assert share(0.0) == pytest.approx(0.5, abs=0.03)
     assert share(1.0) == pytest.approx(1600 / 1700, abs=0.02)
     assert share(0.5) == pytest.approx(40 / 50, abs=0.03)
+
+
+def test_each_cell_lies_in_the_smallest_mask_over_its_centre():
+    # 100 x 200 image -> x0.64 into the 128 input: 8 cells across, 4 rows inside the image.
+    sample = square_sample([(0, 0, 199, 99), (100, 25, 149, 74)])  # the whole image, a square in it
+    regions = cell_regions(sample, 128, (0, 0), None).numpy()
+    assert regions.shape == (8, 8)
+    assert (regions[4:] == -1).all()  # padding below the image
+    centre = np.arange(8) * 16 + 8  # cell centres in the input, /0.64 in the image
+    inner = ((centre / 0.64 >= 100) & (centre / 0.64 <= 149))[None, :] & \
+        ((centre / 0.64 >= 25) & (centre / 0.64 <= 74))[:4, None]
+    assert (regions[:4][inner] == 1).all() and (regions[:4][~inner] == 0).all() and inner.any()
+    window = cell_regions(sample, 128, (64, 16), 32).numpy()  # a 2 x 2 cell window
+    assert np.array_equal(window, regions[1:3, 4:6])
+
+
+def test_the_region_loss_trains_the_encoder_alongside(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path, region_loss_weight=1.0, num_points=0))
+    assert trainer.region_head is not None
+    examples = trainer.sample_examples()
+    assert all(e.regions is not None and e.regions.shape == (8, 8) for e in examples)
+    stats = trainer.forward_backward(examples, np.random.default_rng(0))
+    assert stats["region_loss"] > 0 and trainer.region_head.weight.grad is not None
+    trainer.optimizer_step()
+    trainer.save()
+    resumed = Trainer(small_config(coco_dir, tmp_path, region_loss_weight=1.0, num_points=0))
+    assert torch.equal(resumed.region_head.weight, trainer.region_head.weight)
