@@ -6,6 +6,8 @@ used by the SAM paper's point-prompt evaluation):
   Also reported: the "oracle" 1-click mIoU (the best of the 3 by true IoU, as the SAM paper's
   ambiguity-aware figure) and both by object size (COCO's small < 32², medium < 96², large).
 * NoC@90 (and @85): clicks until IoU >= 0.90, at most 20 (a mask that never gets there counts 20).
+* mIoU after 1, 2, 3, 5, 10 and 20 clicks (`miou_at_clicks`): whether more clicks help. Clicking
+  stops at IoU 0.9 or when nothing is wrong, and such a mask keeps its last IoU.
   Each next click goes to the interior-most point of the largest error region, comparing false
   negatives with false positives by the depth of their interior (RITM's "largest error region");
   it is foreground if it fixes a false negative, else background. From the second click on, the
@@ -29,6 +31,7 @@ from .data import CocoInstances
 from .prompts import interior_distance
 
 MAX_CLICKS = 20
+CURVE_CLICKS = (1, 2, 3, 5, 10, 20)
 SIZE_BUCKETS = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", float("inf")))
 
 
@@ -69,6 +72,9 @@ class MaskResult:
     ious: List[float] = field(default_factory=list)  # IoU after click 1, 2, ...
     oracle_iou: Optional[float] = None  # after click 1, the best of the 3 masks by true IoU
     area: int = 0  # mask pixels in the original image
+
+    def iou_after(self, clicks: int) -> float:
+        return self.ious[min(clicks, len(self.ious)) - 1]
 
     def clicks_to(self, threshold: float, max_clicks: int = MAX_CLICKS) -> int:
         for k, value in enumerate(self.ious, start=1):
@@ -117,6 +123,8 @@ def summarize(results: List[MaskResult], images: int, max_clicks: int = MAX_CLIC
         "max_clicks": max_clicks,
         "protocol": "RITM clicks; 1st click: deepest mask point, best of 3 by predicted IoU",
     }
+    summary["miou_at_clicks"] = {str(k): float(np.mean([r.iou_after(k) for r in results]))
+                                 for k in CURVE_CLICKS if k <= max_clicks}
     oracle = [r.oracle_iou for r in results if r.oracle_iou is not None]
     if len(oracle) == len(results):
         summary["miou_1click_oracle"] = float(np.mean(oracle))

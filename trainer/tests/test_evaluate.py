@@ -75,6 +75,10 @@ def test_summary_metrics():
     s = summarize([MaskResult([0.95]), MaskResult([0.5, 0.88, 0.92])], images=1)
     assert s["miou_1click"] == pytest.approx(0.725)
     assert s["noc90"] == pytest.approx(2.0) and s["noc85"] == pytest.approx(1.5)
+    # a mask that stopped clicking keeps its last IoU
+    assert s["miou_at_clicks"]["2"] == pytest.approx((0.95 + 0.88) / 2)
+    assert s["miou_at_clicks"]["20"] == pytest.approx((0.95 + 0.92) / 2)
+    assert list(summarize([MaskResult([0.5])], images=1, max_clicks=3)["miou_at_clicks"]) == ["1", "2", "3"]
 
 
 def test_evaluate_runs_on_a_coco_folder(coco_dir):
