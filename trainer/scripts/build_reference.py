@@ -14,7 +14,9 @@
         --heldout DIR [--real DIR] [--max-images N] [--max-masks-per-image N] [--recipe phases.json]
 
 `--recipe` is a JSON list of the training phases (command, steps, what changed), kept in the
-lineage of model.json so the package says how it was made.
+lineage of model.json so the package says how it was made; the lineage's steps are then their sum.
+`--metrics FILE` reuses a metrics.json measured on the same checkpoint instead of evaluating again
+(to re-export, e.g. after a lineage fix; the evaluation takes minutes).
 """
 import argparse
 import json
@@ -67,6 +69,17 @@ def share_decoder_weights(out_dir: str, files=("decoder.onnx", "decoder_batched.
     return len(offsets)
 
 
+def measure(checkpoint: str, args: argparse.Namespace) -> dict:
+    sam, _, _ = load_checkpoint(checkpoint)
+    metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
+                                             max_masks_per_image=args.max_masks_per_image, max_clicks=20)}
+    metrics["heldout_synthetic"]["dataset"] = args.heldout_name
+    if args.real:
+        metrics["grabcut"] = evaluate(sam, CocoInstances(args.real), max_clicks=20)
+        metrics["grabcut"]["dataset"] = "GrabCut (50 photos, human masks, unlabelled band ignored)"
+    return metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -74,11 +87,12 @@ def main() -> None:
     parser.add_argument("--heldout", required=True)
     parser.add_argument("--real")
     parser.add_argument("--heldout-name", default="sa-engine synth --images 100 --seed 7777")
-    parser.add_argument("--max-images", type=int, default=40)
-    parser.add_argument("--max-masks-per-image", type=int, default=10)
+    parser.add_argument("--max-images", type=int, default=25)
+    parser.add_argument("--max-masks-per-image", type=int, default=4)
     parser.add_argument("--version", default="2")
     parser.add_argument("--training-data", default="sa-engine synth --images 2000 --seed 1")
     parser.add_argument("--recipe", help="JSON list of the training phases")
+    parser.add_argument("--metrics", help="metrics.json of this checkpoint: skip the evaluation")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -87,15 +101,13 @@ def main() -> None:
     if args.recipe:
         with open(args.recipe) as f:
             info["training"] = json.load(f)
+        info["steps"] = sum(phase["steps"] for phase in info["training"])
     lineage = compact_checkpoint(args.checkpoint, checkpoint, info)
-    sam, _, _ = load_checkpoint(checkpoint)
-
-    metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
-                                             max_masks_per_image=args.max_masks_per_image, max_clicks=20)}
-    metrics["heldout_synthetic"]["dataset"] = args.heldout_name
-    if args.real:
-        metrics["grabcut"] = evaluate(sam, CocoInstances(args.real), max_clicks=20)
-        metrics["grabcut"]["dataset"] = "GrabCut (50 photos, human masks, unlabelled band ignored)"
+    if args.metrics:
+        with open(args.metrics) as f:
+            metrics = json.load(f)
+    else:
+        metrics = measure(checkpoint, args)
     print(json.dumps(metrics, indent=2))
     export_package(checkpoint, args.out, name="sae-ref", version=args.version, metrics=metrics, lineage=lineage)
     print(f"shared {share_decoder_weights(args.out)} decoder tensors in {WEIGHTS_FILE}")
