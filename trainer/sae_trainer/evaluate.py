@@ -6,12 +6,12 @@ used by the SAM paper's point-prompt evaluation):
   Also reported: the "oracle" 1-click mIoU (the best of the 3 by true IoU, as the SAM paper's
   ambiguity-aware figure) and both by object size (COCO's small < 32², medium < 96², large).
 * NoC@90 (and @85): clicks until IoU >= 0.90, at most 20 (a mask that never gets there counts 20).
-* mIoU after 1, 2, 3, 5, 10 and 20 clicks (`miou_at_clicks`): whether more clicks help. Clicking
-  stops at IoU 0.9 or when nothing is wrong, and such a mask keeps its last IoU.
   Each next click goes to the interior-most point of the largest error region, comparing false
   negatives with false positives by the depth of their interior (RITM's "largest error region");
   it is foreground if it fixes a false negative, else background. From the second click on, the
   single-mask output is used and the previous low-res logits are fed back as mask prompt.
+* mIoU after 1, 2, 3, 5, 10 and 20 clicks (`miou_at_clicks`): whether more clicks help. Clicking
+  stops at IoU 0.9 or when nothing is wrong, and such a mask keeps its last IoU.
 
 An optional ignore mask (e.g. COCO crowd regions) removes pixels from the IoU and from click placement.
 When only some masks of an image are evaluated, they are a seeded random choice (annotation order

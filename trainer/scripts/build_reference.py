@@ -72,10 +72,10 @@ def share_decoder_weights(out_dir: str, files=("decoder.onnx", "decoder_batched.
 def measure(checkpoint: str, args: argparse.Namespace) -> dict:
     sam, _, _ = load_checkpoint(checkpoint)
     metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
-                                             max_masks_per_image=args.max_masks_per_image, max_clicks=20)}
+                                             max_masks_per_image=args.max_masks_per_image)}
     metrics["heldout_synthetic"]["dataset"] = args.heldout_name
     if args.real:
-        metrics["grabcut"] = evaluate(sam, CocoInstances(args.real), max_clicks=20)
+        metrics["grabcut"] = evaluate(sam, CocoInstances(args.real))
         metrics["grabcut"]["dataset"] = "GrabCut (50 photos, human masks, unlabelled band ignored)"
     return metrics
 
