@@ -2,7 +2,8 @@
 // search attributes) and versitygw, a real S3-compatible server, both on loopback only.
 // `sa-engine dev up` runs them detached; the integration-test global setup runs them as children.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -52,9 +53,32 @@ export interface S3Options extends ServerOptions {
   region?: string;
 }
 
-/** The preferred port when free, otherwise any free loopback port. */
+/**
+ * The preferred port when free, otherwise a free loopback port below the kernel's ephemeral range.
+ * A server on an ephemeral port can lose it while it restarts: any outgoing connection on the
+ * machine may be given that port as its local end, and the server then cannot bind it again.
+ */
 export async function freePort(preferred?: number): Promise<number> {
-  return getPort({ host: LOOPBACK, port: preferred });
+  const candidates = randomPortsBelow(ephemeralPortFloor(), 64);
+  return getPort({ host: LOOPBACK, port: preferred === undefined ? candidates : [preferred, ...candidates] });
+}
+
+const LOWEST_STACK_PORT = 10_000;
+
+/** Linux says where outgoing connections take their ports; elsewhere 32768 is below both usual ranges. */
+function ephemeralPortFloor(): number {
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const floor = Number(low);
+    return Number.isInteger(floor) && floor > LOWEST_STACK_PORT + 1000 ? floor : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** Random rather than in order, so that test processes starting stacks at once rarely ask for the same port. */
+function randomPortsBelow(ceiling: number, count: number): number[] {
+  return Array.from({ length: count }, () => randomInt(LOWEST_STACK_PORT, ceiling));
 }
 
 function launch(
@@ -86,14 +110,26 @@ async function waitUntilReady(
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(
-        `${name} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`,
+        `${name} exited (${child.exitCode ?? child.signalCode}) before it was ready; ${logFile} ends:\n` +
+          logTail(logFile),
       );
     }
     if (await ready().catch(() => false)) return;
     await sleep(250);
   }
   child.kill('SIGKILL');
-  throw new Error(`${name} did not become ready within ${timeoutMs / 1000}s; see ${logFile}`);
+  throw new Error(
+    `${name} did not become ready within ${timeoutMs / 1000}s; ${logFile} ends:\n` + logTail(logFile),
+  );
+}
+
+/** The last lines of a server's log, so a start that failed says why even once its folder is gone. */
+function logTail(logFile: string, lines = 15): string {
+  try {
+    return readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log written)';
+  }
 }
 
 export interface StartedServer<T> {
