@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from .model import ENCODERS, ModelConfig, TinyEncoderConfig
+from .model import DEVICES_HELP, ENCODERS, ModelConfig, TinyEncoderConfig
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> None:
                       point_depth=args.point_depth, init_embedding_scale=args.init_embedding_scale,
                       lr=args.lr, warmup_steps=args.warmup_steps,
                       seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      log_every=args.log_every,
+                      log_every=args.log_every, device=args.device,
                       **({} if args.lr_decay_at is None else
                          {"lr_decay_at": tuple(float(f) for f in args.lr_decay_at.split(",") if f)}))
 
@@ -51,9 +51,10 @@ def _export(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import CocoInstances
     from .evaluate import evaluate
-    from .model import load_checkpoint
+    from .model import load_checkpoint, resolve_device
 
     sam, _, _ = load_checkpoint(args.checkpoint, encoder=args.encoder)
+    sam.to(resolve_device(args.device))
     dataset = CocoInstances(args.data, args.ann)
     if args.holdout_fraction:
         dataset = dataset.split(args.holdout_fraction, args.split_seed)[1]
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--device", default="auto", help=DEVICES_HELP)
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export a checkpoint to an ONNX model package")
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-clicks", type=int, default=20)
     v.add_argument("--no-ignore", action="store_true", help="do not exclude crowd regions")
     v.add_argument("--out", help="write the metrics JSON here")
+    v.add_argument("--device", default="auto", help=DEVICES_HELP)
     v.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="CPU timings: training step, decoder per prompt")
@@ -163,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--address", default=None, help="Temporal address (env TEMPORAL_ADDRESS)")
     w.add_argument("--namespace", default=None)
     w.add_argument("--task-queue", default=None)
+    w.add_argument("--device", default=None,
+                   help=f"where trainSam and evaluateSam run (env SAE_TRAIN_DEVICE): {DEVICES_HELP}")
     w.set_defaults(func=_worker)
     return p
 
@@ -180,7 +185,10 @@ def set_threads() -> None:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     set_threads()
-    args.func(args)
+    try:
+        args.func(args)
+    except ValueError as e:  # a bad option or input, said plainly rather than as a traceback
+        sys.exit(f"sae_trainer {args.command}: {e}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def region_contrast_loss(features: torch.Tensor, regions: torch.Tensor,
     """
     z = F.normalize(features, dim=1)
     logits = z @ z.T / temperature
-    eye = torch.eye(len(z), dtype=torch.bool)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(eye, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     positive = (regions[:, None] == regions[None, :]) & ~eye & (regions[:, None] >= 0)

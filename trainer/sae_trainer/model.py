@@ -276,6 +276,33 @@ class PromptDecoder(SamOnnxModel):
         return iou_predictions, low_res_masks
 
 
+# --- devices -----------------------------------------------------------------------------------
+
+DEVICES_HELP = "auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device a run asks for; a GPU that is asked for by name and absent is an error, not
+    a silent fall-back to a CPU run many times slower."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {name!r}: use {DEVICES_HELP}") from e
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}: use {DEVICES_HELP}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+            raise ValueError(f"device {name!r} asked for, but PyTorch {torch.__version__} "
+                             f"({build}) sees no GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for, but only "
+                             f"{torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
 # --- checkpoints -------------------------------------------------------------------------------
 
 def save_checkpoint(path: str, sam: Sam, cfg: ModelConfig, **extra: Any) -> None:

@@ -26,7 +26,7 @@ from .data import (CocoInstances, Sample, downsample_masks, instance_boxes, prep
                    resize_masks)
 from .losses import region_contrast_loss, sam_loss
 from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, init_from_scratch,
-                    load_checkpoint, save_checkpoint)
+                    load_checkpoint, resolve_device, save_checkpoint)
 from .prompts import FirstPrompt, PromptSet, iteration_schedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -83,6 +83,9 @@ class TrainConfig:
     embedding_cache: Optional[str] = None  # decoder mode; default <out_dir>/embeddings
     image_ids: Optional[List[int]] = None  # restrict to these images (e.g. a train split)
     resume: bool = True  # continue from <out_dir>/checkpoint.pt when present (activity retries)
+    # Where the model trains (model.resolve_device). Examples and prompts are made on the CPU
+    # either way; checkpoints load on any device.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "decoder"):
@@ -238,26 +241,27 @@ def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, exampl
     `embedding` and `image_pe` cover the example's window; prompts are sampled in the window and
     given to the decoder in the model input frame, so a window trains exactly what the whole image
     would."""
-    gt_low = example.masks_low
+    device = embedding.device
+    gt_low = example.masks_low.to(device)
     m, low = gt_low.shape[0], gt_low.shape[-1]
     scale = example.masks.shape[-1] / low
-    gt_low_np = gt_low.bool().numpy()
+    gt_low_np = example.masks_low.bool().numpy()
     prompts = PromptSet.initial(example.masks, rng, first)
     offset = np.array(example.offset, np.float32)
-    mask_input, has_mask = torch.zeros(m, 1, low, low), torch.zeros(m)
+    mask_input, has_mask = torch.zeros(m, 1, low, low, device=device), torch.zeros(m, device=device)
     schedule = [True] + iteration_schedule(rng, num_points, refinements)
     totals: Dict[str, float] = {}
     for i, adds_point in enumerate(schedule):
         if i > 0 and adds_point:
-            prompts.add_error_points(mask_input[:, 0].numpy() > 0, gt_low_np, rng, scale)
-        iou_pred, logits = decoder(embedding, torch.from_numpy(prompts.coords() + offset),
-                                   torch.from_numpy(prompts.labels()), mask_input, has_mask,
-                                   image_pe)
+            prompts.add_error_points(mask_input[:, 0].cpu().numpy() > 0, gt_low_np, rng, scale)
+        iou_pred, logits = decoder(embedding, torch.from_numpy(prompts.coords() + offset).to(device),
+                                   torch.from_numpy(prompts.labels()).to(device), mask_input,
+                                   has_mask, image_pe)
         multimask = prompts.num_clicks == 0  # a single point or box: ambiguous, use tokens 1..3
         loss, stats = sam_loss(logits, iou_pred, gt_low, multimask)
         (loss * loss_scale).backward(retain_graph=False)
         mask_input = select_feedback(logits.detach(), iou_pred.detach(), multimask)[:, None]
-        has_mask = torch.ones(m)
+        has_mask = torch.ones(m, device=device)
         stats["loss"] = float(loss)
         for k, v in stats.items():
             totals[k] = totals.get(k, 0.0) + v / len(schedule)
@@ -270,7 +274,7 @@ def select_feedback(logits: torch.Tensor, iou_pred: torch.Tensor, multimask: boo
     if not multimask:
         return logits[:, 0]
     best = iou_pred[:, 1:].argmax(dim=1) + 1
-    return logits[torch.arange(len(logits)), best]
+    return logits[torch.arange(len(logits), device=logits.device), best]
 
 
 # --- embeddings cache (decoder mode) -----------------------------------------------------------
@@ -296,7 +300,8 @@ class EmbeddingCache:
         if os.path.isfile(path):
             return torch.from_numpy(np.load(path).astype(np.float32))
         with torch.no_grad():
-            emb = self.encoder(image[None])[0]
+            device = next(self.encoder.parameters()).device
+            emb = self.encoder(image[None].to(device))[0].cpu()
         tmp = path + f".tmp{os.getpid()}.npy"
         np.save(tmp, emb.numpy().astype(np.float16))
         os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
@@ -342,10 +347,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
         self.sam, self.model_cfg = build_model(cfg)
         if not cfg.init_checkpoint:
             init_from_scratch(self.sam, cfg.init_embedding_scale)
-        self.sam.train()
+        self.sam.to(self.device).train()
         self.first_prompt = FirstPrompt(cfg.box_probability, cfg.point_depth)
         self.decoder = PromptDecoder(self.sam)
         self.dataset = CocoInstances(cfg.data_dir, cfg.ann_file, image_ids=cfg.image_ids)
@@ -355,6 +361,8 @@ class Trainer:
         # The auxiliary loss's projection (trainer-only: not part of the exported model).
         self.region_head = (torch.nn.Conv2d(256, 64, kernel_size=1)
                             if cfg.region_loss_weight > 0 and self.encoder_trainable else None)
+        if self.region_head is not None:
+            self.region_head.to(self.device)
         if self.encoder_trainable and self.crop_size() and self.model_cfg.encoder != "tiny":
             raise ValueError("crop_size in full mode needs the tiny encoder (a ViT takes whole "
                              "images only); use mode 'decoder' to fine-tune a ViT model on windows")
@@ -389,11 +397,13 @@ class Trainer:
         """Each example's (1, 256, h, w) embedding of its window."""
         if not self.encoder_trainable:
             # A frozen encoder's window of the whole image's embedding is exactly what inference sees.
-            return [e.window(self.cache.get(e.image_id, e.image), PATCH_SIZE)[None] for e in examples]
+            return [e.window(self.cache.get(e.image_id, e.image), PATCH_SIZE)[None].to(self.device)
+                    for e in examples]
         if all(e.crop is None for e in examples):
-            return list(self.sam.image_encoder(torch.stack([e.image for e in examples])).split(1))
+            images = torch.stack([e.image for e in examples]).to(self.device)
+            return list(self.sam.image_encoder(images).split(1))
         # Windows differ in size: one encoder pass each, at the window's place in the image.
-        return [self.sam.image_encoder(e.window(e.image)[None],
+        return [self.sam.image_encoder(e.window(e.image)[None].to(self.device),
                                        [(e.offset[0] // PATCH_SIZE, e.offset[1] // PATCH_SIZE)])
                 for e in examples]
 
@@ -436,7 +446,8 @@ class Trainer:
         return totals
 
     def region_loss(self, embs: List[torch.Tensor], examples: List[Example]) -> torch.Tensor:
-        losses = [region_contrast_loss(self.region_head(e)[0].flatten(1).T, ex.regions.flatten())
+        losses = [region_contrast_loss(self.region_head(e)[0].flatten(1).T,
+                                       ex.regions.flatten().to(self.device))
                   for e, ex in zip(embs, examples)]
         return torch.stack(losses).mean()
 

@@ -26,6 +26,9 @@ evaluateSam input:
      "maxImages", "maxMasksPerImage", "maxClicks"}
   evaluates the manifest's holdout (else all of it), writes <model>/metrics.json, merges the metrics
   into <model>/model.json and returns them.
+
+Both run on the worker host's device: `worker --device` or SAE_TRAIN_DEVICE (default auto: the
+GPU when PyTorch sees one).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from .storage import open_store
 
 TASK_QUEUE = "sae-gpu-training"
+DEVICE_ENV = "SAE_TRAIN_DEVICE"
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_batched.onnx", "checkpoint.pt",
                "train_log.jsonl")
 
@@ -164,7 +168,8 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
                       point_depth=float(inp.get("pointDepth", 0.0)),
                       lr=float(inp.get("lr", 8e-4)),
                       seed=int(inp.get("seed", 0)),
-                      checkpoint_every=int(inp.get("checkpointEvery", 100)))
+                      checkpoint_every=int(inp.get("checkpointEvery", 100)),
+                      device=worker_device())
 
     def progress(stats: Dict[str, Any]) -> None:
         if stats.get("checkpointed"):
@@ -202,7 +207,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
 def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .data import CocoInstances
     from .evaluate import evaluate
-    from .model import load_checkpoint
+    from .model import load_checkpoint, resolve_device
 
     _require(inp, "storage", "model", "dataset")
     store = open_store(inp["storage"])
@@ -214,6 +219,7 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     ckpt = os.path.join(local, "checkpoint.pt")
     store.download(posixpath.join(inp["model"], "checkpoint.pt"), ckpt)
     sam, _, _ = load_checkpoint(ckpt)
+    sam.to(resolve_device(worker_device()))
 
     metrics = evaluate(sam, CocoInstances(data_dir, ann_file), max_images=inp.get("maxImages"),
                        max_masks_per_image=inp.get("maxMasksPerImage"),
@@ -231,7 +237,7 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     return metrics
 
 
-async def run_worker(address: str, namespace: str, task_queue: str) -> None:
+async def run_worker(address: str, namespace: str, task_queue: str, device: str) -> None:
     from temporalio.client import Client
     from temporalio.worker import Worker
 
@@ -240,12 +246,23 @@ async def run_worker(address: str, namespace: str, task_queue: str) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         worker = Worker(client, task_queue=task_queue, activities=[train_sam, evaluate_sam],
                         activity_executor=pool, max_concurrent_activities=1)
-        print(f"sae-trainer worker: {address} namespace {namespace} queue {task_queue}", flush=True)
+        print(f"sae-trainer worker: {address} namespace {namespace} queue {task_queue} "
+              f"device {device}", flush=True)
         await worker.run()
 
 
+def worker_device() -> str:
+    """The device is the worker host's, not the workflow's: a GPU host's worker trains on its GPU."""
+    return os.environ.get(DEVICE_ENV, "auto")
+
+
 def main(args) -> None:
+    from .model import resolve_device
+
+    if args.device:
+        os.environ[DEVICE_ENV] = args.device
+    device = resolve_device(worker_device())  # a host without the asked-for device fails at start
     address = args.address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
     namespace = args.namespace or os.environ.get("TEMPORAL_NAMESPACE", "default")
     task_queue = args.task_queue or os.environ.get("SAE_TRAINING_TASK_QUEUE", TASK_QUEUE)
-    asyncio.run(run_worker(address, namespace, task_queue))
+    asyncio.run(run_worker(address, namespace, task_queue, str(device)))

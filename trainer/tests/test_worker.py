@@ -1,14 +1,16 @@
 """trainSam / evaluateSam activities on a file:// store, run in temporalio's ActivityEnvironment."""
 
+import argparse
 import json
 import os
 
 import pytest
+import torch
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from sae_trainer.storage import open_store
-from sae_trainer.worker import evaluate_sam, train_sam
+from sae_trainer.worker import evaluate_sam, main as worker_main, train_sam
 
 
 @pytest.fixture
@@ -75,3 +77,19 @@ def test_bad_input_is_not_retried(store_uri):
     assert err.value.non_retryable and "trainingSet" in str(err.value)
     with pytest.raises(ApplicationError, match="not found"):
         ActivityEnvironment().run(train_sam, train_input(store_uri, trainingSet="nope.json"))
+
+
+def test_training_runs_on_the_device_the_worker_host_names(store_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_TRAIN_DEVICE", "cpu")
+    ActivityEnvironment().run(train_sam, train_input(store_uri, steps=1))
+    local = tmp_path / "train-checkpoint.pt"
+    open_store(store_uri).download("models/ref/v1/train/checkpoint.pt", str(local))
+    assert torch.load(local, weights_only=False)["train_config"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a GPU: it can start on one")
+def test_a_worker_asked_for_a_gpu_it_lacks_refuses_to_start(monkeypatch):
+    monkeypatch.delenv("SAE_TRAIN_DEVICE", raising=False)
+    args = argparse.Namespace(device="cuda", address="127.0.0.1:1", namespace=None, task_queue=None)
+    with pytest.raises(ValueError, match="sees no GPU"):
+        worker_main(args)  # before any connection: the address above answers nothing
