@@ -31,7 +31,7 @@ from onnx.external_data_helper import set_external_data
 from sae_trainer.data import CocoInstances
 from sae_trainer.evaluate import evaluate
 from sae_trainer.export import export_package
-from sae_trainer.model import load_checkpoint, save_checkpoint
+from sae_trainer.model import DEVICES_HELP, load_checkpoint, resolve_device, save_checkpoint
 
 
 def compact_checkpoint(source: str, dest: str, lineage: dict) -> dict:
@@ -71,6 +71,7 @@ def share_decoder_weights(out_dir: str, files=("decoder.onnx", "decoder_batched.
 
 def measure(checkpoint: str, args: argparse.Namespace) -> dict:
     sam, _, _ = load_checkpoint(checkpoint)
+    sam.to(resolve_device(args.device))
     metrics = {"heldout_synthetic": evaluate(sam, CocoInstances(args.heldout), max_images=args.max_images,
                                              max_masks_per_image=args.max_masks_per_image)}
     metrics["heldout_synthetic"]["dataset"] = args.heldout_name
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--training-data", default="sa-engine synth --images 2000 --seed 1")
     parser.add_argument("--recipe", help="JSON list of the training phases")
     parser.add_argument("--metrics", help="metrics.json of this checkpoint: skip the evaluation")
+    parser.add_argument("--device", default="auto", help=f"where to evaluate: {DEVICES_HELP}")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
