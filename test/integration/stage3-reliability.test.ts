@@ -5,7 +5,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { deflateSync, crc32 } from 'node:zlib';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { clearLockedPorts } from 'get-port';
 import sharp from 'sharp';
@@ -28,6 +27,7 @@ import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
 import type { datasetRun, DatasetRunResult } from '../../workflows/dataset-run.ts';
+import { pngBomb } from '../helpers/hand-made-images.ts';
 import { readLog, spawnWorkerProcess, type WorkerProcess } from '../helpers/processes.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
@@ -172,30 +172,6 @@ async function truncatedJpeg(): Promise<Buffer> {
     .jpeg()
     .toBuffer();
   return jpeg.subarray(0, Math.floor(jpeg.length / 2));
-}
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
-}
-
-/** A decompression bomb's header: 900 MP declared, a kilobyte of zeros behind it. */
-function pngBomb(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no interlace
-  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([
-    signature,
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(Buffer.alloc(1000))),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // loadImage / readImageHeader on synthetic files made with sharp (and BMPs written by hand):
 // channel layouts, bit depths, alpha, EXIF orientation, ICC profiles, and the typed errors.
 // Real files are covered by test/integration/image-robustness.test.ts.
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodeBmp, readBmpHeader } from '../../lib/bmp.ts';
@@ -15,6 +15,7 @@ import {
   readImageHeader,
   UnsupportedImageError,
 } from '../../lib/image-io.ts';
+import { PNG_SIGNATURE, pngBomb, pngChunk } from '../helpers/hand-made-images.ts';
 
 /** Deterministic bytes: top 8 bits of i · 2654435761 (the same pattern as the resize tests). */
 function pattern(length: number): Buffer {
@@ -50,33 +51,6 @@ async function expectError<T extends ImageDecodeError>(
 // ---------------------------------------------------------------------------------------------
 // Hand-made files
 // ---------------------------------------------------------------------------------------------
-
-/** A PNG chunk: length, type, data, CRC over type + data. */
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
-}
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** A valid PNG header declaring width×height RGB, followed by a few bytes of pixel data only. */
-function pngBomb(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, RGB, deflate, no filter variant, no interlace
-  const idat = deflateSync(Buffer.alloc(1000));
-  return Buffer.concat([
-    PNG_SIGNATURE,
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', idat),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
 
 /** Inserts an iCCP chunk (an embedded ICC profile) right after IHDR, pixels untouched. */
 function withIccChunk(file: Buffer, icc: Buffer): Buffer {
