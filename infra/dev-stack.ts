@@ -66,7 +66,7 @@ export async function freePort(preferred?: number): Promise<number> {
 const LOWEST_STACK_PORT = 10_000;
 
 /** Linux says where outgoing connections take their ports; elsewhere 32768 is below both usual ranges. */
-function ephemeralPortFloor(): number {
+export function ephemeralPortFloor(): number {
   try {
     const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
     const floor = Number(low);

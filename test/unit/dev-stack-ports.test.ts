@@ -1,16 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { clearLockedPorts } from 'get-port';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, LOOPBACK } from '../../infra/dev-stack.ts';
-
-function ephemeralFloor(): number {
-  try {
-    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-  } catch {
-    return 32_768;
-  }
-}
+import { ephemeralPortFloor, freePort, LOOPBACK } from '../../infra/dev-stack.ts';
 
 const servers: Server[] = [];
 
@@ -31,7 +22,7 @@ describe('freePort', () => {
     const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
     for (const port of ports) {
       expect(port).toBeGreaterThanOrEqual(10_000);
-      expect(port).toBeLessThan(ephemeralFloor());
+      expect(port).toBeLessThan(ephemeralPortFloor());
     }
     // Drawn at random, not in order: two processes starting stacks at once rarely collide.
     expect(new Set(ports).size).toBeGreaterThan(15);
@@ -45,6 +36,6 @@ describe('freePort', () => {
     await listenOn(preferred);
     const other = await freePort(preferred);
     expect(other).not.toBe(preferred);
-    expect(other).toBeLessThan(ephemeralFloor());
+    expect(other).toBeLessThan(ephemeralPortFloor());
   });
 });
