@@ -60,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         dataset = dataset.split(args.holdout_fraction, args.split_seed)[1]
     metrics = evaluate(sam, dataset, max_images=args.max_images,
                        max_masks_per_image=args.max_masks_per_image, max_clicks=args.max_clicks,
-                       use_ignore=not args.no_ignore)
+                       use_ignore=not args.no_ignore, blank_check=not args.no_blank_check)
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-masks-per-image", type=int)
     v.add_argument("--max-clicks", type=int, default=20)
     v.add_argument("--no-ignore", action="store_true", help="do not exclude crowd regions")
+    v.add_argument("--no-blank-check", action="store_true",
+                   help="skip miou_1click_blank (the first clicks again on a grey image)")
     v.add_argument("--out", help="write the metrics JSON here")
     v.add_argument("--device", default="auto", help=DEVICES_HELP)
     v.set_defaults(func=_evaluate)

@@ -12,6 +12,10 @@ used by the SAM paper's point-prompt evaluation):
   single-mask output is used and the previous low-res logits are fed back as mask prompt.
 * mIoU after 1, 2, 3, 5, 10 and 20 clicks (`miou_at_clicks`): whether more clicks help. Clicking
   stops at IoU 0.9 or when nothing is wrong, and such a mask keeps its last IoU.
+* Two reference figures, to tell segmenting from painting a blob at the click: `miou_1click_disk`,
+  a disk of the mask's own area centred on the first click (position and true size alone, no
+  model), and `miou_1click_blank`, the model given the same first click on a uniform grey image of
+  the same size (what it gets without looking). A model that segments what it sees beats both.
 
 An optional ignore mask (e.g. COCO crowd regions) removes pixels from the IoU and from click placement.
 When only some masks of an image are evaluated, they are a seeded random choice (annotation order
@@ -72,6 +76,9 @@ class MaskResult:
     ious: List[float] = field(default_factory=list)  # IoU after click 1, 2, ...
     oracle_iou: Optional[float] = None  # after click 1, the best of the 3 masks by true IoU
     area: int = 0  # mask pixels in the original image
+    first_click: Optional[tuple[int, int]] = None  # (x, y)
+    disk_iou: Optional[float] = None  # a disk of the mask's area at the first click
+    blank_iou: Optional[float] = None  # the first click on a uniform grey image
 
     def iou_after(self, clicks: int) -> float:
         return self.ious[min(clicks, len(self.ious)) - 1]
@@ -83,17 +90,31 @@ class MaskResult:
         return max_clicks
 
 
+def disk(shape: tuple[int, ...], centre: tuple[int, int], area: int) -> np.ndarray:
+    """(H, W) boolean disk of about `area` pixels centred on (x, y)."""
+    ys, xs = np.ogrid[:shape[0], :shape[1]]
+    return (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= area / np.pi
+
+
+def predict_one_click(predictor: SamPredictor, click: tuple[int, int]):
+    """The 3 multimask outputs for one foreground click: (masks, scores, logits), best first."""
+    masks, scores, logits = predictor.predict(np.array([click], np.float32), np.array([1]),
+                                              multimask_output=True)
+    order = np.argsort(-scores, kind="stable")
+    return masks[order], scores[order], logits[order]
+
+
 def evaluate_mask(predictor: SamPredictor, gt: np.ndarray, ignore: Optional[np.ndarray] = None,
                   max_clicks: int = MAX_CLICKS, stop_iou: float = 0.9) -> MaskResult:
     """Simulated clicks on one object of the image set in `predictor`, until IoU >= stop_iou."""
     result = MaskResult(area=int(np.count_nonzero(gt)))
     points, labels = [first_click(gt, ignore)], [1]
-    masks, scores, logits = predictor.predict(np.array(points, np.float32), np.array(labels),
-                                              multimask_output=True)
-    best = int(np.argmax(scores))
-    pred, low_res = masks[best], logits[best]
+    masks, _, logits = predict_one_click(predictor, points[0])
+    pred, low_res = masks[0], logits[0]
     result.ious.append(iou(pred, gt, ignore))
     result.oracle_iou = max(iou(m, gt, ignore) for m in masks)
+    result.first_click = points[0]
+    result.disk_iou = iou(disk(gt.shape, points[0], result.area), gt, ignore)
     while result.ious[-1] < stop_iou and len(result.ious) < max_clicks:
         click = next_click(pred, gt, ignore)
         if click is None:
@@ -125,9 +146,11 @@ def summarize(results: List[MaskResult], images: int, max_clicks: int = MAX_CLIC
     }
     summary["miou_at_clicks"] = {str(k): float(np.mean([r.iou_after(k) for r in results]))
                                  for k in CURVE_CLICKS if k <= max_clicks}
-    oracle = [r.oracle_iou for r in results if r.oracle_iou is not None]
-    if len(oracle) == len(results):
-        summary["miou_1click_oracle"] = float(np.mean(oracle))
+    for key, attr in (("miou_1click_oracle", "oracle_iou"), ("miou_1click_disk", "disk_iou"),
+                      ("miou_1click_blank", "blank_iou")):
+        values = [getattr(r, attr) for r in results if getattr(r, attr) is not None]
+        if len(values) == len(results):
+            summary[key] = float(np.mean(values))
     by_size = {}
     for name, _ in SIZE_BUCKETS:
         bucket = [r for r in results if size_bucket(r.area) == name]
@@ -149,9 +172,11 @@ def choose_masks(count: int, limit: Optional[int], rng: np.random.Generator) -> 
 def evaluate(sam: Sam, dataset: CocoInstances, max_images: Optional[int] = None,
              max_masks_per_image: Optional[int] = None, max_clicks: int = MAX_CLICKS,
              use_ignore: bool = True, progress: Optional[Callable[[int, int], None]] = None,
-             cancel: Optional[Callable[[], bool]] = None, seed: int = 0) -> Dict[str, Any]:
+             cancel: Optional[Callable[[], bool]] = None, seed: int = 0,
+             blank_check: bool = True) -> Dict[str, Any]:
     """1-click mIoU and NoC@85/90 over the dataset's first `max_images` images (all masks, or
-    `max_masks_per_image` of each chosen at random with `seed`)."""
+    `max_masks_per_image` of each chosen at random with `seed`). `blank_check` also runs each first
+    click on a grey image (one more encoder pass per image) for `miou_1click_blank`."""
     sam.eval()
     predictor = SamPredictor(sam)
     image_ids = dataset.image_ids[:max_images] if max_images else dataset.image_ids
@@ -163,8 +188,14 @@ def evaluate(sam: Sam, dataset: CocoInstances, max_images: Optional[int] = None,
         sample = dataset.load(image_id)
         predictor.set_image(sample.image)
         ignore = sample.ignore if use_ignore else None
-        for k in choose_masks(len(sample.masks), max_masks_per_image, rng):
-            results.append(evaluate_mask(predictor, sample.masks[k], ignore, max_clicks))
+        chosen = choose_masks(len(sample.masks), max_masks_per_image, rng)
+        image_results = [evaluate_mask(predictor, sample.masks[k], ignore, max_clicks) for k in chosen]
+        if blank_check and chosen:
+            predictor.set_image(np.full_like(sample.image, 128))
+            for k, result in zip(chosen, image_results):
+                blank = predict_one_click(predictor, result.first_click)[0][0]
+                result.blank_iou = iou(blank, sample.masks[k], ignore)
+        results += image_results
         if progress is not None:
             progress(n, len(image_ids))
     return summarize(results, len(image_ids), max_clicks)

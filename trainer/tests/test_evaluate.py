@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sae_trainer.data import CocoInstances
-from sae_trainer.evaluate import (MaskResult, choose_masks, evaluate, evaluate_mask, first_click, iou,
-                                  next_click, summarize)
+from sae_trainer.evaluate import (MaskResult, choose_masks, disk, evaluate, evaluate_mask, first_click,
+                                  iou, next_click, summarize)
 from sae_trainer.model import ModelConfig, build_sam
 
 
@@ -88,6 +88,18 @@ def test_evaluate_runs_on_a_coco_folder(coco_dir):
                        max_clicks=3)
     assert metrics["images"] == 2 and 2 <= metrics["masks"] <= 4
     assert 0 <= metrics["miou_1click"] <= 1 and 1 <= metrics["noc90"] <= 3
+    assert 0 < metrics["miou_1click_disk"] <= 1 and 0 <= metrics["miou_1click_blank"] <= 1
+    assert "miou_1click_blank" not in evaluate(sam, CocoInstances(coco_dir), max_images=1,
+                                               max_clicks=1, blank_check=False)
+
+
+def test_disk_reference_is_position_and_true_size_alone():
+    d = disk((101, 101), (50, 40), 400)
+    assert abs(int(d.sum()) - 400) <= 12 and d[40, 50] and not d[40, 70]
+    round_object = disk((101, 101), (50, 50), 900)
+    assert evaluate_mask(OraclePredictor(round_object, 1), round_object).disk_iou == 1.0
+    strip = rect(100, 100, 0, 100, 45, 55)  # same-area disk covers a third of a 10-px strip
+    assert evaluate_mask(OraclePredictor(strip, 1), strip).disk_iou < 0.35
 
 
 def test_a_sample_of_masks_is_random_not_the_first_ones():
@@ -103,5 +115,8 @@ def test_summary_by_size_and_oracle():
                MaskResult([0.2], oracle_iou=0.2, area=20000)]
     s = summarize(results, images=1)
     assert s["miou_1click_oracle"] == pytest.approx(0.6167, abs=1e-4)
+    assert "miou_1click_disk" not in s  # reported only when every mask has one
+    results[0].disk_iou, results[1].disk_iou, results[2].disk_iou = 0.5, 0.6, 0.7
+    assert summarize(results, images=1)["miou_1click_disk"] == pytest.approx(0.6)
     assert s["by_size"]["small"] == {"masks": 1, "miou_1click": 0.9, "noc90": 1.0}
     assert s["by_size"]["medium"]["masks"] == 1 and s["by_size"]["large"]["miou_1click"] == 0.2
