@@ -70,6 +70,9 @@ export interface EvaluateSamResult {
   /** Mean clicks to reach IoU 0.9 (at most maxClicks). */
   noc90?: number;
   max_clicks?: number;
+  /** Reference figures: a disk of each mask's true area at its click (no model), and the model on a grey image. */
+  miou_1click_disk?: number;
+  miou_1click_blank?: number;
 }
 
 export interface TrainingActivities {

@@ -88,6 +88,9 @@ describe('retrainSam on the Python training worker', () => {
     expect(modelJson.metrics.miou_1click).toBe(result.metrics.miou_1click);
     const metrics = JSON.parse((await store.get('models/test-model/v1/metrics.json')).toString('utf8'));
     expect(metrics.noc90).toBe(result.metrics.noc90);
+    // The reference figures travel with the rest: the disk always overlaps its mask at the click.
+    expect(result.metrics.miou_1click_disk).toBeGreaterThan(0);
+    expect(metrics.miou_1click_blank).toBe(result.metrics.miou_1click_blank);
     for (const file of ['encoder.onnx', 'decoder.onnx', 'decoder_batched.onnx', 'checkpoint.pt']) {
       expect(await store.exists(`models/test-model/v1/${file}`)).toBe(true);
     }
