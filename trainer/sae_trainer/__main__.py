@@ -13,7 +13,8 @@ from .model import DEVICES_HELP, ENCODERS, ModelConfig, TinyEncoderConfig
 def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
-    tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")))
+    tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")),
+                             colour_cells=args.colour_cells)
     model = ModelConfig(encoder=args.encoder, image_size=args.image_size,
                         transformer_mlp_dim=args.mlp_dim, iou_head_hidden_dim=args.iou_hidden,
                         pe_scale=args.pe_scale, tiny=tiny)
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pe-scale", type=float, default=1.0,
                    help="prompt encoder's Fourier frequency spread (official SAM: 1)")
     t.add_argument("--tiny-depths", default="1,2", help="tiny encoder: blocks at stride 8 and 16")
+    t.add_argument("--colour-cells", action="store_true",
+                   help="tiny encoder: pack each cell's stride-4 mean colours into the embedding "
+                        "(added to a parent that has none)")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--masks-per-image", type=int, default=8)

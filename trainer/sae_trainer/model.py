@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from segment_anything.modeling import (
     ImageEncoderViT,
@@ -49,6 +50,10 @@ class TinyEncoderConfig:
     # embedding says nothing about where a cell is, and the decoder has no cheap way to place a
     # mask at the prompt: training from scratch then stalls on a constant, empty prediction.
     pos_embed: bool = True
+    # Pack each cell's 4x4 grid of mean colours (stride 4, 48 values) into the embedding beside the
+    # learned features. The decoder can then compare colours at the stride of its masks from the
+    # first step, where the learned features alone left it painting a blob at the click.
+    colour_cells: bool = False
 
 
 @dataclass
@@ -123,6 +128,15 @@ def sincos_position_embedding(dim: int, size: int) -> torch.Tensor:
     return torch.cat([xs, ys], dim=2).permute(2, 0, 1)[None].float()
 
 
+COLOUR_GRID = 4  # colour_cells: mean colours on a 4x4 grid per embedding cell
+
+
+def colour_cells(image: torch.Tensor) -> torch.Tensor:
+    """(B,3,S,S) -> (B,48,S/16,S/16): each 16x16 cell's mean colours on a 4x4 grid, channel
+    c*16 + row*4 + column."""
+    return F.pixel_unshuffle(F.avg_pool2d(image, PATCH_SIZE // COLOUR_GRID), COLOUR_GRID)
+
+
 class TinyImageEncoder(nn.Module):
     """A CPU-fast image encoder: stride-4 patchify stem, two ConvNeXt stages down to stride 16, a
     learned position embedding (initialised to sine-cosine), then SAM's neck (1x1 conv ->
@@ -150,22 +164,26 @@ class TinyImageEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pos_embed = (nn.Parameter(sincos_position_embedding(in_dim, img_size // PATCH_SIZE))
                           if cfg.pos_embed else None)
+        self.colour_cells = cfg.colour_cells
+        neck_in = in_dim + (3 * COLOUR_GRID ** 2 if cfg.colour_cells else 0)
         self.neck = nn.Sequential(  # same as ImageEncoderViT.neck
-            nn.Conv2d(in_dim, out_chans, kernel_size=1, bias=False),
+            nn.Conv2d(neck_in, out_chans, kernel_size=1, bias=False),
             LayerNorm2d(out_chans),
             nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
 
-    def forward(self, x: torch.Tensor,
+    def forward(self, image: torch.Tensor,
                 origins: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
-        x = self.stages(self.stem(x))
+        x = self.stages(self.stem(image))
         if self.pos_embed is not None:
             h, w = x.shape[-2:]
             if origins is None:
                 x = x + self.pos_embed[..., :h, :w]
             else:  # (column, row) of each window's first cell
                 x = x + torch.cat([self.pos_embed[..., r:r + h, c:c + w] for c, r in origins])
+        if self.colour_cells:
+            x = torch.cat([x, colour_cells(image)], dim=1)
         return self.neck(x)
 
 
@@ -242,6 +260,26 @@ def init_from_scratch(sam: Sam, embedding_scale: float = 0.1) -> None:
     if isinstance(sam.image_encoder, TinyImageEncoder):
         with torch.no_grad():
             sam.image_encoder.neck[-1].weight.fill_(embedding_scale)
+
+
+def with_colour_cells(sam: Sam, cfg: ModelConfig) -> Tuple[Sam, ModelConfig]:
+    """A copy of a tiny-encoder model whose encoder also packs colour cells, every trained weight
+    kept. The neck's weights for the 48 new inputs are drawn at the spread of its trained ones, so
+    the embedding starts out near the parent's and the colours are heard from the first step."""
+    if cfg.encoder != "tiny":
+        raise ValueError(f"colour cells are a tiny-encoder option; this model's encoder is {cfg.encoder}")
+    if cfg.tiny.colour_cells:
+        return sam, cfg
+    wide_cfg = ModelConfig.from_dict({**cfg.to_dict(), "tiny": {**asdict(cfg.tiny), "colour_cells": True}})
+    wide = build_sam(wide_cfg)
+    state = sam.state_dict()
+    key = "image_encoder.neck.0.weight"
+    trained = state[key]
+    new = torch.randn(trained.shape[0], 3 * COLOUR_GRID ** 2, *trained.shape[2:]) * trained.std()
+    state[key] = torch.cat([trained, new], dim=1)
+    wide.load_state_dict(state)
+    wide.train(sam.training)
+    return wide, wide_cfg
 
 
 class PromptDecoder(SamOnnxModel):

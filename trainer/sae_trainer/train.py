@@ -26,7 +26,7 @@ from .data import (CocoInstances, Sample, downsample_masks, instance_boxes, prep
                    resize_masks)
 from .losses import region_contrast_loss, sam_loss
 from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, init_from_scratch,
-                    load_checkpoint, resolve_device, save_checkpoint)
+                    load_checkpoint, resolve_device, save_checkpoint, with_colour_cells)
 from .prompts import FirstPrompt, PromptSet, iteration_schedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -336,9 +336,12 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: TrainConfig):
-    """(model, its config) from the parent checkpoint if any, else freshly initialised."""
+    """(model, its config) from the parent checkpoint if any, else freshly initialised. Asking for
+    colour cells adds them to a parent that has none."""
     if cfg.init_checkpoint:
         sam, model_cfg, _ = load_checkpoint(cfg.init_checkpoint, encoder=cfg.init_encoder)
+        if cfg.model.tiny.colour_cells:
+            sam, model_cfg = with_colour_cells(sam, model_cfg)
         return sam, model_cfg
     return build_sam(cfg.model), cfg.model
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sae_trainer.data import Sample, resize_masks
-from sae_trainer.model import ModelConfig, load_checkpoint
+from sae_trainer.model import ModelConfig, TinyEncoderConfig, load_checkpoint
 from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
                                cell_regions, choose_anchor,
                                learning_rate, make_example, simulate_interactive, train,
@@ -90,6 +90,15 @@ def test_fine_tune_from_a_parent_checkpoint(coco_dir, tmp_path):
                                init_checkpoint=parent))
     _, cfg, extra = load_checkpoint(child["checkpoint"])
     assert cfg.image_size == 128 and extra["lineage_info"]["parent"] == parent
+
+
+def test_colour_cells_asked_for_are_added_to_a_parent_without_them(coco_dir, tmp_path):
+    parent = train(small_config(coco_dir, tmp_path / "parent", steps=1))["checkpoint"]
+    colour = ModelConfig(image_size=128, tiny=TinyEncoderConfig(colour_cells=True))
+    child = train(small_config(coco_dir, tmp_path / "child", steps=1, init_checkpoint=parent,
+                               model=colour))["checkpoint"]
+    sam, cfg, _ = load_checkpoint(child)
+    assert cfg.tiny.colour_cells and sam.image_encoder.neck[0].in_channels == 128 + 48
 
 
 def test_learning_rate_warmup_and_step_decay():

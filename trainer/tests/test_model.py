@@ -1,0 +1,62 @@
+"""The tiny encoder's colour cells: their layout, adding them to a trained parent, their export."""
+
+import pytest
+import torch
+
+from sae_trainer.export import check_encoder, export_encoder
+from sae_trainer.model import ModelConfig, TinyEncoderConfig, build_sam, colour_cells, with_colour_cells
+
+SMALL = dict(image_size=128)  # 8x8 embedding: fast on CPU
+
+
+def test_colour_cells_hold_each_cells_mean_colours_on_a_4x4_grid():
+    image = torch.rand(1, 3, 32, 32)
+    cells = colour_cells(image)
+    assert cells.shape == (1, 48, 2, 2)
+    # Cell (row 1, column 0), colour 2, grid square (row 3, column 1): pixels 28..31 x 4..7.
+    expected = image[0, 2, 16 + 12:16 + 16, 4:8].mean()
+    assert torch.allclose(cells[0, 2 * 16 + 3 * 4 + 1, 1, 0], expected)
+
+
+def test_the_embedding_hears_the_colour_cells():
+    torch.manual_seed(0)
+    sam = build_sam(ModelConfig(**SMALL, tiny=TinyEncoderConfig(colour_cells=True))).eval()
+    image = torch.randn(1, 3, 128, 128)
+    shifted = image.clone()
+    shifted[..., :16, :16] += 1.0  # one cell's colours only
+    with torch.no_grad():
+        a, b = sam.image_encoder(image), sam.image_encoder(shifted)
+    assert a.shape == (1, 256, 8, 8)
+    assert (a - b).abs().amax() > 1e-3
+
+
+def test_adding_colour_cells_to_a_parent_keeps_its_weights():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**SMALL)
+    parent = build_sam(cfg)
+    child, child_cfg = with_colour_cells(parent, cfg)
+    assert child_cfg.tiny.colour_cells and not cfg.tiny.colour_cells
+    parent_state, child_state = parent.state_dict(), child.state_dict()
+    key = "image_encoder.neck.0.weight"
+    for name, value in parent_state.items():
+        if name != key:
+            assert torch.equal(child_state[name], value), name
+    wide = child_state[key]
+    assert wide.shape == (256, 128 + 48, 1, 1)
+    assert torch.equal(wide[:, :128], parent_state[key])
+    assert wide[:, 128:].std() == pytest.approx(float(parent_state[key].std()), rel=0.2)
+    assert with_colour_cells(child, child_cfg)[0] is child  # already there: unchanged
+
+
+def test_colour_cells_are_a_tiny_encoder_option():
+    cfg = ModelConfig(encoder="vit_b", image_size=128)
+    with pytest.raises(ValueError, match="tiny-encoder option"):
+        with_colour_cells(None, cfg)
+
+
+def test_an_encoder_with_colour_cells_exports_and_matches_pytorch(tmp_path):
+    torch.manual_seed(0)
+    sam = build_sam(ModelConfig(**SMALL, tiny=TinyEncoderConfig(colour_cells=True))).eval()
+    path = str(tmp_path / "encoder.onnx")
+    export_encoder(sam, path)
+    assert check_encoder(sam, path) < 1e-4
