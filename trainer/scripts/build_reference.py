@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--heldout-name", default="sa-engine synth --images 100 --seed 7777")
     parser.add_argument("--max-images", type=int, default=25)
     parser.add_argument("--max-masks-per-image", type=int, default=4)
-    parser.add_argument("--version", default="2")
+    parser.add_argument("--version", default="3")
     parser.add_argument("--training-data", default="sa-engine synth --images 2000 --seed 1")
     parser.add_argument("--recipe", help="JSON list of the training phases")
     parser.add_argument("--metrics", help="metrics.json of this checkpoint: skip the evaluation")
