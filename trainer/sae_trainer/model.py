@@ -129,6 +129,7 @@ def sincos_position_embedding(dim: int, size: int) -> torch.Tensor:
 
 
 COLOUR_GRID = 4  # colour_cells: mean colours on a 4x4 grid per embedding cell
+COLOUR_CHANNELS = 3 * COLOUR_GRID ** 2
 
 
 def colour_cells(image: torch.Tensor) -> torch.Tensor:
@@ -164,8 +165,8 @@ class TinyImageEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pos_embed = (nn.Parameter(sincos_position_embedding(in_dim, img_size // PATCH_SIZE))
                           if cfg.pos_embed else None)
-        self.colour_cells = cfg.colour_cells
-        neck_in = in_dim + (3 * COLOUR_GRID ** 2 if cfg.colour_cells else 0)
+        self.packs_colour_cells = cfg.colour_cells
+        neck_in = in_dim + (COLOUR_CHANNELS if cfg.colour_cells else 0)
         self.neck = nn.Sequential(  # same as ImageEncoderViT.neck
             nn.Conv2d(neck_in, out_chans, kernel_size=1, bias=False),
             LayerNorm2d(out_chans),
@@ -182,7 +183,7 @@ class TinyImageEncoder(nn.Module):
                 x = x + self.pos_embed[..., :h, :w]
             else:  # (column, row) of each window's first cell
                 x = x + torch.cat([self.pos_embed[..., r:r + h, c:c + w] for c, r in origins])
-        if self.colour_cells:
+        if self.packs_colour_cells:
             x = torch.cat([x, colour_cells(image)], dim=1)
         return self.neck(x)
 
@@ -267,15 +268,17 @@ def with_colour_cells(sam: Sam, cfg: ModelConfig) -> Tuple[Sam, ModelConfig]:
     kept. The neck's weights for the 48 new inputs are drawn at the spread of its trained ones, so
     the embedding starts out near the parent's and the colours are heard from the first step."""
     if cfg.encoder != "tiny":
-        raise ValueError(f"colour cells are a tiny-encoder option; this model's encoder is {cfg.encoder}")
+        raise ValueError("colour cells are a tiny-encoder option; "
+                         f"this model's encoder is {cfg.encoder}")
     if cfg.tiny.colour_cells:
         return sam, cfg
-    wide_cfg = ModelConfig.from_dict({**cfg.to_dict(), "tiny": {**asdict(cfg.tiny), "colour_cells": True}})
+    tiny = {**asdict(cfg.tiny), "colour_cells": True}
+    wide_cfg = ModelConfig.from_dict({**cfg.to_dict(), "tiny": tiny})
     wide = build_sam(wide_cfg)
     state = sam.state_dict()
     key = "image_encoder.neck.0.weight"
     trained = state[key]
-    new = torch.randn(trained.shape[0], 3 * COLOUR_GRID ** 2, *trained.shape[2:]) * trained.std()
+    new = torch.randn(trained.shape[0], COLOUR_CHANNELS, *trained.shape[2:]) * trained.std()
     state[key] = torch.cat([trained, new], dim=1)
     wide.load_state_dict(state)
     wide.train(sam.training)
