@@ -8,7 +8,7 @@ a CPU and produces the same 256x64x64 embedding.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -272,8 +272,7 @@ def with_colour_cells(sam: Sam, cfg: ModelConfig) -> Tuple[Sam, ModelConfig]:
                          f"this model's encoder is {cfg.encoder}")
     if cfg.tiny.colour_cells:
         return sam, cfg
-    tiny = {**asdict(cfg.tiny), "colour_cells": True}
-    wide_cfg = ModelConfig.from_dict({**cfg.to_dict(), "tiny": tiny})
+    wide_cfg = replace(cfg, tiny=replace(cfg.tiny, colour_cells=True))
     wide = build_sam(wide_cfg)
     state = sam.state_dict()
     key = "image_encoder.neck.0.weight"
