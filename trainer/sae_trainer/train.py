@@ -340,7 +340,10 @@ def build_model(cfg: TrainConfig):
     colour cells adds them to a parent that has none."""
     if cfg.init_checkpoint:
         sam, model_cfg, _ = load_checkpoint(cfg.init_checkpoint, encoder=cfg.init_encoder)
-        if cfg.model.tiny.colour_cells:
+        if cfg.model.tiny.colour_cells and not model_cfg.tiny.colour_cells:
+            if cfg.mode == "decoder":  # the new inputs' weights are in the frozen encoder
+                raise ValueError("colour cells can only be added in full mode: decoder mode "
+                                 "would leave their random weights untrained")
             sam, model_cfg = with_colour_cells(sam, model_cfg)
         return sam, model_cfg
     return build_sam(cfg.model), cfg.model

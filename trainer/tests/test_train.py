@@ -99,6 +99,9 @@ def test_colour_cells_asked_for_are_added_to_a_parent_without_them(coco_dir, tmp
                                model=colour))["checkpoint"]
     sam, cfg, _ = load_checkpoint(child)
     assert cfg.tiny.colour_cells and sam.image_encoder.neck[0].in_channels == 128 + 48
+    with pytest.raises(ValueError, match="full mode"):
+        train(small_config(coco_dir, tmp_path / "frozen", steps=1, init_checkpoint=parent,
+                           model=colour, mode="decoder"))
 
 
 def test_learning_rate_warmup_and_step_decay():
