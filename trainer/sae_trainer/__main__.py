@@ -10,8 +10,8 @@ import sys
 from .model import DEVICES_HELP, ENCODERS, ModelConfig, TinyEncoderConfig
 
 
-def _train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, train
+def train_config_from_args(args: argparse.Namespace):
+    from .train import TrainConfig
 
     tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")),
                              colour_cells=args.colour_cells)
@@ -30,8 +30,16 @@ def _train(args: argparse.Namespace) -> None:
                       lr=args.lr, warmup_steps=args.warmup_steps,
                       seed=args.seed, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every, device=args.device,
+                      max_seconds=args.max_seconds, loader_threads=args.loader_threads,
                       **({} if args.lr_decay_at is None else
                          {"lr_decay_at": tuple(float(f) for f in args.lr_decay_at.split(",") if f)}))
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    cfg = train_config_from_args(args)
 
     def progress(s: dict) -> None:
         if s["step"] % args.log_every == 0 or s["step"] == s["steps"]:
@@ -132,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--device", default="auto", help=DEVICES_HELP)
+    t.add_argument("--max-seconds", type=float,
+                   help="stop with a checkpoint after the first step past this time budget")
+    t.add_argument("--loader-threads", type=int, default=1,
+                   help="threads making each batch's examples (results do not depend on it)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export a checkpoint to an ONNX model package")

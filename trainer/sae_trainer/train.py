@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -87,12 +88,24 @@ class TrainConfig:
     # Where the model trains (model.resolve_device). Examples and prompts are made on the CPU
     # either way; checkpoints load on any device.
     device: str = "auto"
+    # Stop (with a checkpoint) after the first step that ends past this many seconds of the run:
+    # a lease on a lent machine ends at a fixed time, whatever the step rate. The lr schedule
+    # stays in steps, so a run cut short ends before its last decays.
+    max_seconds: Optional[float] = None
+    # Threads that make a batch's examples (decode, resize, crop) side by side: on a GPU they are
+    # most of a step otherwise. Each example draws from its own generator seeded from the run's,
+    # so results do not depend on this number.
+    loader_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "decoder"):
             raise ValueError(f"mode must be 'full' or 'decoder', got {self.mode!r}")
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
+        if self.loader_threads < 1:
+            raise ValueError(f"loader_threads must be at least 1, got {self.loader_threads}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
         if self.crop_size is not None and (self.crop_size <= 0 or self.crop_size % PATCH_SIZE):
             raise ValueError(f"crop_size must be a positive multiple of {PATCH_SIZE}, "
                              f"got {self.crop_size}")
@@ -388,6 +401,9 @@ class Trainer:
             groups += parameter_groups(self.region_head, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         self.rng = np.random.default_rng(cfg.seed)
+        # Decoding and resizing release the GIL, so threads share the work without copies.
+        self.loader = ThreadPoolExecutor(max_workers=cfg.loader_threads,
+                                         thread_name_prefix="examples")
         self.step = 0
         self.order: List[int] = []
         os.makedirs(cfg.out_dir, exist_ok=True)
@@ -423,11 +439,16 @@ class Trainer:
         return crop if crop is not None and crop < self.model_cfg.image_size else None
 
     def sample_examples(self) -> List[Example]:
-        examples = [make_example(self.dataset.load(i), self.model_cfg.image_size,
-                                 self.cfg.masks_per_image, self.rng, self.crop_size(),
-                                 self.cfg.crop_context, self.cfg.anchor_power,
-                                 with_regions=self.region_head is not None)
-                    for i in self.next_image_ids()]
+        ids = self.next_image_ids()
+        seeds = self.rng.integers(2 ** 63, size=len(ids))
+
+        def make(image_id: int, seed: int) -> Example:
+            return make_example(self.dataset.load(image_id), self.model_cfg.image_size,
+                                self.cfg.masks_per_image, np.random.default_rng(seed),
+                                self.crop_size(), self.cfg.crop_context, self.cfg.anchor_power,
+                                with_regions=self.region_head is not None)
+
+        examples = list(self.loader.map(make, ids, seeds))
         return [e for e in examples if len(e.masks)]
 
     def forward_backward(self, examples: List[Example], rng: np.random.Generator) -> Dict[str, float]:
@@ -487,6 +508,7 @@ class Trainer:
             cancel: Optional[CancelFn] = None) -> Dict[str, Any]:
         cfg, start = self.cfg, time.time()
         stats: Dict[str, float] = {}
+        stopped = "steps"
         while self.step < cfg.steps:
             if cancel is not None and cancel():
                 self.save()
@@ -496,13 +518,20 @@ class Trainer:
             stats.update(step=self.step, steps=cfg.steps, seconds=time.time() - t0)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._log(stats)
-            stats["checkpointed"] = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            out_of_time = cfg.max_seconds is not None and time.time() - start >= cfg.max_seconds
+            stats["checkpointed"] = (self.step % cfg.checkpoint_every == 0
+                                     or self.step == cfg.steps or out_of_time)
             if stats["checkpointed"]:
                 self.save()  # before progress(), which may copy it elsewhere
             if progress is not None:
                 progress(stats)
+            if out_of_time and self.step < cfg.steps:
+                if self.step % cfg.log_every:
+                    self._log(stats)  # the last step is always in the log
+                stopped = "max_seconds"
+                break
         return {"checkpoint": self.checkpoint_path, "steps": self.step, "final": stats,
-                "seconds": time.time() - start}
+                "seconds": time.time() - start, "stopped": stopped}
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -540,5 +569,6 @@ class Trainer:
 
 def train(cfg: TrainConfig, progress: Optional[ProgressFn] = None,
           cancel: Optional[CancelFn] = None) -> Dict[str, Any]:
-    """Train and return {"checkpoint", "steps", "final" (last step's stats), "seconds"}."""
+    """Train and return {"checkpoint", "steps", "final" (last step's stats), "seconds",
+    "stopped" ("steps", or "max_seconds" when the time budget ended the run first)}."""
     return Trainer(cfg).run(progress, cancel)

@@ -84,6 +84,28 @@ def test_cancel_saves_a_checkpoint_and_resume_continues(coco_dir, tmp_path):
     assert resumed["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-5)
 
 
+def test_a_time_budget_stops_the_run_with_a_checkpoint_and_resume_continues(coco_dir, tmp_path):
+    cut = train(small_config(coco_dir, tmp_path, steps=3, log_every=10, max_seconds=1e-6))
+    assert cut["stopped"] == "max_seconds" and cut["steps"] == 1
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 1
+    assert [json.loads(line)["step"] for line in (tmp_path / LOG_NAME).read_text().splitlines()] == [1]
+    resumed = train(small_config(coco_dir, tmp_path, steps=3))
+    assert resumed["stopped"] == "steps" and resumed["steps"] == 3
+
+    straight = train(small_config(coco_dir, tmp_path / "straight", steps=3))
+    assert resumed["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-5)
+
+
+def test_results_do_not_depend_on_the_number_of_loader_threads(coco_dir, tmp_path):
+    one = train(small_config(coco_dir, tmp_path / "one", batch_size=4, loader_threads=1))
+    four = train(small_config(coco_dir, tmp_path / "four", batch_size=4, loader_threads=4))
+    assert one["final"]["loss"] == four["final"]["loss"]
+    sa, _, _ = load_checkpoint(one["checkpoint"])
+    sb, _, _ = load_checkpoint(four["checkpoint"])
+    for (k, va), vb in zip(sa.state_dict().items(), sb.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
 def test_fine_tune_from_a_parent_checkpoint(coco_dir, tmp_path):
     parent = train(small_config(coco_dir, tmp_path / "parent", steps=1))["checkpoint"]
     child = train(small_config(coco_dir, tmp_path / "child", steps=1, mode="decoder",
@@ -117,6 +139,10 @@ def test_bad_config_is_refused():
         TrainConfig(data_dir="", out_dir="", mode="everything")
     with pytest.raises(ValueError, match="encoder"):
         ModelConfig(encoder="resnet")
+    with pytest.raises(ValueError, match="loader_threads"):
+        TrainConfig(data_dir="", out_dir="", loader_threads=0)
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(data_dir="", out_dir="", max_seconds=0)
 
 
 # --- training on windows -------------------------------------------------------------------------
