@@ -350,6 +350,17 @@ def save_checkpoint(path: str, sam: Sam, cfg: ModelConfig, **extra: Any) -> None
     torch.save({"config": cfg.to_dict(), "model": sam.state_dict(), **extra}, path)
 
 
+def compact_checkpoint(source: str, dest: str, lineage: Dict[str, Any]) -> Dict[str, Any]:
+    """Keep only a checkpoint's weights, rounded to float16 (no optimizer or RNG state): the form
+    in which a model is committed or carried back from a lent machine. Returns its lineage."""
+    sam, cfg, extra = load_checkpoint(source)
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sam.state_dict().items()}
+    info = {"steps": extra.get("step"), **lineage, "weights": "float16-rounded"}
+    torch.save({"config": cfg.to_dict(), "model": half, "step": extra.get("step"),
+                "lineage_info": info}, dest)
+    return info
+
+
 def load_checkpoint(path: str, encoder: Optional[str] = None,
                     map_location: str = "cpu") -> Tuple[Sam, ModelConfig, Dict[str, Any]]:
     """Load our checkpoint, or an official SAM state dict (then `encoder` names its ViT config).

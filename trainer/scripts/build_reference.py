@@ -25,21 +25,12 @@ import os
 import hashlib
 
 import onnx
-import torch
 from onnx.external_data_helper import set_external_data
 
 from sae_trainer.data import CocoInstances
 from sae_trainer.evaluate import evaluate
 from sae_trainer.export import export_package
-from sae_trainer.model import DEVICES_HELP, load_checkpoint, resolve_device, save_checkpoint
-
-
-def compact_checkpoint(source: str, dest: str, lineage: dict) -> dict:
-    sam, cfg, extra = load_checkpoint(source)
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sam.state_dict().items()}
-    info = {"steps": extra.get("step"), **lineage, "weights": "float16-rounded"}
-    torch.save({"config": cfg.to_dict(), "model": half, "step": extra.get("step"), "lineage_info": info}, dest)
-    return info
+from sae_trainer.model import DEVICES_HELP, compact_checkpoint, load_checkpoint, resolve_device
 
 
 WEIGHTS_FILE = "decoder_weights.bin"

@@ -1,10 +1,13 @@
-"""The tiny encoder's colour cells: their layout, adding them to a trained parent, their export."""
+"""The tiny encoder's colour cells (their layout, adding them to a trained parent, their export),
+and compact checkpoints."""
 
 import pytest
 import torch
 
 from sae_trainer.export import check_encoder, export_encoder
-from sae_trainer.model import ModelConfig, TinyEncoderConfig, build_sam, colour_cells, with_colour_cells
+from sae_trainer.model import (ModelConfig, TinyEncoderConfig, build_sam, colour_cells,
+                               compact_checkpoint, load_checkpoint, save_checkpoint,
+                               with_colour_cells)
 
 SMALL = dict(image_size=128)  # 8x8 embedding: fast on CPU
 
@@ -60,3 +63,19 @@ def test_an_encoder_with_colour_cells_exports_and_matches_pytorch(tmp_path):
     path = str(tmp_path / "encoder.onnx")
     export_encoder(sam, path)
     assert check_encoder(sam, path) < 1e-4
+
+
+def test_a_compact_checkpoint_keeps_float16_weights_only_and_loads(tmp_path):
+    cfg = ModelConfig(image_size=128)
+    sam = build_sam(cfg)
+    full = tmp_path / "full.pt"
+    save_checkpoint(str(full), sam, cfg, step=7, optimizer={"state": {"big": torch.zeros(1000)}})
+    info = compact_checkpoint(str(full), str(tmp_path / "small.pt"), {"parent": "p"})
+    assert info == {"steps": 7, "parent": "p", "weights": "float16-rounded"}
+    raw = torch.load(tmp_path / "small.pt", weights_only=False)
+    assert "optimizer" not in raw and raw["step"] == 7
+    assert {v.dtype for v in raw["model"].values() if v.is_floating_point()} == {torch.float16}
+    loaded, loaded_cfg, _ = load_checkpoint(str(tmp_path / "small.pt"))
+    assert loaded_cfg == cfg
+    for (k, a), b in zip(sam.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a.half().to(a.dtype) if a.is_floating_point() else a, b), k
