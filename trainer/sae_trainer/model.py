@@ -284,6 +284,33 @@ def with_colour_cells(sam: Sam, cfg: ModelConfig) -> Tuple[Sam, ModelConfig]:
     return wide, wide_cfg
 
 
+NEW_BLOCK_SCALE = 1e-2  # with_deeper_stages: a new block's layer scale
+
+
+def with_deeper_stages(sam: Sam, cfg: ModelConfig, depths: Tuple[int, ...]) -> Tuple[Sam, ModelConfig]:
+    """A copy of a tiny-encoder model with more ConvNeXt blocks per stage (at least the parent's),
+    every trained weight kept. New blocks go after the trained ones with a layer scale of 1e-2, so
+    the embedding starts within about 1% of the parent's and the new blocks learn from the first step."""
+    if cfg.encoder != "tiny":
+        raise ValueError(f"deeper stages are a tiny-encoder option; this model's encoder is {cfg.encoder}")
+    depths = tuple(depths)
+    if len(depths) != len(cfg.tiny.depths) or any(d < p for d, p in zip(depths, cfg.tiny.depths)):
+        raise ValueError(f"stages can only grow: parent depths {cfg.tiny.depths}, asked {depths}")
+    if depths == tuple(cfg.tiny.depths):
+        return sam, cfg
+    deep_cfg = replace(cfg, tiny=replace(cfg.tiny, depths=depths))
+    deep = build_sam(deep_cfg)
+    for stage, parent_depth in zip(deep.image_encoder.stages, cfg.tiny.depths):
+        for block in list(stage)[1 + parent_depth:]:  # stage = [downsample, blocks...]
+            with torch.no_grad():
+                block.gamma.fill_(NEW_BLOCK_SCALE)
+    missing, unexpected = deep.load_state_dict(sam.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("image_encoder.stages.") for k in missing):
+        raise RuntimeError(f"deepening lost weights: missing {missing}, unexpected {unexpected}")
+    deep.train(sam.training)
+    return deep, deep_cfg
+
+
 class PromptDecoder(SamOnnxModel):
     """Prompt encoder + mask decoder for a batch of B prompts on one image embedding.
 

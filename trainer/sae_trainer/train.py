@@ -28,7 +28,8 @@ from .data import (CocoInstances, Sample, downsample_masks, instance_boxes, prep
                    resize_masks)
 from .losses import region_contrast_loss, sam_loss
 from .model import (PATCH_SIZE, ModelConfig, PromptDecoder, build_sam, init_from_scratch,
-                    load_checkpoint, resolve_device, save_checkpoint, with_colour_cells)
+                    load_checkpoint, resolve_device, save_checkpoint, with_colour_cells,
+                    with_deeper_stages)
 from .prompts import FirstPrompt, PromptSet, iteration_schedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -355,7 +356,8 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: TrainConfig):
     """(model, its config) from the parent checkpoint if any, else freshly initialised. Asking for
-    colour cells adds them to a parent that has none."""
+    colour cells adds them to a parent that has none; asking for deeper tiny-encoder stages adds
+    blocks to a parent's (a stage is never made shallower)."""
     if cfg.init_checkpoint:
         sam, model_cfg, _ = load_checkpoint(cfg.init_checkpoint, encoder=cfg.init_encoder)
         if cfg.model.tiny.colour_cells and not model_cfg.tiny.colour_cells:
@@ -363,6 +365,13 @@ def build_model(cfg: TrainConfig):
                 raise ValueError("colour cells can only be added in full mode: decoder mode "
                                  "would leave their random weights untrained")
             sam, model_cfg = with_colour_cells(sam, model_cfg)
+        if model_cfg.encoder == "tiny" and any(
+                d > p for d, p in zip(cfg.model.tiny.depths, model_cfg.tiny.depths)):
+            if cfg.mode == "decoder":
+                raise ValueError("stages can only be deepened in full mode: decoder mode would "
+                                 "leave the new blocks untrained")
+            depths = tuple(max(d, p) for d, p in zip(cfg.model.tiny.depths, model_cfg.tiny.depths))
+            sam, model_cfg = with_deeper_stages(sam, model_cfg, depths)
         return sam, model_cfg
     return build_sam(cfg.model), cfg.model
 

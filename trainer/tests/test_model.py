@@ -7,7 +7,7 @@ import torch
 from sae_trainer.export import check_encoder, export_encoder
 from sae_trainer.model import (ModelConfig, TinyEncoderConfig, build_sam, colour_cells,
                                compact_checkpoint, load_checkpoint, save_checkpoint,
-                               with_colour_cells)
+                               with_colour_cells, with_deeper_stages)
 
 SMALL = dict(image_size=128)  # 8x8 embedding: fast on CPU
 
@@ -79,3 +79,19 @@ def test_a_compact_checkpoint_keeps_float16_weights_only_and_loads(tmp_path):
     assert loaded_cfg == cfg
     for (k, a), b in zip(sam.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a.half().to(a.dtype) if a.is_floating_point() else a, b), k
+
+
+def test_deeper_stages_keep_every_trained_weight_and_start_near_the_parent():
+    cfg = ModelConfig(**SMALL)
+    parent = build_sam(cfg).eval()
+    deep, deep_cfg = with_deeper_stages(parent, cfg, (2, 4))
+    assert deep_cfg.tiny.depths == (2, 4) and [len(s) - 1 for s in deep.image_encoder.stages] == [2, 4]
+    state = deep.state_dict()
+    for k, v in parent.state_dict().items():
+        assert torch.equal(state[k], v), k
+    image = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        before, after = parent.image_encoder(image), deep.image_encoder(image)
+    assert 0 < (after - before).abs().max() < 0.1 * before.abs().max()
+    with pytest.raises(ValueError, match="only grow"):
+        with_deeper_stages(deep, deep_cfg, (1, 4))

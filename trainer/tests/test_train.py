@@ -305,3 +305,15 @@ def test_the_region_loss_trains_the_encoder_alongside(coco_dir, tmp_path):
     trainer.save()
     resumed = Trainer(small_config(coco_dir, tmp_path, region_loss_weight=1.0, num_points=0))
     assert torch.equal(resumed.region_head.weight, trainer.region_head.weight)
+
+
+def test_deeper_stages_asked_for_are_added_to_a_parent(coco_dir, tmp_path):
+    parent = train(small_config(coco_dir, tmp_path / "parent", steps=1))["checkpoint"]
+    deep = ModelConfig(image_size=128, tiny=TinyEncoderConfig(depths=(1, 4)))
+    child = train(small_config(coco_dir, tmp_path / "child", steps=1, init_checkpoint=parent,
+                               model=deep))["checkpoint"]
+    sam, cfg, _ = load_checkpoint(child)
+    assert cfg.tiny.depths == (1, 4) and len(sam.image_encoder.stages[1]) == 5
+    with pytest.raises(ValueError, match="full mode"):
+        train(small_config(coco_dir, tmp_path / "frozen", steps=1, init_checkpoint=parent,
+                           model=deep, mode="decoder"))
