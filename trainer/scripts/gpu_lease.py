@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def run(args: argparse.Namespace) -> None:
     torch.set_float32_matmul_precision(args.matmul_precision)
     lease["matmul_precision"] = args.matmul_precision
 
-    calib_dir = "/tmp/gpu-lease-calibration"
+    calib_dir, run_dir = "/tmp/gpu-lease-calibration", "/tmp/gpu-lease-run"
+    for stale in (calib_dir, run_dir):  # a second call on a warm machine starts afresh, not resumed
+        shutil.rmtree(stale, ignore_errors=True)
     # A fifth of the budget at most, so a slow machine still leaves time to train.
     run_training(train_command(args, calib_dir, CALIBRATION_STEPS, CALIBRATION_SHARE * args.seconds,
                                "--log-every", "1"))
@@ -153,12 +156,10 @@ def run(args: argparse.Namespace) -> None:
     lease.update(seconds_per_step=per_step, planned_steps=steps, calibration_s=time.time() - start)
     print(f"calibration: {per_step:.2f} s/step; {steps} steps in the {left:.0f} s left", flush=True)
     if steps < 1:
-        with open(os.path.join(out, "lease.json"), "w") as f:
-            json.dump(lease, f, indent=2, default=str)
+        write_lease(out, lease)
         sys.exit(f"gpu_lease run: no time left to train after calibration ({per_step:.1f} s per "
                  f"step, {left:.0f} s left of --seconds {args.seconds:.0f})")
 
-    run_dir = "/tmp/gpu-lease-run"
     argv = train_command(args, run_dir, steps, left)
     lease["command"] = "python -m sae_trainer " + shlex.join(argv)
     try:
@@ -175,9 +176,13 @@ def run(args: argparse.Namespace) -> None:
                     open(os.path.join(out, LOG_NAME), "w") as dst:
                 dst.write(src.read())
         lease["total_s"] = time.time() - start
-        with open(os.path.join(out, "lease.json"), "w") as f:
-            json.dump(lease, f, indent=2, default=str)
+        write_lease(out, lease)
         print(json.dumps(lease, indent=2, default=str))
+
+
+def write_lease(out: str, lease: dict) -> None:
+    with open(os.path.join(out, "lease.json"), "w") as f:
+        json.dump(lease, f, indent=2, default=str)
 
 
 def main() -> None:
