@@ -365,12 +365,11 @@ def build_model(cfg: TrainConfig):
                 raise ValueError("colour cells can only be added in full mode: decoder mode "
                                  "would leave their random weights untrained")
             sam, model_cfg = with_colour_cells(sam, model_cfg)
-        if model_cfg.encoder == "tiny" and any(
-                d > p for d, p in zip(cfg.model.tiny.depths, model_cfg.tiny.depths)):
+        depths = tuple(max(d, p) for d, p in zip(cfg.model.tiny.depths, model_cfg.tiny.depths))
+        if model_cfg.encoder == "tiny" and depths != tuple(model_cfg.tiny.depths):
             if cfg.mode == "decoder":
                 raise ValueError("stages can only be deepened in full mode: decoder mode would "
                                  "leave the new blocks untrained")
-            depths = tuple(max(d, p) for d, p in zip(cfg.model.tiny.depths, model_cfg.tiny.depths))
             sam, model_cfg = with_deeper_stages(sam, model_cfg, depths)
         return sam, model_cfg
     return build_sam(cfg.model), cfg.model
@@ -525,18 +524,16 @@ class Trainer:
             t0 = time.time()
             stats = self.train_step()
             stats.update(step=self.step, steps=cfg.steps, seconds=time.time() - t0)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                self._log(stats)
             out_of_time = cfg.max_seconds is not None and time.time() - start >= cfg.max_seconds
-            stats["checkpointed"] = (self.step % cfg.checkpoint_every == 0
-                                     or self.step == cfg.steps or out_of_time)
+            last = self.step == cfg.steps or out_of_time  # always logged and checkpointed
+            if self.step % cfg.log_every == 0 or last:
+                self._log(stats)
+            stats["checkpointed"] = self.step % cfg.checkpoint_every == 0 or last
             if stats["checkpointed"]:
                 self.save()  # before progress(), which may copy it elsewhere
             if progress is not None:
                 progress(stats)
             if out_of_time and self.step < cfg.steps:
-                if self.step % cfg.log_every:
-                    self._log(stats)  # the last step is always in the log
                 stopped = "max_seconds"
                 break
         return {"checkpoint": self.checkpoint_path, "steps": self.step, "final": stats,
