@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -93,9 +93,9 @@ class TrainConfig:
     # a lease on a lent machine ends at a fixed time, whatever the step rate. The lr schedule
     # stays in steps, so a run cut short ends before its last decays.
     max_seconds: Optional[float] = None
-    # Threads that make a batch's examples (decode, resize, crop) side by side: on a GPU they are
-    # most of a step otherwise. Each example draws from its own generator seeded from the run's,
-    # so results do not depend on this number.
+    # Threads that make a batch's examples (decode, resize, crop) side by side, and the next
+    # step's batch while this one computes: on a GPU they are most of a step otherwise. Each
+    # example draws from its own generator seeded from the run's, so results do not depend on it.
     loader_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -325,6 +325,19 @@ class EmbeddingCache:
 
 # --- the loop ----------------------------------------------------------------------------------
 
+@dataclass
+class Batch:
+    """One step's examples, being made on the loader threads, and the draws that fixed them."""
+
+    futures: List[Future]
+    prompt_seed: int  # the step's prompts (first prompts, corrective clicks, schedule)
+    rng_before: Dict[str, Any]  # the run's generator and epoch order before this batch was drawn
+
+    def examples(self) -> List[Example]:
+        made = [f.result() for f in self.futures]
+        return [e for e in made if len(e.masks)]
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -414,6 +427,7 @@ class Trainer:
                                          thread_name_prefix="examples")
         self.step = 0
         self.order: List[int] = []
+        self.pending: Optional[Batch] = None  # the next step's batch, drawn ahead
         os.makedirs(cfg.out_dir, exist_ok=True)
         self.checkpoint_path = os.path.join(cfg.out_dir, CHECKPOINT_NAME)
         if cfg.resume and os.path.isfile(self.checkpoint_path):
@@ -446,18 +460,23 @@ class Trainer:
         crop = self.cfg.crop_size
         return crop if crop is not None and crop < self.model_cfg.image_size else None
 
-    def sample_examples(self) -> List[Example]:
+    def make(self, image_id: int, seed: int) -> Example:
+        return make_example(self.dataset.load(image_id), self.model_cfg.image_size,
+                            self.cfg.masks_per_image, np.random.default_rng(seed),
+                            self.crop_size(), self.cfg.crop_context, self.cfg.anchor_power,
+                            with_regions=self.region_head is not None)
+
+    def draw_batch(self) -> "Batch":
+        """Draw the next batch's images and seeds from the run's generator (the only draws made
+        from it) and start making its examples on the loader threads."""
+        before = {"numpy": self.rng.bit_generator.state, "order": list(self.order)}
         ids = self.next_image_ids()
-        seeds = self.rng.integers(2 ** 63, size=len(ids))
+        seeds = self.rng.integers(2 ** 63, size=len(ids) + 1)  # one per example, one for prompts
+        return Batch([self.loader.submit(self.make, i, int(s)) for i, s in zip(ids, seeds)],
+                     int(seeds[-1]), before)
 
-        def make(image_id: int, seed: int) -> Example:
-            return make_example(self.dataset.load(image_id), self.model_cfg.image_size,
-                                self.cfg.masks_per_image, np.random.default_rng(seed),
-                                self.crop_size(), self.cfg.crop_context, self.cfg.anchor_power,
-                                with_regions=self.region_head is not None)
-
-        examples = list(self.loader.map(make, ids, seeds))
-        return [e for e in examples if len(e.masks)]
+    def sample_examples(self) -> List[Example]:
+        return self.draw_batch().examples()
 
     def forward_backward(self, examples: List[Example], rng: np.random.Generator) -> Dict[str, float]:
         """Zero the gradients, then accumulate those of the mean loss over examples x iterations."""
@@ -501,14 +520,18 @@ class Trainer:
         return {"grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def train_step(self) -> Dict[str, float]:
-        examples = self.sample_examples()
+        batch, self.pending = self.pending or self.draw_batch(), None
+        examples = batch.examples()
         for _ in range(10):  # a batch whose masks all vanish at 1/4 scale: draw another
             if examples:
                 break
-            examples = self.sample_examples()
+            batch = self.draw_batch()
+            examples = batch.examples()
         else:
             raise ValueError("ten batches in a row had no mask visible at the decoder's resolution")
-        stats = self.forward_backward(examples, self.rng)
+        if self.step + 1 < self.cfg.steps:
+            self.pending = self.draw_batch()  # made while this step computes
+        stats = self.forward_backward(examples, np.random.default_rng(batch.prompt_seed))
         stats.update(self.optimizer_step())
         return stats
 
@@ -552,10 +575,16 @@ class Trainer:
         save_checkpoint(tmp, self.sam, self.model_cfg, step=self.step,
                         optimizer=self.optimizer.state_dict(), train_config=self.cfg.to_dict(),
                         lineage_info=self.lineage(),
-                        rng={"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
-                             "order": self.order},
+                        rng={**self.rng_state(), "torch": torch.get_rng_state()},
                         region_head=None if self.region_head is None else self.region_head.state_dict())
         os.replace(tmp, self.checkpoint_path)
+
+    def rng_state(self) -> Dict[str, Any]:
+        """The run's generator and epoch order as of the last finished step: a batch drawn ahead
+        is not part of it, so a resumed run draws that batch again."""
+        if self.pending is not None:
+            return self.pending.rng_before
+        return {"numpy": self.rng.bit_generator.state, "order": list(self.order)}
 
     def _resume(self) -> None:
         ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)

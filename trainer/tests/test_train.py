@@ -106,6 +106,19 @@ def test_results_do_not_depend_on_the_number_of_loader_threads(coco_dir, tmp_pat
         assert torch.equal(va, vb), k
 
 
+def test_the_next_batch_is_drawn_ahead_and_left_out_of_the_checkpoint(coco_dir, tmp_path):
+    trainer = Trainer(small_config(coco_dir, tmp_path, steps=3))
+    state = trainer.rng.bit_generator.state
+    trainer.train_step()
+    assert trainer.pending is not None  # step 2's examples are being made during step 1
+    drawn_for_step_1 = trainer.pending.rng_before
+    assert drawn_for_step_1["numpy"] != state and trainer.rng_state() == drawn_for_step_1
+    trainer.train_step()
+    trainer.train_step()
+    assert trainer.pending is None  # nothing is drawn past the last step
+    assert trainer.rng_state()["numpy"] == trainer.rng.bit_generator.state
+
+
 def test_fine_tune_from_a_parent_checkpoint(coco_dir, tmp_path):
     parent = train(small_config(coco_dir, tmp_path / "parent", steps=1))["checkpoint"]
     child = train(small_config(coco_dir, tmp_path / "child", steps=1, mode="decoder",
