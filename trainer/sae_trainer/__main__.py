@@ -1,4 +1,5 @@
-"""Command line: `python -m sae_trainer {train,export,evaluate,bench,worker} ...` (PYTHONPATH=trainer)."""
+"""Command line (PYTHONPATH=trainer):
+`python -m sae_trainer {train,export,evaluate,fit-iou-head,bench,worker} ...`."""
 
 from __future__ import annotations
 
@@ -75,6 +76,23 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
+
+
+def _fit_iou_head(args: argparse.Namespace) -> None:
+    from .data import CocoInstances
+    from .iou_head import refit_iou_head
+    from .model import load_checkpoint, save_checkpoint
+
+    sam, cfg, extra = load_checkpoint(args.checkpoint)
+    dataset = CocoInstances(args.data, args.ann)
+    done = refit_iou_head(sam, dataset, max_images=args.max_images,
+                          masks_per_image=args.masks_per_image, epochs=args.epochs, seed=args.seed,
+                          progress=lambda n, total: print(f"collect {n}/{total}", end="\r",
+                                                          flush=True))
+    done.update(parent=args.checkpoint, data=args.data)
+    lineage = {**(extra.get("lineage_info") or {}), "iou_head_refit": done}
+    save_checkpoint(args.out, sam, cfg, step=extra.get("step"), lineage_info=lineage)
+    print(json.dumps(done, indent=2))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -174,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="write the metrics JSON here")
     v.add_argument("--device", default="auto", help=DEVICES_HELP)
     v.set_defaults(func=_evaluate)
+
+    f = sub.add_parser("fit-iou-head",
+                       help="refit a model's IoU head on whole images, everything else frozen")
+    f.add_argument("--checkpoint", required=True, help="our checkpoint (train's checkpoint.pt)")
+    f.add_argument("--data", required=True, help="training images (never the held-out set)")
+    f.add_argument("--ann")
+    f.add_argument("--out", required=True, help="the new checkpoint file")
+    f.add_argument("--max-images", type=int, help="use the first N images (default all)")
+    f.add_argument("--masks-per-image", type=int, default=8)
+    f.add_argument("--epochs", type=int, default=200)
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=_fit_iou_head)
 
     b = sub.add_parser("bench", help="CPU timings: training step, decoder per prompt")
     b.add_argument("--repeats", type=int, default=3)
