@@ -25,7 +25,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from .data import CocoInstances
-from .evaluate import choose_masks, first_click
+from .evaluate import choose_masks, first_click, iou
 
 
 @dataclass
@@ -44,19 +44,13 @@ class IouExamples:
         return IouExamples(self.tokens[index], self.ious[index], self.image_ids[rows])
 
 
-def clicks_for(mask: np.ndarray, rng: np.random.Generator) -> List[tuple[int, int]]:
+def clicks_for(mask: np.ndarray, ignore: Optional[np.ndarray],
+               rng: np.random.Generator) -> List[tuple[int, int]]:
     """A mask's first clicks: its deepest point (where evaluation and a careful annotator click)
     and a point drawn uniformly from it (the paper's training rule)."""
     ys, xs = np.nonzero(mask)
     j = int(rng.integers(len(xs)))
-    return [first_click(mask), (int(xs[j]), int(ys[j]))]
-
-
-def true_ious(masks: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(C, H, W) predicted masks vs one (H, W) ground truth -> (C,) IoU (1 when both are empty)."""
-    inter = (masks & gt).reshape(len(masks), -1).sum(1)
-    union = (masks | gt).reshape(len(masks), -1).sum(1)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return [first_click(mask, ignore), (int(xs[j]), int(ys[j]))]
 
 
 def all_outputs(predictor: SamPredictor, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -86,7 +80,7 @@ def collect_iou_examples(sam: Sam, dataset: CocoInstances, image_ids: List[int],
             sample = dataset.load(image_id)
             chosen = choose_masks(len(sample.masks), masks_per_image, rng)
             gts = [sample.masks[k] for k in chosen]
-            clicks = [(c, gt) for gt in gts for c in clicks_for(gt, rng)]
+            clicks = [(c, gt) for gt in gts for c in clicks_for(gt, sample.ignore, rng)]
             if clicks:
                 predictor.set_image(sample.image)
                 coords = predictor.transform.apply_coords(
@@ -95,7 +89,8 @@ def collect_iou_examples(sam: Sam, dataset: CocoInstances, image_ids: List[int],
                 labels = torch.ones(len(clicks), 1, dtype=torch.int, device=predictor.device)
                 outputs = all_outputs(predictor, points, labels).cpu().numpy()  # (P, 4, H, W)
                 tokens.append(seen["tokens"])
-                ious += [true_ious(outputs[i], gt) for i, (_, gt) in enumerate(clicks)]
+                ious += [[iou(m, gt, sample.ignore) for m in outputs[i]]  # as evaluate scores
+                         for i, (_, gt) in enumerate(clicks)]
                 owners += [image_id] * len(clicks)
             if progress is not None:
                 progress(n, len(image_ids))

@@ -466,7 +466,7 @@ class Trainer:
                             self.crop_size(), self.cfg.crop_context, self.cfg.anchor_power,
                             with_regions=self.region_head is not None)
 
-    def draw_batch(self) -> "Batch":
+    def draw_batch(self) -> Batch:
         """Draw the next batch's images and seeds from the run's generator (the only draws made
         from it) and start making its examples on the loader threads."""
         before = {"numpy": self.rng.bit_generator.state, "order": list(self.order)}

@@ -4,9 +4,9 @@ import torch
 from segment_anything import SamPredictor
 
 from sae_trainer.data import CocoInstances
-from sae_trainer.evaluate import choose_masks, first_click
+from sae_trainer.evaluate import choose_masks, first_click, iou
 from sae_trainer.iou_head import (IouExamples, collect_iou_examples, fit_iou_head, ranking_miou,
-                                  refit_iou_head, split_by_image, true_ious)
+                                  refit_iou_head, split_by_image)
 from sae_trainer.__main__ import main
 from sae_trainer.model import ModelConfig, build_sam, load_checkpoint, save_checkpoint
 
@@ -33,17 +33,7 @@ def test_collected_tokens_are_what_the_head_scores_and_ious_are_the_outputs(smal
     with torch.no_grad():
         head_scores = small_sam.mask_decoder.iou_prediction_head(examples.tokens[:1])[0, 1:]
     np.testing.assert_allclose(head_scores.numpy(), scores, atol=1e-5)
-    np.testing.assert_allclose(examples.ious[0, 1:].numpy(), true_ious(masks, gt), atol=1e-6)
-
-
-def test_true_iou_of_each_output():
-    gt = np.zeros((4, 4), bool)
-    gt[:2, :2] = True
-    outputs = np.zeros((3, 4, 4), bool)
-    outputs[0] = gt
-    outputs[1, :2, :] = True  # 4 of 8
-    np.testing.assert_allclose(true_ious(outputs, gt), [1.0, 0.5, 0.0])
-    assert true_ious(np.zeros((1, 4, 4), bool), np.zeros((4, 4), bool))[0] == 1.0
+    np.testing.assert_allclose(examples.ious[0, 1:].numpy(), [iou(m, gt) for m in masks], atol=1e-6)
 
 
 def synthetic_examples(n_images=40, per_image=10, seed=0):
