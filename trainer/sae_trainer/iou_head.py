@@ -26,6 +26,7 @@ from torch import nn
 
 from .data import CocoInstances
 from .evaluate import choose_masks, first_click, iou
+from .prompts import sample_point_in_mask
 
 
 @dataclass
@@ -48,9 +49,8 @@ def clicks_for(mask: np.ndarray, ignore: Optional[np.ndarray],
                rng: np.random.Generator) -> List[tuple[int, int]]:
     """A mask's first clicks: its deepest point (where evaluation and a careful annotator click)
     and a point drawn uniformly from it (the paper's training rule)."""
-    ys, xs = np.nonzero(mask)
-    j = int(rng.integers(len(xs)))
-    return [first_click(mask, ignore), (int(xs[j]), int(ys[j]))]
+    x, y = sample_point_in_mask(mask, rng)
+    return [first_click(mask, ignore), (int(x), int(y))]
 
 
 def all_outputs(predictor: SamPredictor, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
