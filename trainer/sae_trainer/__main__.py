@@ -32,6 +32,8 @@ def train_config_from_args(args: argparse.Namespace):
                       seed=args.seed, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every, device=args.device,
                       max_seconds=args.max_seconds, loader_threads=args.loader_threads,
+                      train_only=(tuple(p for p in args.train_only.split(",") if p)
+                                  if args.train_only else None),
                       **({} if args.lr_decay_at is None else
                          {"lr_decay_at": tuple(float(f) for f in args.lr_decay_at.split(",") if f)}))
     return cfg
@@ -116,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ann", help="annotation file (default: found in --data)")
     t.add_argument("--out", required=True, help="output folder (checkpoint.pt, train_log.jsonl)")
     t.add_argument("--mode", choices=["full", "decoder"], default="full")
+    t.add_argument("--train-only", metavar="PREFIXES",
+                   help="decoder mode: train only the parameters whose names start with one of "
+                        "these comma-separated prefixes")
     t.add_argument("--init", help="parent checkpoint (ours or official SAM)")
     t.add_argument("--init-encoder", choices=ENCODERS[1:], help="ViT of an official --init")
     t.add_argument("--encoder", choices=ENCODERS, default="tiny")

@@ -18,7 +18,7 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -97,10 +97,18 @@ class TrainConfig:
     # step's batch while this one computes: on a GPU they are most of a step otherwise. Each
     # example draws from its own generator seeded from the run's, so results do not depend on it.
     loader_threads: int = 1
+    # Decoder mode: train only the parameters whose names start with one of these prefixes
+    # (e.g. "mask_decoder.output_hypernetworks_mlps.0." and "prompt_encoder.mask_downscaling."
+    # retrain corrective clicks and leave a single click's outputs exactly as they were).
+    train_only: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "decoder"):
             raise ValueError(f"mode must be 'full' or 'decoder', got {self.mode!r}")
+        if self.train_only is not None:
+            self.train_only = tuple(self.train_only)
+            if self.mode != "decoder" or not self.train_only:
+                raise ValueError("train_only needs mode 'decoder' and at least one prefix")
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
         if self.loader_threads < 1:
@@ -274,7 +282,8 @@ def simulate_interactive(decoder: PromptDecoder, embedding: torch.Tensor, exampl
                                    has_mask, image_pe)
         multimask = prompts.num_clicks == 0  # a single point or box: ambiguous, use tokens 1..3
         loss, stats = sam_loss(logits, iou_pred, gt_low, multimask)
-        (loss * loss_scale).backward(retain_graph=False)
+        if loss.requires_grad:  # not when train_only freezes all that this iteration reaches
+            (loss * loss_scale).backward(retain_graph=False)
         mask_input = select_feedback(logits.detach(), iou_pred.detach(), multimask)[:, None]
         has_mask = torch.ones(m, device=device)
         stats["loss"] = float(loss)
@@ -357,6 +366,17 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[s
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def freeze_all_but(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
+    """Leave trainable only the parameters named with one of the prefixes; a prefix that names
+    none is refused (a typo would otherwise train nothing, or not what was meant)."""
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ValueError(f"train_only: no parameter is named {unknown} (e.g. {names[-1]!r})")
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -413,6 +433,8 @@ class Trainer:
                              "images only); use mode 'decoder' to fine-tune a ViT model on windows")
         for p in self.sam.image_encoder.parameters():
             p.requires_grad_(self.encoder_trainable)
+        if cfg.train_only:
+            freeze_all_but(self.sam, cfg.train_only)
         if not self.encoder_trainable:
             self.sam.image_encoder.eval()
             cache_dir = cfg.embedding_cache or os.path.join(cfg.out_dir, "embeddings")

@@ -127,6 +127,38 @@ def test_fine_tune_from_a_parent_checkpoint(coco_dir, tmp_path):
     assert cfg.image_size == 128 and extra["lineage_info"]["parent"] == parent
 
 
+CORRECTIVE_CLICKS_ONLY = ("mask_decoder.output_hypernetworks_mlps.0.",
+                          "prompt_encoder.mask_downscaling.", "prompt_encoder.point_embeddings.0.")
+
+
+def test_train_only_changes_the_named_weights_and_nothing_else(coco_dir, tmp_path):
+    cfg = small_config(coco_dir, tmp_path, mode="decoder", train_only=CORRECTIVE_CLICKS_ONLY)
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.sam.state_dict().items()}
+    one_click = (torch.randn(1, 256, 8, 8), torch.tensor([[[40.0, 60.0], [0.0, 0.0]]]),
+                 torch.tensor([[1.0, -1.0]]), torch.zeros(1, 1, 32, 32), torch.zeros(1))
+    with torch.no_grad():
+        iou_before, masks_before = trainer.decoder(*one_click)
+    trainer.run()
+    changed = {k for k, v in trainer.sam.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(CORRECTIVE_CLICKS_ONLY) for k in changed), changed
+    assert any(k.startswith(CORRECTIVE_CLICKS_ONLY[0]) for k in changed)
+    assert any(k.startswith(CORRECTIVE_CLICKS_ONLY[1]) for k in changed)
+    with torch.no_grad():
+        iou_after, masks_after = trainer.decoder(*one_click)
+    # A single click's 3 masks and all 4 scores are untouched; only the single-mask output moved.
+    assert torch.equal(iou_after, iou_before) and torch.equal(masks_after[:, 1:], masks_before[:, 1:])
+    assert not torch.equal(masks_after[:, 0], masks_before[:, 0])
+
+
+def test_train_only_is_refused_outside_decoder_mode_and_for_unknown_names(coco_dir, tmp_path):
+    with pytest.raises(ValueError, match="train_only"):
+        small_config(coco_dir, tmp_path, train_only=CORRECTIVE_CLICKS_ONLY)  # full mode
+    with pytest.raises(ValueError, match="no parameter is named"):
+        Trainer(small_config(coco_dir, tmp_path, mode="decoder",
+                             train_only=("mask_decoder.no_such_layer.",)))
+
+
 def test_colour_cells_asked_for_are_added_to_a_parent_without_them(coco_dir, tmp_path):
     parent = train(small_config(coco_dir, tmp_path / "parent", steps=1))["checkpoint"]
     colour = ModelConfig(image_size=128, tiny=TinyEncoderConfig(colour_cells=True))
