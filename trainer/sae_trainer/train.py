@@ -367,13 +367,15 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[s
 
 
 def freeze_all_but(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
-    """Leave trainable only the parameters named with one of the prefixes; a prefix that names
-    none is refused (a typo would otherwise train nothing, or not what was meant)."""
-    names = [name for name, _ in model.named_parameters()]
-    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    """Narrow the trainable parameters to those named with one of the prefixes. A prefix that names
+    no trainable parameter is refused: a typo, or the frozen encoder of decoder mode, would
+    otherwise train nothing, or not what was meant."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    unknown = [pre for pre in prefixes if not any(name.startswith(pre) for name, _ in trainable)]
     if unknown:
-        raise ValueError(f"train_only: no parameter is named {unknown} (e.g. {names[-1]!r})")
-    for name, p in model.named_parameters():
+        raise ValueError(f"train_only: no trainable parameter is named {unknown} "
+                         f"(e.g. {trainable[-1][0]!r})")
+    for name, p in trainable:
         p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
 
 

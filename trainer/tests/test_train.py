@@ -154,9 +154,9 @@ def test_train_only_changes_the_named_weights_and_nothing_else(coco_dir, tmp_pat
 def test_train_only_is_refused_outside_decoder_mode_and_for_unknown_names(coco_dir, tmp_path):
     with pytest.raises(ValueError, match="train_only"):
         small_config(coco_dir, tmp_path, train_only=CORRECTIVE_CLICKS_ONLY)  # full mode
-    with pytest.raises(ValueError, match="no parameter is named"):
-        Trainer(small_config(coco_dir, tmp_path, mode="decoder",
-                             train_only=("mask_decoder.no_such_layer.",)))
+    for prefix in ("mask_decoder.no_such_layer.", "image_encoder."):  # a typo; frozen in decoder mode
+        with pytest.raises(ValueError, match="no trainable parameter is named"):
+            Trainer(small_config(coco_dir, tmp_path, mode="decoder", train_only=(prefix,)))
 
 
 def test_colour_cells_asked_for_are_added_to_a_parent_without_them(coco_dir, tmp_path):
