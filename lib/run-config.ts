@@ -14,7 +14,6 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, stringify, type Document } from 'yaml';
 import { z } from 'zod';
-import { TASK_QUEUES } from './task-queues.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Messages. Every message reads "expected <what>, got <found>", so a newcomer sees both at once.
@@ -77,19 +76,9 @@ const intBetween = (min: number, max: number) => {
   return z.int(e).min(min, e).max(max, e);
 };
 
-const nullableIntAtLeast = (min: number, meaning: string) => {
-  const e = expecting(`a whole number of at least ${min}, or null to ${meaning}`);
-  return z.int(e).min(min, e).nullable();
-};
-
 const numberAtLeast = (min: number) => {
   const e = expecting(`a number of at least ${min}`);
   return z.number(e).min(min, e);
-};
-
-const positiveNumber = () => {
-  const e = expecting('a number greater than 0');
-  return z.number(e).positive(e);
 };
 
 /** A non-empty name without spaces (Temporal namespaces and task queues, AWS regions). */
@@ -121,6 +110,15 @@ const duration = () => {
   const e = expecting(DURATION_WHAT);
   return z.string(e).refine((text) => DURATION.test(text) && durationToMs(text) > 0, e);
 };
+
+/**
+ * A setting for work that does not exist yet: absent is fine, any value is refused, so a config
+ * never validates with a stage that would then be silently skipped.
+ */
+const notImplementedYet = (what: string) =>
+  z
+    .undefined({ error: `not implemented yet: ${what} not part of sa-engine yet; remove this setting` })
+    .optional();
 
 // ---------------------------------------------------------------------------------------------
 // Locations: where images, outputs, models and reference masks live.
@@ -267,8 +265,7 @@ function modelsSchema(location: LocationSchema) {
   return z.strictObject({
     /** A model package folder holding model.json, the encoder and the decoder. */
     sam: location,
-    /** Stage 2's class-agnostic box detector; null = trained from stage-1 masks. */
-    detector: location.nullable().default(null),
+    detector: notImplementedYet('stage 2 and its box detector are'),
   });
 }
 
@@ -282,13 +279,8 @@ const TemporalSchema = z.strictObject({
     .refine(isHostPort, expecting(HOST_PORT_WHAT))
     .default('127.0.0.1:7233'),
   namespace: name('a Temporal namespace name').default('default'),
-  taskQueues: z
-    .strictObject({
-      orchestration: name('a task queue name').default(TASK_QUEUES.orchestration),
-      inference: name('a task queue name').default(TASK_QUEUES.inference),
-      training: name('a task queue name').default(TASK_QUEUES.training),
-    })
-    .prefault({}),
+  // Workers and workflows use the fixed queue names of lib/task-queues.ts.
+  taskQueues: notImplementedYet("task queues other than sa-engine's own are"),
 });
 
 /** Human masks: the audit's reference, or the ground truth that simulated annotators click from. */
@@ -312,53 +304,6 @@ function maskSourceSchema(location: LocationSchema) {
       }
     });
 }
-
-function simulatedAnnotatorsSchema(location: LocationSchema) {
-  return z.strictObject({
-    groundTruth: maskSourceSchema(location),
-    // Interactive-segmentation benchmarks stop at 20 clicks or at the target IoU (NoC@90).
-    maxClicksPerMask: intAtLeast(1).default(20),
-    targetIou: fraction().default(0.9),
-  });
-}
-
-/** Settings shared by the two human-in-the-loop stages; the defaults differ per stage. */
-function roundSettings(defaults: { maxRounds: number; targetMasksPerImage: number }) {
-  return {
-    enabled: bool().default(false),
-    /** The paper retrained 6 times in stage 1 and 5 times in stage 2. */
-    maxRounds: intAtLeast(1).default(defaults.maxRounds),
-    /** Images per round. */
-    roundSize: intAtLeast(1).default(100),
-    /** A round closes once its images average this many masks (paper: 44 after stage 1, 72 after stage 2)... */
-    targetMasksPerImage: intAtLeast(1).default(defaults.targetMasksPerImage),
-    /** ...or when this much time has passed: one annotation shift. */
-    roundDeadline: duration().default('8h'),
-    /** Paper: annotators moved to the next image once a mask took over 30 seconds. */
-    nextImageAfterSeconds: positiveNumber().default(30),
-    /** Start a retrain after this many new masks. */
-    retrainEveryNewMasks: nullableIntAtLeast(1, 'never retrain').default(10_000),
-    /** Share of annotated images kept out of training to decide whether a retrained model is better. */
-    heldOutFraction: z
-      .number(expecting('a number between 0 and 1, exclusive'))
-      .gt(0, expecting('a number between 0 and 1, exclusive'))
-      .lt(1, expecting('a number between 0 and 1, exclusive'))
-      .default(0.1),
-  };
-}
-
-const Stage1Schema = z.strictObject({
-  ...roundSettings({ maxRounds: 6, targetMasksPerImage: 44 }),
-});
-
-const Stage2Schema = z.strictObject({
-  ...roundSettings({ maxRounds: 5, targetMasksPerImage: 72 }),
-  /** Detector boxes scoring below this are not used as prompts. */
-  detectorScoreThresh: fraction().default(0.5),
-  // Only confident masks pre-fill a task; the same bar as stage 3's filters.
-  prefillPredIouThresh: fraction().default(0.88),
-  prefillStabilityScoreThresh: fraction().default(0.95),
-});
 
 // `scripts/amg.py` can't take 512/1500 on its command line; here `cropOverlapRatio: 512/1500` works.
 const cropOverlapRatio = () => {
@@ -485,7 +430,7 @@ const ReleaseSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // The whole config.
 
-const SECTIONS_WITH_WORK = ['stage1', 'stage2', 'stage3', 'audit', 'release'] as const;
+const SECTIONS_WITH_WORK = ['stage3', 'audit', 'release'] as const;
 
 /**
  * At least one stage must do something. Runs even when other fields failed (so the user sees this
@@ -520,10 +465,9 @@ export function createRunConfigSchema(options: RunConfigSchemaOptions = {}) {
       storage: StorageSchema.prefault({}),
       models: modelsSchema(location),
       temporal: TemporalSchema.prefault({}),
-      /** null = real annotators in the web tool; otherwise clicks are simulated from ground truth. */
-      simulatedAnnotators: simulatedAnnotatorsSchema(location).nullable().default(null),
-      stage1: Stage1Schema.prefault({}),
-      stage2: Stage2Schema.prefault({}),
+      simulatedAnnotators: notImplementedYet('simulated annotators (stages 1 and 2) are'),
+      stage1: notImplementedYet('stage 1 (assisted-manual annotation rounds) is'),
+      stage2: notImplementedYet('stage 2 (semi-automatic annotation rounds) is'),
       stage3: Stage3Schema.prefault({}),
       audit: auditSchema(location).prefault({}),
       release: ReleaseSchema.prefault({}),
@@ -545,9 +489,6 @@ export type StorageConfig = RunConfig['storage'];
 export type ModelsConfig = RunConfig['models'];
 export type TemporalConfig = RunConfig['temporal'];
 export type MaskSourceConfig = NonNullable<RunConfig['audit']['reference']>;
-export type SimulatedAnnotatorsConfig = NonNullable<RunConfig['simulatedAnnotators']>;
-export type Stage1Config = RunConfig['stage1'];
-export type Stage2Config = RunConfig['stage2'];
 export type Stage3Config = RunConfig['stage3'];
 export type OnnxConfig = Stage3Config['onnx'];
 export type AuditConfig = RunConfig['audit'];
@@ -560,9 +501,6 @@ export const RUN_CONFIG_DEFAULTS: Omit<RunConfig, 'run' | 'images' | 'output' | 
   images: { extensions: DEFAULT_IMAGE_EXTENSIONS },
   storage: StorageSchema.parse({}),
   temporal: TemporalSchema.parse({}),
-  simulatedAnnotators: null,
-  stage1: Stage1Schema.parse({}),
-  stage2: Stage2Schema.parse({}),
   stage3: Stage3Schema.parse({}),
   audit: auditSchema(locationSchema(() => process.cwd())).parse({}),
   release: ReleaseSchema.parse({}),

@@ -41,7 +41,7 @@ export function configSummary(config: RunConfig): Record<string, string | number
     images,
     output: config.output,
     model: config.models.sam,
-    stages: (['stage1', 'stage2', 'stage3', 'audit', 'release'] as const)
+    stages: (['stage3', 'audit', 'release'] as const)
       .filter((s) => config[s].enabled)
       .join(','),
     pointsPerSide: config.stage3.pointsPerSide,

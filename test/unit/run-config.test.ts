@@ -20,7 +20,6 @@ import {
   type RunConfig,
   type RunConfigIssue,
 } from '../../lib/run-config.ts';
-import { TASK_QUEUES } from '../../lib/task-queues.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASE = '/srv/configs';
@@ -79,27 +78,18 @@ describe('defaults', () => {
       batchImages: 8,
       onnx: { executionProvider: 'cpu', intraOpThreads: 0, interOpThreads: 0 },
     });
-    expect(config.temporal).toEqual({
-      address: '127.0.0.1:7233',
-      namespace: 'default',
-      taskQueues: { ...TASK_QUEUES },
-    });
+    expect(config.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default' });
     expect(config.images).toEqual({
       prefix: 's3://photos/raw/',
       extensions: ['jpg', 'jpeg', 'png', 'bmp', 'webp', 'tif', 'tiff'],
     });
-    expect(config.stage1.enabled).toBe(false);
-    expect(config.stage2.enabled).toBe(false);
     expect(config.audit).toMatchObject({ enabled: false, reference: null, sampleSize: 500 });
     expect(config.release).toEqual({ enabled: false, shortestSide: 1500 });
-    expect(config.models.detector).toBeNull();
-    expect(config.simulatedAnnotators).toBeNull();
+    expect(config.models).toEqual({ sam: 's3://datasets/models/sam/v1/' });
   });
 
   it('exports the same defaults it applies', () => {
     const config = load();
-    expect(config.stage1).toEqual(RUN_CONFIG_DEFAULTS.stage1);
-    expect(config.stage2).toEqual(RUN_CONFIG_DEFAULTS.stage2);
     expect(config.stage3).toEqual(RUN_CONFIG_DEFAULTS.stage3);
     expect(config.audit).toEqual(RUN_CONFIG_DEFAULTS.audit);
     expect(config.temporal).toEqual(RUN_CONFIG_DEFAULTS.temporal);
@@ -122,7 +112,7 @@ describe('defaults', () => {
   });
 
   it('prints a resolved config that validates again to the same config', () => {
-    const config = load('stage1: { enabled: true }\nstage3: { cropOverlapRatio: 512/1500 }\n');
+    const config = load('audit: { sampleSize: 7 }\nstage3: { cropOverlapRatio: 512/1500 }\n');
     for (const format of ['yaml', 'json'] as const) {
       const again = loadRunConfig(formatRunConfig(config, format), `/elsewhere/resolved.${format}`);
       expect(again).toEqual(config);
@@ -177,15 +167,13 @@ stage3:
 
   it('rejects misspelled and unknown keys everywhere, suggesting the right one', () => {
     const issues = issuesOf(
-      `${MINIMAL}stage_3: {}\nstage3: { points_per_side: 16 }\ntemporal: { taskQueues: { gpuInference: q } }\nfoo: 1\n`,
+      `${MINIMAL}stage_3: {}\nstage3: { points_per_side: 16 }\ntemporal: { namespce: q }\nfoo: 1\n`,
     );
     expect(issueAt(issues, 'stage_3').message).toBe('unknown key (did you mean "stage3"?)');
     expect(issueAt(issues, 'stage3.points_per_side').message).toBe(
       'unknown key (did you mean "pointsPerSide"?)',
     );
-    expect(issueAt(issues, 'temporal.taskQueues.gpuInference').message).toMatch(
-      /^unknown key; expected one of: orchestration, inference, training$/,
-    );
+    expect(issueAt(issues, 'temporal.namespce').message).toBe('unknown key (did you mean "namespace"?)');
     expect(issueAt(issues, 'foo').message).toMatch(/^unknown key; expected one of: run, images, output/);
   });
 
@@ -200,20 +188,11 @@ stage3:
 
   it('checks types, ranges and enums with what was found', () => {
     const issues = issuesOf(`${MINIMAL}
-stage1: { enabled: yes, roundDeadline: 2 hours, heldOutFraction: 0, retrainEveryNewMasks: -1 }
+audit: { enabled: yes }
 stage3: { pointsPerSide: 0, shardSize: 2.5, cropNLayers: 9, onnx: { executionProvider: tpu } }
 release: { shortestSide: "1500" }
 `);
-    expect(issueAt(issues, 'stage1.enabled').message).toBe('expected true or false, got "yes"');
-    expect(issueAt(issues, 'stage1.roundDeadline').message).toBe(
-      'expected a duration such as "90s", "30m", "2h" or "1d", got "2 hours"',
-    );
-    expect(issueAt(issues, 'stage1.heldOutFraction').message).toBe(
-      'expected a number between 0 and 1, exclusive, got 0',
-    );
-    expect(issueAt(issues, 'stage1.retrainEveryNewMasks').message).toBe(
-      'expected a whole number of at least 1, or null to never retrain, got -1',
-    );
+    expect(issueAt(issues, 'audit.enabled').message).toBe('expected true or false, got "yes"');
     expect(issueAt(issues, 'stage3.pointsPerSide').message).toBe(
       'expected a whole number of at least 1, got 0',
     );
@@ -397,7 +376,7 @@ describe('cross-field checks', () => {
     expect(issues).toEqual([
       {
         path: '',
-        message: 'every stage is disabled; enable at least one of stage1, stage2, stage3, audit, release',
+        message: 'every stage is disabled; enable at least one of stage3, audit, release',
       },
     ]);
     expect(
@@ -469,8 +448,8 @@ describe('values', () => {
     expect(durationToMs('1.5d')).toBe(129_600_000);
     expect(() => durationToMs('2 hours')).toThrow(/not a duration/);
     expect(
-      issueAt(issuesOf(`${MINIMAL}stage1: { roundDeadline: 0h }\n`), 'stage1.roundDeadline'),
-    ).toBeDefined();
+      issueAt(issuesOf(`${MINIMAL}stage3: { heartbeatTimeout: 0h }\n`), 'stage3.heartbeatTimeout').message,
+    ).toBe('expected a duration such as "90s", "30m", "2h" or "1d", got "0h"');
   });
 
   it('validates Temporal addresses', () => {
@@ -495,27 +474,35 @@ describe('values', () => {
     });
   });
 
-  it('configures simulated annotators from ground truth masks', () => {
-    const config = load(
-      'stage1: { enabled: true }\nsimulatedAnnotators: { groundTruth: { uri: ./gt, format: png, ignoreValue: 128 } }\n',
-    );
-    expect(config.simulatedAnnotators).toEqual({
-      groundTruth: { uri: 'file:///srv/configs/gt', format: 'png', ignoreValue: 128 },
-      maxClicksPerMask: 20,
-      targetIou: 0.9,
-    });
+  it('refuses settings of work that is not implemented yet, naming each field', () => {
+    const issues = issuesOf(`
+run: demo
+images: { prefix: s3://photos/raw/ }
+output: s3://datasets/out/
+stage1: { enabled: true }
+stage2: { enabled: false }
+simulatedAnnotators: { groundTruth: { uri: ./gt, format: png } }
+models: { sam: s3://models/sam/, detector: s3://models/det/ }
+temporal: { taskQueues: { inference: gpu } }
+`);
+    expect(issues.map((issue) => issue.path).sort()).toEqual([
+      'models.detector',
+      'simulatedAnnotators',
+      'stage1',
+      'stage2',
+      'temporal.taskQueues',
+    ]);
+    for (const issue of issues)
+      expect(issue.message).toMatch(/^not implemented yet: .* remove this setting$/);
+    expect(issueAt(issues, 'stage1').message).toMatch(/stage 1 \(assisted-manual annotation rounds\)/);
   });
 
   it('reads JSON by extension or by its first character, and YAML anchors', () => {
     const json = JSON.stringify(parseYaml(MINIMAL));
     expect(loadRunConfig(json, 'run.json').run).toBe('demo');
     expect(loadRunConfig(json, 'run.conf').run).toBe('demo');
-    const yaml = `${MINIMAL}stage1: &rounds { enabled: true, roundSize: 7 }\nstage2: { <<: *rounds, targetMasksPerImage: 80 }\n`;
-    expect(load(yaml.slice(MINIMAL.length)).stage2).toMatchObject({
-      enabled: true,
-      roundSize: 7,
-      targetMasksPerImage: 80,
-    });
+    const yaml = `${MINIMAL}stage3: { <<: &grid { pointsPerSide: 16 }, shardSize: 7 }\nrelease: { enabled: true, shortestSide: 900 }\n`;
+    expect(load(yaml.slice(MINIMAL.length)).stage3).toMatchObject({ pointsPerSide: 16, shardSize: 7 });
   });
 
   it('validates with the exported schema as well', () => {
@@ -556,13 +543,7 @@ describe('files', () => {
     expect(small.output.startsWith('file:///')).toBe(true);
 
     const full = await loadRunConfigFile(path.join(REPO, 'examples/run-s3.yaml'));
-    expect([full.stage1, full.stage2, full.stage3, full.audit, full.release].map((s) => s.enabled)).toEqual([
-      true,
-      true,
-      true,
-      true,
-      true,
-    ]);
+    expect([full.stage3, full.audit, full.release].map((s) => s.enabled)).toEqual([true, true, true]);
     expect(full.images).toMatchObject({ format: 'csv' });
     expect(full.output.startsWith('s3://')).toBe(true);
     expect(full.stage3).toMatchObject(SA1B_PAPER_AMG);
