@@ -76,6 +76,19 @@ export interface FailedLine {
   error: string;
 }
 
+/**
+ * The run has no finished stage 3 to build its dataset from: no plan (stage 3 never ran, e.g. the
+ * run's config disables it and no earlier run with this id left one), or a shard without its result
+ * manifest (e.g. only a dry run planned the shards). A retry cannot fix that, so the workflows list
+ * it as non-retryable.
+ */
+export class NoStage3OutputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NoStage3OutputError';
+  }
+}
+
 /** Images read at once: enough to hide storage latency, few enough to keep memory small. */
 const WINDOW = 16;
 const MASK_READS = 8;
@@ -90,7 +103,7 @@ export async function buildDataset(
   checkRelease(opts.release);
   const plan = await readPlan(out, opts.runId);
   if (!plan) {
-    throw new Error(
+    throw new NoStage3OutputError(
       `run ${opts.runId} has no stage-3 plan at ${out.uri(runLayout.stage3Plan(opts.runId))}: ` +
         'the dataset is built from a finished stage 3',
     );
@@ -264,7 +277,7 @@ async function settleAll<T extends readonly unknown[]>(
 async function readShardLines(out: ObjectStore, runId: string, shard: number): Promise<ShardResultLine[]> {
   const lines = await readShardResult(out, runId, shard);
   if (!lines) {
-    throw new Error(
+    throw new NoStage3OutputError(
       `shard ${shard} of run ${runId} has no result manifest (${out.uri(runLayout.shardResult(runId, shard))}): ` +
         'stage 3 has not finished it',
     );

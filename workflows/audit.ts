@@ -4,6 +4,7 @@ import { ApplicationFailure, proxyActivities, upsertSearchAttributes } from '@te
 import type { AuditActivities, AuditRunInput } from '../activities/audit.ts';
 import type { AuditSummary } from '../lib/audit/audit.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { AUDIT_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_STAGE } from './search-attributes.ts';
 
 const { auditRun } = proxyActivities<AuditActivities>({
@@ -11,11 +12,22 @@ const { auditRun } = proxyActivities<AuditActivities>({
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '2 minutes',
   // Bad reference data does not fix itself on a retry.
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['AuditInputError', 'RleError'] },
+  retry: retryPolicy(AUDIT_RUN_ERRORS),
 });
 
+/** The audit a run runs itself, as its child (workflows/dataset-run.ts). */
 export function auditWorkflowId(runId: string): string {
   return `${runId}/audit`;
+}
+
+/**
+ * `sa-engine audit RUN`: an id of its own, so that a manual audit never takes the id the run's own
+ * audit needs (which made a run in flight fail "its audit"). One id per run, not one per call:
+ * Temporal refuses a second manual audit of a run while one is still running (both would write the
+ * same report), and allows a new one once it has finished.
+ */
+export function manualAuditWorkflowId(runId: string): string {
+  return `${runId}/manual-audit`;
 }
 
 export async function auditStage(input: AuditRunInput): Promise<AuditSummary> {

@@ -3,6 +3,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Stage3Activities, SegmentShardInput, ShardResult } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { PROBE_SHARD_ERRORS, retryPolicy, SEGMENT_SHARD_ERRORS } from './retry-policies.ts';
 
 export const DEFAULT_SHARD_HEARTBEAT_TIMEOUT_SECONDS = 120;
 
@@ -13,17 +14,8 @@ function shardActivities(heartbeatTimeoutSeconds: number) {
     // A shard of big images on a CPU can take hours; the heartbeat is what detects a dead worker.
     startToCloseTimeout: '24 hours',
     heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
-    retry: {
-      initialInterval: '2 seconds',
-      maximumInterval: '1 minute',
-      // Configuration mistakes will not fix themselves on a retry.
-      nonRetryableErrorTypes: [
-        'RunConfigError',
-        'ModelPackageError',
-        'InvalidKeyError',
-        'InvalidStoreUriError',
-      ],
-    },
+    // A broken model package or storage setup will not fix itself on a retry.
+    retry: retryPolicy(SEGMENT_SHARD_ERRORS),
   });
 }
 
@@ -32,6 +24,7 @@ const { probeShard } = proxyActivities<Stage3Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '2 minutes',
+  retry: retryPolicy(PROBE_SHARD_ERRORS),
 });
 
 export async function automaticShard(input: SegmentShardInput): Promise<ShardResult> {

@@ -21,13 +21,14 @@ import type {
 } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { automaticShard } from './automatic-shard.ts';
+import { PLAN_SHARDS_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_MASKS, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
 const { planShards } = proxyActivities<Stage3Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '1 minute',
-  retry: { nonRetryableErrorTypes: ['InvalidKeyError', 'InvalidStoreUriError', 'ImageSourceError'] },
+  retry: retryPolicy(PLAN_SHARDS_ERRORS),
 });
 
 export interface Stage3Totals {

@@ -3,12 +3,14 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { EvaluateSamResult, TrainingActivities, TrainSamInput } from '../activities/training.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
 
 const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
   taskQueue: TASK_QUEUES.training,
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 3 },
+  // Hours of GPU time an attempt: a few tries, then the workflow fails and says why.
+  retry: retryPolicy(TRAINING_ERRORS, { maximumAttempts: 3 }),
 });
 
 export interface RetrainInput {
@@ -24,10 +26,6 @@ export interface RetrainResult {
   model: string;
   metrics: EvaluateSamResult;
   promoted: boolean;
-}
-
-export function retrainWorkflowId(runId: string, round: number): string {
-  return `${runId}/retrain-${round}`;
 }
 
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {

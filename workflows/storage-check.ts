@@ -4,6 +4,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { StorageCheckActivities } from '../activities/storage-check.ts';
 import type { ProbeResult } from '../activities/storage-check.ts';
+import { PROBE_STORAGE_ERRORS, retryPolicy } from './retry-policies.ts';
 
 export interface StorageCheckInput {
   /** Store URI, e.g. s3://bucket/prefix or file:///data/sa-engine. */
@@ -21,7 +22,8 @@ export async function storageCheck(input: StorageCheckInput): Promise<StorageChe
       const { probeStorage } = proxyActivities<StorageCheckActivities>({
         taskQueue,
         startToCloseTimeout: '1 minute',
-        retry: { maximumAttempts: 3 },
+        // A check: a few tries, then it reports the failure instead of waiting for the store.
+        retry: retryPolicy(PROBE_STORAGE_ERRORS, { maximumAttempts: 3 }),
       });
       const result = await probeStorage({
         storeUri: input.storeUri,

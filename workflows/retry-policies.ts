@@ -1,0 +1,68 @@
+// How every activity of sa-engine's workflows is retried. One rule throughout: an error that a retry
+// can fix (a storage outage, a dead worker, a timeout) is retried with a backoff that never waits
+// more than a minute; an error that a retry cannot fix (a wrong bucket, bad credentials, a broken
+// model package, bad input data) fails at once. The second kind is recognised by its error type,
+// which Temporal takes from the error's class name (constructor.name): each name below is a class
+// that the activities behind that list really throw, which test/unit/retry-policies.test.ts checks.
+// Activities do not throw ApplicationFailure.nonRetryable themselves; they throw these classes.
+import type { RetryPolicy } from '@temporalio/common';
+
+/** lib/object-store/errors.ts: the store is set up wrongly; ObjectStoreError itself may be an outage. */
+export const STORAGE_SETUP_ERRORS = [
+  'BucketNotFoundError',
+  'AccessDeniedError',
+  'InvalidCredentialsError',
+  'InvalidKeyError',
+  'UnsupportedOperationError',
+  'InvalidStoreUriError',
+] as const;
+
+/** lib/image-io.ts, as loadImage throws them: the file is not an image this engine reads. */
+export const IMAGE_ERRORS = ['EmptyImageError', 'UnsupportedImageError', 'CorruptImageError'] as const;
+
+/** recordRun: writes run.json. */
+export const RECORD_RUN_ERRORS = [...STORAGE_SETUP_ERRORS];
+
+/** buildDataset (lib/dataset-stats.ts): reads the stage-3 results and SA-1B files, decodes images for release copies. */
+export const BUILD_DATASET_ERRORS = [
+  ...STORAGE_SETUP_ERRORS,
+  'NoStage3OutputError',
+  'MasksFileError',
+  ...IMAGE_ERRORS,
+];
+
+/** planShards (lib/shard-plan.ts): lists or reads the image source and writes the shard manifests. */
+export const PLAN_SHARDS_ERRORS = [...STORAGE_SETUP_ERRORS, 'ImageSourceError'];
+
+/** probeShard (lib/shard-probe.ts): reads image headers; an unreadable image is a result, not an error. */
+export const PROBE_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS];
+
+/**
+ * segmentShard (lib/shard-runner.ts, lib/segmenter.ts): an unreadable image is a result, not an
+ * error; a broken model package or a shard whose finished parts have gone are not retried.
+ */
+export const SEGMENT_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS, 'ModelPackageError', 'ShardPartsMissingError'];
+
+/** auditRun (lib/audit): bad reference data or automatic masks surface as AuditInputError. */
+export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError'];
+
+/** probeStorage (activities/storage-check.ts). */
+export const PROBE_STORAGE_ERRORS = [...STORAGE_SETUP_ERRORS];
+
+/**
+ * trainSam / evaluateSam, the Python trainer (trainer/sae_trainer): the Python SDK names a failure
+ * after the exception's class. The trainer raises ValueError for settings and data it cannot use
+ * and FileNotFoundError for missing files; its own checks raise non-retryable ApplicationErrors.
+ */
+export const TRAINING_ERRORS = ['ValueError', 'FileNotFoundError'];
+
+/** Retries with a bounded backoff (1 s, 2 s, 4 s, ... at most 1 minute apart) and the given permanent errors. */
+export function retryPolicy(nonRetryableErrorTypes: readonly string[], more: RetryPolicy = {}): RetryPolicy {
+  return {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    nonRetryableErrorTypes: [...nonRetryableErrorTypes],
+    ...more,
+  };
+}
