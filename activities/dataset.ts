@@ -12,7 +12,8 @@ export interface RunRecordInput {
   runId: string;
   outputUri: string;
   config: unknown;
-  status: 'running' | 'completed' | 'failed';
+  /** 'running' while it runs; how it ended afterwards, with the reason in `result.error` unless completed. */
+  status: 'running' | 'completed' | 'failed' | 'cancelled';
   result?: unknown;
 }
 

@@ -1,12 +1,22 @@
 // A dataset run: the stages its config enables, in order, then the dataset manifest and statistics.
 // Workflow id = run id, so starting the same run twice is refused by the server, not duplicated.
+// runs/<run>/run.json says how the run ended in every case: completed, failed (with the reason) or
+// cancelled; the final record is written even while the run is being cancelled.
+//
+// A run whose config disables stage 3 builds its dataset (and audit, release copies) from the
+// stage-3 output an earlier run with the same id left under the same output prefix; where there is
+// none, it fails at once with a NoStage3OutputError that says so (never retried).
 import {
+  ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   ChildWorkflowFailure,
   defineQuery,
   executeChild,
+  isCancellation,
   proxyActivities,
   setHandler,
+  TemporalFailure,
   upsertMemo,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
@@ -17,12 +27,20 @@ import type { AuditConfig } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
 import { automaticStage, type AutomaticStageResult } from './automatic-stage.ts';
+import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
-const { recordRun, buildDataset } = proxyActivities<DatasetActivities>({
+const { recordRun } = proxyActivities<DatasetActivities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '5 minutes',
+  retry: retryPolicy(RECORD_RUN_ERRORS),
+});
+
+const { buildDataset } = proxyActivities<DatasetActivities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '2 minutes',
+  retry: retryPolicy(BUILD_DATASET_ERRORS),
 });
 
 export interface DatasetRunInput {
@@ -66,46 +84,77 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   upsertSearchAttributes([{ key: SAE_MODEL, value: input.modelUri }]);
 
   const record: RunRecordInput = { runId, outputUri, config: input.config, status: 'running' };
-  await recordRun(record);
+  // Not cancellable: a cancel arriving now must not let this write land after the final record.
+  await CancellationScope.nonCancellable(() => recordRun(record));
 
   let stage3: AutomaticStageResult | undefined;
-  if (input.stage3) {
-    enterStage(progress, 'stage3');
-    progress.stage3WorkflowId = stage3WorkflowId(runId);
-    stage3 = await executeChild(automaticStage, {
-      workflowId: progress.stage3WorkflowId,
-      args: [{ spec: { ...input.stage3, runId, outputUri } }],
-      typedSearchAttributes: [
-        { key: SAE_RUN, value: runId },
-        { key: SAE_STAGE, value: 'stage3' },
-        { key: SAE_MODEL, value: input.modelUri },
-      ],
-    });
-  }
-
-  enterStage(progress, 'dataset');
-  const dataset = await buildDataset({ runId, outputUri, release: input.release });
-
+  let dataset: DatasetSummary | undefined;
   let audit: AuditSummary | undefined;
-  if (input.audit) {
-    enterStage(progress, 'audit');
-    try {
-      audit = await executeChild(auditStage, {
-        workflowId: auditWorkflowId(runId),
-        args: [{ runId, outputUri, audit: input.audit }],
-        typedSearchAttributes: [{ key: SAE_RUN, value: runId }],
+  try {
+    if (input.stage3) {
+      enterStage(progress, 'stage3');
+      progress.stage3WorkflowId = stage3WorkflowId(runId);
+      stage3 = await executeChild(automaticStage, {
+        workflowId: progress.stage3WorkflowId,
+        args: [{ spec: { ...input.stage3, runId, outputUri } }],
+        typedSearchAttributes: [
+          { key: SAE_RUN, value: runId },
+          { key: SAE_STAGE, value: 'stage3' },
+          { key: SAE_MODEL, value: input.modelUri },
+        ],
       });
-    } catch (err) {
-      // The run ends as failed with the audit's figures in the message; every output stays.
-      const reason = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err);
-      await recordRun({ ...record, status: 'failed', result: { stage3, dataset, error: reason } });
-      throw ApplicationFailure.nonRetryable(`run ${runId} failed its audit: ${reason}`, 'AuditGateError');
     }
+
+    enterStage(progress, 'dataset');
+    dataset = await buildDataset({ runId, outputUri, release: input.release }).catch((err: unknown) => {
+      throw input.stage3 ? err : explainNoStage3(runId, outputUri, err);
+    });
+
+    if (input.audit) {
+      enterStage(progress, 'audit');
+      try {
+        audit = await executeChild(auditStage, {
+          workflowId: auditWorkflowId(runId),
+          args: [{ runId, outputUri, audit: input.audit }],
+          typedSearchAttributes: [{ key: SAE_RUN, value: runId }],
+        });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        // The run ends as failed with the audit's figures in the message; every output stays.
+        const reason = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : String(err);
+        throw ApplicationFailure.nonRetryable(`run ${runId} failed its audit: ${reason}`, 'AuditGateError');
+      }
+    }
+  } catch (err) {
+    const status = isCancellation(err) ? 'cancelled' : 'failed';
+    const result = { stage3, dataset, audit, error: failureReason(err) };
+    await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
+    throw err;
   }
 
   await recordRun({ ...record, status: 'completed', result: { stage3, dataset, audit } });
   enterStage(progress, 'done');
   return { runId, stage3, dataset, audit };
+}
+
+/** With stage 3 off, "no stage-3 output" means the config asked for a dataset of nothing: say so. */
+function explainNoStage3(runId: string, outputUri: string, err: unknown): unknown {
+  const cause = err instanceof ActivityFailure ? err.cause : undefined;
+  if (!(cause instanceof ApplicationFailure && cause.type === 'NoStage3OutputError')) return err;
+  return ApplicationFailure.nonRetryable(
+    `run ${runId} disables stage 3, so it builds on the stage-3 output an earlier run ${runId} left under ` +
+      `${outputUri}, and there is none to build on: ${cause.message}. Enable stage 3 in the run's config.`,
+    'NoStage3OutputError',
+  );
+}
+
+/** The innermost failure's type and message: what actually went wrong, not "Child Workflow execution failed". */
+function failureReason(err: unknown): string {
+  let inner = err;
+  while (inner instanceof TemporalFailure && inner.cause) inner = inner.cause;
+  if (inner instanceof ApplicationFailure && inner.type && inner !== err)
+    return `${inner.type}: ${inner.message}`;
+  return inner instanceof Error ? inner.message : String(inner);
 }
 
 function enterStage(progress: RunProgress, stage: RunStage): void {

@@ -6,7 +6,7 @@ import { openObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, loadRunConfigFile, type AuditConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
-import { auditStage, auditWorkflowId } from '../../workflows/audit.ts';
+import { auditStage, manualAuditWorkflowId } from '../../workflows/audit.ts';
 import { SAE_RUN } from '../../workflows/search-attributes.ts';
 import { connectClient, resolveEndpoints, workflowUrl } from '../endpoints.ts';
 import { startLocalWorkers } from '../local-workers.ts';
@@ -47,7 +47,7 @@ export function registerAuditCommands(program: Command): void {
       const client = await connectClient(endpoints);
       const workers = flags.workers ? await startLocalWorkers(endpoints) : undefined;
       try {
-        const workflowId = auditWorkflowId(runId);
+        const workflowId = manualAuditWorkflowId(runId);
         console.log(`Auditing ${runId} against ${audit.reference?.uri} ...`);
         const url = workflowUrl(endpoints, workflowId);
         if (url) console.log(`Temporal UI: ${url}`);
