@@ -354,7 +354,7 @@ const Stage3Schema = z
     shardSize: intAtLeast(1).default(1000),
     /** Shards running at once (the sliding window). */
     maxConcurrentShards: intAtLeast(1).default(4),
-    /** Images decoded and encoded together by one inference activity. */
+    /** Images per resume point of a shard: fetched concurrently, segmented one at a time, saved as one part. */
     batchImages: intAtLeast(1).default(8),
     /**
      * How long a shard may go without a heartbeat before Temporal retries it on another worker:

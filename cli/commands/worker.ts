@@ -31,7 +31,7 @@ export function registerWorkerCommands(program: Command): void {
         .filter(Boolean);
       if (queues.includes(TASK_QUEUES.training)) {
         throw new Error(
-          `${TASK_QUEUES.training} is served by the Python trainer: trainer/.venv/bin/python -m sae_trainer.worker`,
+          `${TASK_QUEUES.training} is served by the Python trainer: cd trainer && .venv/bin/python -m sae_trainer worker`,
         );
       }
       const endpoints = resolveEndpoints(flags);
