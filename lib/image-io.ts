@@ -14,8 +14,10 @@
 //   from cv2/Pillow, which use a naive formula.
 // - BMP is decoded by lib/bmp.ts, because this sharp build has no BMP loader.
 //
-// Safety: the size is read from the header first and checked against `maxPixels` before any
-// pixel is decoded, so a tiny file declaring 30000×30000 (a decompression bomb) costs nothing;
+// Safety: the file's length is checked against `maxBytes` first (callers that can HEAD an object
+// call checkImageBytes before downloading it). Then the size is read from the header and checked
+// against `maxPixels` before any pixel is decoded, so a tiny file declaring 30000×30000 (a
+// decompression bomb) costs nothing;
 // sharp's own `limitInputPixels` is set to the same limit as a second line of defence. Vector
 // and exotic formats (SVG, PDF, FITS, ...) are refused. Every failure is an ImageDecodeError
 // subclass whose message names the file and says what is wrong.
@@ -28,7 +30,8 @@ import type { PixelImage } from './resize-longest-side.ts';
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-export type ImageErrorCode = 'empty' | 'unsupported' | 'corrupt' | 'too-large' | 'too-small';
+export type ImageErrorCode =
+  'empty' | 'unsupported' | 'corrupt' | 'too-large' | 'too-many-bytes' | 'too-small';
 
 /** Base class of every decoding failure; `file` is the name given to loadImage (or "image"). */
 export class ImageDecodeError extends Error {
@@ -79,6 +82,22 @@ export class ImageTooLargeError extends ImageDecodeError {
   }
 }
 
+/** The file itself is bigger than the byte limit: refused before it is downloaded or decoded. */
+export class ImageFileTooLargeError extends ImageDecodeError {
+  constructor(
+    file: string,
+    readonly bytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(
+      'too-many-bytes',
+      file,
+      `the file is ${mebibytes(bytes)} MiB, over the ${mebibytes(maxBytes)} MiB limit ` +
+        `(stage3.maxImageBytes = ${maxBytes}); refused before decoding`,
+    );
+  }
+}
+
 export class ImageTooSmallError extends ImageDecodeError {
   constructor(
     file: string,
@@ -92,6 +111,11 @@ export class ImageTooSmallError extends ImageDecodeError {
 
 function megapixels(pixels: number): string {
   return (pixels / 1e6).toFixed(1);
+}
+
+function mebibytes(bytes: number): string {
+  const mib = bytes / 2 ** 20;
+  return Number.isInteger(mib) ? String(mib) : mib.toFixed(1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,12 +230,26 @@ function orientedSize(width: number, height: number, orientation: number): [numb
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
-/** Default pixel limit: 100 MP, i.e. 300 MB of RGB, well above SA-1B's ~16 MP originals. */
-export const DEFAULT_MAX_PIXELS = 100_000_000;
+/**
+ * The one default pixel limit (the run config's stage3.maxImagePixels defaults to it): a
+ * decompression-bomb guard. 120 MP admits every current camera (100-megapixel medium format is
+ * 11656×8736 = 102 MP; SA-1B originals average 16 MP) while refusing the giga-pixel images bombs
+ * decode to; a decoded 120 MP RGBA image is 480 MB, so a batch of 8 still fits a 16 GB worker.
+ */
+export const DEFAULT_MAX_PIXELS = 120_000_000;
+
+/**
+ * The one default byte limit of an image file (stage3.maxImageBytes): far above any camera file
+ * (a 102 MP 16-bit TIFF is ~600 MB uncompressed, but JPEGs and PNGs of it are well under 256 MiB),
+ * and it bounds what one prefetched image can cost a worker before its header is even read.
+ */
+export const DEFAULT_MAX_IMAGE_BYTES = 256 * 2 ** 20;
 
 export interface LoadImageOptions extends HeaderOptions {
-  /** Refuse images with more pixels than this (checked from the header). Default 100 MP. */
+  /** Refuse images with more pixels than this (checked from the header). Default 120 MP. */
   maxPixels?: number;
+  /** Refuse files bigger than this, before reading their header. Default 256 MiB. */
+  maxBytes?: number;
   /** Refuse images with a side shorter than this. Default 1: SAM handles even 1×1 (by upsampling). */
   minSide?: number;
 }
@@ -230,6 +268,7 @@ export async function loadImage(bytes: Uint8Array, options: LoadImageOptions = {
   const minSide = options.minSide ?? 1;
   checkLimit(maxPixels, 'maxPixels');
   checkLimit(minSide, 'minSide');
+  checkImageBytes(name, bytes.length, options.maxBytes ?? DEFAULT_MAX_IMAGE_BYTES);
 
   const header = await readImageHeader(bytes, { name });
   if (header.storedWidth * header.storedHeight > maxPixels) {
@@ -245,6 +284,16 @@ export async function loadImage(bytes: Uint8Array, options: LoadImageOptions = {
       : await decodeWithSharp(bytes, maxPixels, name);
   checkDecodedSize(name, rgb, header);
   return { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3, header };
+}
+
+/** Throws ImageFileTooLargeError if a file of `bytes` bytes is over `maxBytes` (e.g. from a HEAD). */
+export function checkImageBytes(
+  name: string,
+  bytes: number,
+  maxBytes: number = DEFAULT_MAX_IMAGE_BYTES,
+): void {
+  checkLimit(maxBytes, 'maxBytes');
+  if (bytes > maxBytes) throw new ImageFileTooLargeError(name, bytes, maxBytes);
 }
 
 interface RawRgb {

@@ -14,10 +14,13 @@ export class ObjectStoreError extends Error {
   }
 }
 
-/** The key does not exist (S3 NoSuchKey, or no such file under the file:// root). */
+/**
+ * The key does not exist (S3 NoSuchKey, or no such file under the file:// root). `what` names the
+ * object in the message: "image not found: s3://..." reads better in a result line than "object".
+ */
 export class ObjectNotFoundError extends ObjectStoreError {
-  constructor(uri: string, cause?: unknown) {
-    super(`object not found: ${uri}`, { uri, cause });
+  constructor(uri: string, cause?: unknown, what = 'object') {
+    super(`${what} not found: ${uri}`, { uri, cause });
   }
 }
 

@@ -9,7 +9,12 @@ import type { ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { planShards, readShardEntries } from '../../lib/shard-plan.ts';
-import { readShardResult, runShard, type ImageSegmenter } from '../../lib/shard-runner.ts';
+import {
+  readShardResult,
+  runShard,
+  ShardPartsMissingError,
+  type ImageSegmenter,
+} from '../../lib/shard-runner.ts';
 
 let dir: string;
 let stores: StoreCache;
@@ -156,6 +161,135 @@ describe('runShard', () => {
     });
     const line = (await readShardResult(out, 'r1', 0))!.find((l) => l.id === 4)!;
     expect(line.status).toBe('failed');
-    expect(line.error).toContain('img-3.jpg');
+    expect(line.error).toBe(`ObjectNotFoundError: image not found: ${images.uri('img-3.jpg')}`);
+  });
+
+  it('refuses an image over the byte limit before downloading it, as a failed image', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    await images.put('img-5.jpg', 'x'.repeat(3 * 1024 * 1024));
+    const segmenter = standInSegmenter();
+    const counts = await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 4,
+      segmenter,
+      resumeFrom: 0,
+      maxImageBytes: 2 * 1024 * 1024,
+    });
+    expect(counts).toEqual({ images: 8, done: 6, failed: 2, masks: 6 });
+    expect(segmenter.calls).not.toContain('img-5.jpg');
+    const line = (await readShardResult(out, 'r1', 0))!.find((l) => l.key.endsWith('/img-5.jpg'))!;
+    expect(line).toMatchObject({ status: 'failed', count: 0 });
+    expect(line.error).toBe(
+      'ImageFileTooLargeError: img-5.jpg: the file is 3 MiB, over the 2 MiB limit ' +
+        '(stage3.maxImageBytes = 2097152); refused before decoding',
+    );
+  });
+
+  it('a lost part file fails the shard with ShardPartsMissingError', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const beats: number[] = [];
+    const opts = { runId: 'r1', shard: 0, batchImages: 3, resumeFrom: 0 };
+    await expect(
+      runShard(out, stores, { ...opts, segmenter: standInSegmenter(4), onBatchDone: (n) => beats.push(n) }),
+    ).rejects.toThrow('worker died');
+    await out.delete(runLayout.shardPart('r1', 0, 0));
+    const error = await runShard(out, stores, {
+      ...opts,
+      segmenter: standInSegmenter(),
+      resumeFrom: beats.at(-1)!,
+    }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ShardPartsMissingError);
+    expect((error as Error).name).toBe('ShardPartsMissingError');
+    expect((error as Error).message).toMatch(/5 result lines for 8 images; parts are missing/);
+  });
+});
+
+/**
+ * A worker process that dies mid-image, in miniature: the segmenter never returns on the poison
+ * image and the attempt is abandoned there (as a dead process abandons it), leaving storage as a
+ * killed worker would. The next attempt then starts from the last batch heartbeat, as a retry does.
+ */
+describe('runShard with an image that kills the worker', () => {
+  const POISON = 'img-3.jpg'; // id 4, the second image of the second batch of 3
+
+  function poisonedSegmenter(): ImageSegmenter & { calls: string[]; reachedPoison: Promise<void> } {
+    let reached!: () => void;
+    const reachedPoison = new Promise<void>((resolve) => (reached = resolve));
+    const inner = standInSegmenter();
+    return {
+      modelId: inner.modelId,
+      calls: inner.calls,
+      reachedPoison,
+      async segment(bytes, image) {
+        if (image.fileName === POISON) {
+          inner.calls.push(image.fileName);
+          reached();
+          return new Promise(() => {}); // the process is gone: nothing ever comes back
+        }
+        return inner.segment(bytes, image);
+      },
+    };
+  }
+
+  /** One attempt: runs until it finishes or dies at the poison image; returns what it reached. */
+  async function attempt(resumeFrom: number, watchForCrashes: boolean, beats: number[]) {
+    const segmenter = poisonedSegmenter();
+    const run = runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 3,
+      segmenter,
+      resumeFrom,
+      watchForCrashes,
+      onBatchDone: (n) => beats.push(n),
+    });
+    const outcome = await Promise.race([
+      run.then(() => 'finished' as const),
+      segmenter.reachedPoison.then(() => 'died' as const),
+    ]);
+    return { outcome, calls: segmenter.calls };
+  }
+
+  it('is recorded as failed after it killed the worker crashLimit times, and its batch is whole', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const beats: number[] = [];
+    const outcomes: string[] = [];
+    // The first attempt is not watched (no retry yet); every retry is.
+    for (let i = 0; i < 10; i++) {
+      const { outcome } = await attempt(beats.at(-1) ?? 0, i > 0, beats);
+      outcomes.push(outcome);
+      if (outcome === 'finished') break;
+    }
+    // Died on attempts 1-4; three of those deaths were seen by a watched attempt, so the fifth skips it.
+    expect(outcomes).toEqual(['died', 'died', 'died', 'died', 'finished']);
+    const lines = (await readShardResult(out, 'r1', 0))!;
+    expect(lines.map((l) => l.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const poisoned = lines.find((l) => l.key.endsWith(`/${POISON}`))!;
+    expect(poisoned).toMatchObject({ status: 'failed', count: 0 });
+    expect(poisoned.error).toBe(
+      `WorkerCrashError: ${images.uri(POISON)} crashed (or hung) the worker 3 times in a row; ` +
+        'recorded as failed and not tried again',
+    );
+    expect(lines.filter((l) => l.status === 'done')).toHaveLength(6); // all but the poison and broken.jpg
+    const left: string[] = [];
+    for await (const key of out.listKeys(runLayout.shardPartsPrefix('r1', 0))) left.push(key);
+    expect(left).toEqual([]);
+  });
+
+  it('under the limit the image is tried again, and segmented once an attempt gets through', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const beats: number[] = [];
+    for (let i = 0; i < 2; i++) expect((await attempt(beats.at(-1) ?? 0, true, beats)).outcome).toBe('died');
+    // Two deaths seen: the image is tried a third time, gets through, and the shard finishes.
+    const counts = await runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 3,
+      segmenter: standInSegmenter(),
+      resumeFrom: beats.at(-1)!,
+      watchForCrashes: true,
+    });
+    expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
   });
 });
