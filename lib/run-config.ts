@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, stringify, type Document } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS } from './image-io.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Messages. Every message reads "expected <what>, got <found>", so a newcomer sees both at once.
@@ -365,7 +366,9 @@ const Stage3Schema = z
     // Decompression-bomb guard. 120 MP admits every current camera (100-megapixel medium format is
     // 11656x8736 = 102 MP; SA-1B originals average 16 MP) while refusing the giga-pixel images bombs
     // decode to; a decoded 120 MP RGBA image is 480 MB, so a batch of 8 still fits a 16 GB worker.
-    maxImagePixels: intAtLeast(1).default(120_000_000),
+    maxImagePixels: intAtLeast(1).default(DEFAULT_MAX_PIXELS),
+    /** Image files over this many bytes are recorded as failed without being downloaded. */
+    maxImageBytes: intAtLeast(1).default(DEFAULT_MAX_IMAGE_BYTES),
     onnx: OnnxSchema.prefault({}),
   })
   .superRefine((stage3, ctx) => {

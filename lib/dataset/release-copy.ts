@@ -3,7 +3,7 @@
 // own size, never upscaled. Masks stay at the resolution stage 3 saw; the manifest records the
 // scale per image so a user can map between the two.
 import sharp from 'sharp';
-import { loadImage } from '../image-io.ts';
+import { DEFAULT_MAX_IMAGE_BYTES, loadImage } from '../image-io.ts';
 import type { ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-uri.ts';
 import { runLayout } from '../run-layout.ts';
@@ -34,6 +34,14 @@ export function releaseSize(width: number, height: number, shortestSide: number)
     : { width: Math.round(width * scale), height: shortestSide, scale };
 }
 
+export interface ReleaseCopyLimits {
+  /** Default: the pixels stage 3 decoded (w × h of the line), so a file replaced since then by a
+   * bigger one (or a decompression bomb) is refused from its header, before any pixel is decoded. */
+  maxPixels?: number;
+  /** Default: DEFAULT_MAX_IMAGE_BYTES (stage3.maxImageBytes' default). */
+  maxBytes?: number;
+}
+
 /** Writes runs/<run>/dataset/images/<id>.jpg for one segmented image. */
 export async function writeReleaseCopy(
   out: ObjectStore,
@@ -41,12 +49,17 @@ export async function writeReleaseCopy(
   runId: string,
   line: DoneLine,
   shortestSide: number,
+  limits: ReleaseCopyLimits = {},
 ): Promise<ReleaseCopy> {
   const { store, key: sourceKey } = stores.locate(line.key);
   // loadImage decodes exactly as stage 3 did (EXIF orientation applied, any supported format),
-  // so the copy is the picture the masks were drawn on. The image already passed stage 3, so no
-  // pixel limit is needed here.
-  const image = await loadImage(await store.get(sourceKey), { name: line.key, maxPixels: Infinity });
+  // so the copy is the picture the masks were drawn on, and under the same kind of limits: the
+  // file may have changed since stage 3 read it.
+  const image = await loadImage(await store.get(sourceKey), {
+    name: line.key,
+    maxPixels: limits.maxPixels ?? line.w * line.h,
+    maxBytes: limits.maxBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+  });
   if (image.width !== line.w || image.height !== line.h) {
     throw new Error(
       `${line.key} is ${image.width}×${image.height} now, but its masks are ${line.w}×${line.h}: ` +
