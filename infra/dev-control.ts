@@ -1,7 +1,24 @@
 // The dev stack as a whole: bring it up (or reuse a healthy one), check it, bring it down.
-// `sa-engine dev up|down|status` and `sa-engine demo` share these.
-import { ensureBucket, isAlive, startDevStack, stopProcess, temporalAnswers } from './dev-stack.ts';
-import { readDevState, removeDevState, runsCommand, writeDevState, type DevState } from './dev-state.ts';
+// `sa-engine dev up|down|status`, `demo` and `run --workers` share these; a start builds missing tools.
+import cliProgress from 'cli-progress';
+import {
+  ensureBucket,
+  isAlive,
+  LOOPBACK,
+  logTail,
+  startDevStack,
+  stopProcess,
+  temporalAnswers,
+} from './dev-stack.ts';
+import {
+  defaultStateDir,
+  readDevState,
+  removeDevState,
+  runsCommand,
+  writeDevState,
+  type DevState,
+} from './dev-state.ts';
+import { buildTools, installLogPath, missingTools, toolVersion } from './tools.ts';
 
 export interface UpOptions {
   stateDir: string;
@@ -22,10 +39,11 @@ export async function ensureDevStack(opts: UpOptions): Promise<{ state: DevState
   const existing = readDevState(opts.stateDir);
   if (existing && (await stackHealth(existing)).every((h) => h.ok)) return { state: existing, reused: true };
   if (existing) await stopStack(existing); // half-dead leftovers from an earlier `up`
+  await ensureTools();
   const stack = await startDevStack({
     stateDir: opts.stateDir,
     detached: true,
-    temporal: { port: opts.temporalPort ?? 7233, uiPort: opts.uiPort ?? 8233 },
+    temporal: { port: opts.temporalPort ?? DEFAULT_TEMPORAL_PORT, uiPort: opts.uiPort ?? 8233 },
     s3: { port: opts.s3Port ?? 9000, bucket: opts.bucket ?? 'sa-engine' },
   });
   const state: DevState = {
@@ -36,6 +54,73 @@ export async function ensureDevStack(opts: UpOptions): Promise<{ state: DevState
   };
   writeDevState(state);
   return { state, reused: false };
+}
+
+const DEFAULT_TEMPORAL_PORT = 7233;
+
+/**
+ * `run --workers` with no Temporal server named, or the default one, is the embedded default as
+ * `demo` is: the local stack, reused or started (its tools built first when absent).
+ */
+export async function ensureEmbeddedStack(namedAddress: string | undefined): Promise<void> {
+  if (namedAddress === undefined || namedAddress === `${LOOPBACK}:${DEFAULT_TEMPORAL_PORT}`)
+    await ensureDevStack({ stateDir: defaultStateDir() });
+}
+
+/**
+ * Builds the servers' binaries when absent (a fresh machine: Go builds them once, a few minutes),
+ * saying which one is being built and for how long.
+ */
+export async function ensureTools(): Promise<void> {
+  const missing = missingTools();
+  if (missing.length === 0) return;
+  const progress = new BuildProgress();
+  const code = await buildTools(missing, (tool, version) => progress.building(`${tool} ${version}`)).finally(
+    () => progress.stop(),
+  );
+  const names = missing.map((tool) => `${tool} ${toolVersion(tool)}`).join(', ');
+  if (code !== 0)
+    throw new Error(
+      `could not build the dev stack's ${names} (infra/install-tools.sh exited ${code}); ${installLogPath()} ends:\n` +
+        logTail(installLogPath()),
+    );
+  console.error(`Built ${names} in ${progress.elapsed()}; they are cached for every later run.`);
+}
+
+/** A spinner line with the tool Go is building and the time so far; plain lines off a terminal. */
+class BuildProgress {
+  private readonly tty = process.stderr.isTTY === true;
+  private readonly startedAt = Date.now();
+  private readonly bar = new cliProgress.SingleBar({
+    format: (_options, _params, payload: { tool: string }) =>
+      `${spinnerFrame()} building ${payload.tool} with Go (${this.elapsed()}; first run only)`,
+    stream: process.stderr,
+    hideCursor: true,
+    clearOnComplete: true,
+  });
+
+  building(tool: string): void {
+    if (!this.tty) console.error(`Building ${tool} with Go (first run only; a few minutes) ...`);
+    else if (this.bar.isActive) this.bar.update(0, { tool });
+    else this.bar.start(1, 0, { tool });
+  }
+
+  stop(): void {
+    if (this.bar.isActive) this.bar.stop();
+  }
+
+  elapsed(): string {
+    const seconds = Math.round((Date.now() - this.startedAt) / 1000);
+    return seconds < 60
+      ? `${seconds}s`
+      : `${Math.floor(seconds / 60)}m ${String(seconds % 60).padStart(2, '0')}s`;
+  }
+}
+
+const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
+
+function spinnerFrame(): string {
+  return SPINNER[Math.floor(Date.now() / 100) % SPINNER.length]!;
 }
 
 /** Stops exactly the recorded processes that still run the recorded binaries; forgets the stack. */

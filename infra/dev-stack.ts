@@ -123,8 +123,8 @@ async function waitUntilReady(
   );
 }
 
-/** The last lines of a server's log, so a start that failed says why even once its folder is gone. */
-function logTail(logFile: string, lines = 15): string {
+/** The last lines of a log, so a start (or tool build) that failed says why even once its folder is gone. */
+export function logTail(logFile: string, lines = 15): string {
   try {
     return readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {

@@ -35,6 +35,9 @@ MSG
   echo "install-tools: $name $version built at $dest/$name"
 }
 
-for tool in temporal versitygw; do
+# `install-tools.sh temporal` builds just that one; no arguments, both.
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(temporal versitygw)
+for tool in "${tools[@]}"; do
   install_go_tool "$tool" "$(tool_field "$tool" module)" "$(tool_field "$tool" version)"
 done

@@ -6,6 +6,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { Command } from 'commander';
+import { ensureEmbeddedStack } from '../../infra/dev-control.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
@@ -55,6 +56,8 @@ export function registerRunCommands(program: Command): void {
     )
     .action(async (file: string, flags: RunFlags) => {
       const config = await loadRunConfigFile(file);
+      if (flags.workers)
+        await ensureEmbeddedStack(flags.address ?? process.env.TEMPORAL_ADDRESS ?? config.temporal.address);
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
