@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_AMG_OPTIONS } from './amg/types.ts';
 
 export class ModelPackageError extends Error {
   constructor(message: string) {
@@ -37,6 +38,23 @@ const batchedDecoderSchema = z.object({
   outputs: z.array(named).default([]),
 });
 
+/**
+ * The automatic mask generator's filter thresholds measured for this model (scripts/calibrate-amg.ts).
+ * The official 0.88 / 0.95 are ViT-H's; a run config uses these with `stage3.thresholds: model`.
+ */
+const amgCalibrationSchema = z.object({
+  pred_iou_thresh: z.number().min(0).max(1),
+  stability_score_thresh: z.number().min(0).max(1),
+  /** The grid the thresholds were measured with (the precision behind them depends on it). */
+  points_per_side: z.number().int().positive(),
+  /** The images, e.g. "sa-engine synth --images 20 --seed 7777" (never the training set). */
+  measured_on: z.string().min(1),
+  /** How the thresholds were chosen. */
+  rule: z.string().min(1),
+  /** What the AMG scored at these thresholds on those images (precision, recall, masks per image, ...). */
+  figures: z.record(z.string(), z.number()).default({}),
+});
+
 export const MODEL_PACKAGE_FORMAT = 'sa-engine-model/1';
 
 export const modelPackageSchema = z.object({
@@ -51,7 +69,17 @@ export const modelPackageSchema = z.object({
   /** The official decoder export (sam-spec §2a): names, shapes and 4 outputs as they are. */
   decoder: z.object({ file: z.string().min(1) }),
   decoder_batched: batchedDecoderSchema.nullable().default(null),
+  amg_calibration: amgCalibrationSchema.nullable().default(null),
 });
+
+export interface AmgCalibration {
+  predIouThresh: number;
+  stabilityScoreThresh: number;
+  pointsPerSide: number;
+  measuredOn: string;
+  rule: string;
+  figures: Record<string, number>;
+}
 
 export interface ModelPackage {
   dir: string;
@@ -60,6 +88,8 @@ export interface ModelPackage {
   encoder: { file: string; input: string; output: string; preprocessInGraph: boolean };
   decoder: { file: string };
   batchedDecoder: { file: string } | null;
+  /** model.json `amg_calibration`, or null when the package has none. */
+  amgCalibration: AmgCalibration | null;
 }
 
 /** Reads and checks `<dir>/model.json`; file names in it are resolved against `dir`. */
@@ -90,5 +120,51 @@ export async function readModelPackage(dir: string): Promise<ModelPackage> {
     },
     decoder: pkg.decoder,
     batchedDecoder: pkg.decoder_batched ? { file: pkg.decoder_batched.file } : null,
+    amgCalibration: pkg.amg_calibration
+      ? {
+          predIouThresh: pkg.amg_calibration.pred_iou_thresh,
+          stabilityScoreThresh: pkg.amg_calibration.stability_score_thresh,
+          pointsPerSide: pkg.amg_calibration.points_per_side,
+          measuredOn: pkg.amg_calibration.measured_on,
+          rule: pkg.amg_calibration.rule,
+          figures: pkg.amg_calibration.figures,
+        }
+      : null,
+  };
+}
+
+/** Where the AMG's filter thresholds come from (run config `stage3.thresholds`). */
+export type ThresholdSource = 'official' | 'model';
+
+export interface ThresholdSettings {
+  thresholds?: ThresholdSource;
+  /** The config's values; null (or absent) when `thresholds` is "model". */
+  predIouThresh?: number | null;
+  stabilityScoreThresh?: number | null;
+}
+
+/**
+ * The AMG's predIouThresh and stabilityScoreThresh for a run on this package: the config's own
+ * (official defaults 0.88 / 0.95) or, with `thresholds: model`, the package's calibration, which
+ * must then exist.
+ */
+export function resolveAmgThresholds(
+  pkg: Pick<ModelPackage, 'dir' | 'name' | 'version' | 'amgCalibration'>,
+  settings: ThresholdSettings,
+): { predIouThresh: number; stabilityScoreThresh: number } {
+  if (settings.thresholds === 'model') {
+    if (!pkg.amgCalibration) {
+      throw new ModelPackageError(
+        `stage3.thresholds is "model", but the model package ${pkg.name} v${pkg.version} ` +
+          `(${join(pkg.dir, 'model.json')}) has no amg_calibration; measure one with ` +
+          '`npx tsx scripts/calibrate-amg.ts <model-dir> --write`, or set stage3.thresholds to "official"',
+      );
+    }
+    const { predIouThresh, stabilityScoreThresh } = pkg.amgCalibration;
+    return { predIouThresh, stabilityScoreThresh };
+  }
+  return {
+    predIouThresh: settings.predIouThresh ?? DEFAULT_AMG_OPTIONS.predIouThresh,
+    stabilityScoreThresh: settings.stabilityScoreThresh ?? DEFAULT_AMG_OPTIONS.stabilityScoreThresh,
   };
 }

@@ -330,8 +330,15 @@ const Stage3Schema = z
     // Automatic mask generator: the official SamAutomaticMaskGenerator defaults (sam-spec §3).
     pointsPerSide: intAtLeast(1).default(32),
     pointsPerBatch: intAtLeast(1).default(64),
-    predIouThresh: fraction().default(0.88),
-    stabilityScoreThresh: fraction().default(0.95),
+    /**
+     * Where the two mask filters' thresholds come from. official: predIouThresh and
+     * stabilityScoreThresh here (by default SAM's 0.88 and 0.95, tuned for ViT-H). model: the
+     * model package's `amg_calibration` in model.json (scripts/calibrate-amg.ts); the run fails
+     * at its first shard when the package has none. With "model" the two are null here.
+     */
+    thresholds: z.enum(['official', 'model'], expecting('"official" or "model"')).default('official'),
+    predIouThresh: fraction().nullable().optional(),
+    stabilityScoreThresh: fraction().nullable().optional(),
     stabilityScoreOffset: numberAtLeast(0).default(1.0),
     boxNmsThresh: fraction().default(0.7),
     // Layer l has 4^l crops: 4 layers are already 341 crops per image, so more is surely a typo.
@@ -393,6 +400,34 @@ const Stage3Schema = z
         message: 'has no effect while minMaskRegionArea is 0; set minMaskRegionArea too (paper: 100)',
       });
     }
+    for (const field of ['predIouThresh', 'stabilityScoreThresh'] as const) {
+      const value = stage3[field];
+      if (stage3.thresholds === 'model' && typeof value === 'number') {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message:
+            'comes from the model package\'s amg_calibration while thresholds is "model"; ' +
+            'remove it, or set thresholds to "official" to use your own',
+        });
+      }
+      if (stage3.thresholds === 'official' && value === null) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: 'expected a number between 0 and 1 (null only goes with thresholds: model)',
+        });
+      }
+    }
+  })
+  .transform((stage3) => {
+    // The official SamAutomaticMaskGenerator defaults (sam-spec §3).
+    const fromModel = stage3.thresholds === 'model';
+    return {
+      ...stage3,
+      predIouThresh: fromModel ? null : (stage3.predIouThresh ?? 0.88),
+      stabilityScoreThresh: fromModel ? null : (stage3.stabilityScoreThresh ?? 0.95),
+    };
   });
 
 function auditSchema(location: LocationSchema) {

@@ -41,13 +41,16 @@ export function configSummary(config: RunConfig): Record<string, string | number
     images,
     output: config.output,
     model: config.models.sam,
-    stages: (['stage3', 'audit', 'release'] as const)
-      .filter((s) => config[s].enabled)
-      .join(','),
+    stages: (['stage3', 'audit', 'release'] as const).filter((s) => config[s].enabled).join(','),
     pointsPerSide: config.stage3.pointsPerSide,
     cropNLayers: config.stage3.cropNLayers,
-    predIouThresh: config.stage3.predIouThresh,
-    stabilityScoreThresh: config.stage3.stabilityScoreThresh,
+    // With thresholds "model" the two come from the model package's calibration, read by the
+    // inference worker (lib/segmenter.ts); the memo says where they come from.
+    thresholds: config.stage3.thresholds,
+    ...(config.stage3.predIouThresh === null ? {} : { predIouThresh: config.stage3.predIouThresh }),
+    ...(config.stage3.stabilityScoreThresh === null
+      ? {}
+      : { stabilityScoreThresh: config.stage3.stabilityScoreThresh }),
     shardSize: config.stage3.shardSize,
   };
 }

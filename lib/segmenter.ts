@@ -8,14 +8,17 @@ import { fileURLToPath } from 'node:url';
 import { sa1bImageJson } from './amg/records.ts';
 import { AutomaticMaskGenerator, type GeneratorSettings } from './automatic-mask-generator.ts';
 import { loadImage } from './image-io.ts';
-import { ModelPackageError } from './model-package.ts';
+import { ModelPackageError, resolveAmgThresholds, type ThresholdSettings } from './model-package.ts';
 import { openObjectStore, type ObjectStoreOptions } from './object-store.ts';
 import { SamSession, type SessionSettings } from './sam-session.ts';
 import type { ImageSegmenter, SegmentedImage } from './shard-runner.ts';
 import { cacheDir } from '../infra/tools.ts';
 
 /** The stage3 section of a run config minus its scheduling fields (see lib/run-input.ts). */
-export interface SegmenterSettings extends Partial<Omit<GeneratorSettings, 'maxMaskCoverage'>> {
+export interface SegmenterSettings
+  extends
+    Partial<Omit<GeneratorSettings, 'maxMaskCoverage' | 'predIouThresh' | 'stabilityScoreThresh'>>,
+    ThresholdSettings {
   maxMaskCoverage?: number | null;
   maxImagePixels?: number;
   onnx?: SessionSettings & { intraOpThreads?: number; interOpThreads?: number };
@@ -54,8 +57,22 @@ async function createSegmenter(
     ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
   };
   const session = await SamSession.load(dir, onnx);
-  const { maxImagePixels, onnx: _onnx, maxMaskCoverage, ...generator } = settings;
-  const amg = new AutomaticMaskGenerator(session, { ...generator, maxMaskCoverage: maxMaskCoverage ?? 1 });
+  const {
+    maxImagePixels,
+    onnx: _onnx,
+    maxMaskCoverage,
+    thresholds: _source,
+    predIouThresh: _iou,
+    stabilityScoreThresh: _stability,
+    ...generator
+  } = settings;
+  // "official" (the config's values) or "model" (the package's calibration, refused when absent).
+  const thresholds = resolveAmgThresholds(session.pkg, settings);
+  const amg = new AutomaticMaskGenerator(session, {
+    ...generator,
+    ...thresholds,
+    maxMaskCoverage: maxMaskCoverage ?? 1,
+  });
   return {
     modelId: session.modelId,
     async segment(bytes, image): Promise<SegmentedImage> {

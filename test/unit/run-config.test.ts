@@ -549,3 +549,50 @@ describe('files', () => {
     expect(full.stage3).toMatchObject(SA1B_PAPER_AMG);
   });
 });
+
+describe('stage3.thresholds', () => {
+  it('defaults to "official": the config\'s own thresholds, SAM\'s 0.88 and 0.95 unless set', () => {
+    expect(load().stage3).toMatchObject({
+      thresholds: 'official',
+      predIouThresh: 0.88,
+      stabilityScoreThresh: 0.95,
+    });
+    expect(load('stage3: { thresholds: official, stabilityScoreThresh: 0.5 }\n').stage3).toMatchObject({
+      predIouThresh: 0.88,
+      stabilityScoreThresh: 0.5,
+    });
+  });
+
+  it('"model" leaves both to the model package (null in the resolved config)', () => {
+    const config = load('stage3: { thresholds: model }\n');
+    expect(config.stage3).toMatchObject({
+      thresholds: 'model',
+      predIouThresh: null,
+      stabilityScoreThresh: null,
+    });
+    // The resolved config validates again to itself.
+    for (const format of ['yaml', 'json'] as const) {
+      expect(loadRunConfig(formatRunConfig(config, format), `/elsewhere/resolved.${format}`)).toEqual(config);
+    }
+  });
+
+  it('refuses explicit thresholds with "model", and null ones with "official", at their field paths', () => {
+    const issues = issuesOf(
+      `${MINIMAL}stage3:\n  thresholds: model\n  predIouThresh: 0.3\n  stabilityScoreThresh: 0.5\n`,
+    );
+    expect(issues.map((i) => i.path)).toEqual(['stage3.predIouThresh', 'stage3.stabilityScoreThresh']);
+    expect(issueAt(issues, 'stage3.predIouThresh')).toMatchObject({ line: 10, column: 3 });
+    expect(issueAt(issues, 'stage3.predIouThresh').message).toMatch(
+      /comes from the model package's amg_calibration while thresholds is "model"/,
+    );
+    const nulls = issuesOf(`${MINIMAL}stage3:\n  predIouThresh: null\n`);
+    expect(issueAt(nulls, 'stage3.predIouThresh').message).toMatch(/null only goes with thresholds: model/);
+  });
+
+  it('names the two choices when the value is neither', () => {
+    const issues = issuesOf(`${MINIMAL}stage3:\n  thresholds: calibrated\n`);
+    expect(formatRunConfigIssue(issueAt(issues, 'stage3.thresholds'))).toBe(
+      'stage3.thresholds: expected "official" or "model", got "calibrated" (line 9, column 3)',
+    );
+  });
+});
