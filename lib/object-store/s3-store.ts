@@ -33,7 +33,19 @@ export interface S3Options {
   sessionToken?: string;
   /** Default: true when a custom endpoint is set (local servers have no per-bucket DNS names). */
   forcePathStyle?: boolean;
+  /** Give up on a TCP connection not made within this; default DEFAULT_S3_CONNECTION_TIMEOUT_MS. */
+  connectionTimeoutMs?: number;
+  /**
+   * Give up on a request whose socket stays silent this long (no response yet, or a body that
+   * stopped mid-way); default DEFAULT_S3_IDLE_TIMEOUT_MS. The SDK retries, then the error is
+   * retryable, so a stalled GET fails the attempt instead of holding a shard forever.
+   */
+  idleTimeoutMs?: number;
 }
+
+export const DEFAULT_S3_CONNECTION_TIMEOUT_MS = 10_000;
+/** S3 answers in well under a second; a minute of silence is a stalled request, not a slow one. */
+export const DEFAULT_S3_IDLE_TIMEOUT_MS = 60_000;
 
 /** Bodies above one part, and all streams, go through multipart Upload; the rest is one PUT. */
 const PART_SIZE = 8 * 1024 * 1024;
@@ -60,6 +72,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly prefix: string;
   private readonly client: S3Client;
   private readonly endpoint: string;
+  private readonly idleTimeoutMs: number;
   /** Set once a listing of the root succeeded: bucket and credentials are fine (see head()). */
   private bucketVerified = false;
 
@@ -69,6 +82,7 @@ export class S3ObjectStore implements ObjectStore {
     this.rootUri = `s3://${bucket}/${this.prefix}`;
     const config = clientConfig(options, this.rootUri);
     this.endpoint = typeof config.endpoint === 'string' ? config.endpoint : 'AWS S3';
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_S3_IDLE_TIMEOUT_MS;
     this.client = new S3Client(config);
   }
 
@@ -267,7 +281,13 @@ export class S3ObjectStore implements ObjectStore {
         err,
       );
     }
-    if (NETWORK_CODES.has(code) || code === 'TimeoutError') {
+    if (code === 'TimeoutError') {
+      return new ObjectStoreError(
+        `${op} ${uri}: no data from ${this.endpoint} for ${this.idleTimeoutMs} ms, gave up (TimeoutError)`,
+        { uri, retryable: true, cause: err },
+      );
+    }
+    if (NETWORK_CODES.has(code)) {
       return new ObjectStoreError(`${op} ${uri}: cannot reach ${this.endpoint} (${code})`, {
         uri,
         retryable: true,
@@ -283,9 +303,16 @@ function clientConfig(options: S3Options, rootUri: string): S3ClientConfig {
   const endpoint = options.endpoint ?? nonEmpty(process.env.SAE_S3_ENDPOINT);
   const region =
     options.region ?? nonEmpty(process.env.AWS_REGION) ?? nonEmpty(process.env.AWS_DEFAULT_REGION);
+  const idle = options.idleTimeoutMs ?? DEFAULT_S3_IDLE_TIMEOUT_MS;
   const config: S3ClientConfig = {
     region: region ?? 'us-east-1',
     forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+    // Without these the SDK waits for ever on a server that accepted the connection and went quiet.
+    // An idle (socket) timeout, not a whole-request one: long transfers that keep moving go on.
+    requestHandler: {
+      connectionTimeout: options.connectionTimeoutMs ?? DEFAULT_S3_CONNECTION_TIMEOUT_MS,
+      socketTimeout: idle,
+    },
   };
   if (endpoint !== undefined) config.endpoint = endpoint;
   if ((options.accessKeyId === undefined) !== (options.secretAccessKey === undefined)) {
