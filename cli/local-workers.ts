@@ -3,6 +3,10 @@
 // process. onnxruntime-node runs a model synchronously on the calling thread, so an in-process
 // inference pool would freeze this process's event loop for seconds at a time and with it every
 // workflow task and heartbeat; a separate process keeps them flowing, as separate pools do at scale.
+//
+// The child is supervised: a native crash, an OOM kill or a SIGKILL would otherwise leave the run
+// waiting on its queue with no word. Its activities are durable (a shard resumes from its last
+// heartbeat), so restarting the child is all it takes; a child that keeps dying stops the command.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createSegmenterFactory } from '../lib/segmenter.ts';
@@ -13,11 +17,34 @@ import type { Endpoints } from './endpoints.ts';
 const CLI = resolve(import.meta.dirname, '../bin/sa-engine.mjs');
 
 export interface LocalWorkers {
+  /** Rejects, with what happened, once the inference worker has died more often than it is restarted. */
+  readonly failed: Promise<never>;
+  /** The inference worker's current process id (what a user would `kill`); undefined between restarts. */
+  inferencePid(): number | undefined;
   shutdown(): Promise<void>;
 }
 
-export async function startLocalWorkers(endpoints: Endpoints): Promise<LocalWorkers> {
-  const inference = await spawnInferenceWorker(endpoints);
+export interface SupervisionOptions {
+  /** Restarts before the command gives up. */
+  maxRestarts?: number;
+  /** Wait before restart k (the last entry repeats). */
+  backoffMs?: readonly number[];
+  /** Where the supervisor says what it does (default: stderr). */
+  log?: (line: string) => void;
+}
+
+const DEFAULT_SUPERVISION = {
+  maxRestarts: 5,
+  backoffMs: [1_000, 2_000, 5_000, 10_000, 30_000],
+  log: (line: string) => console.error(line),
+} satisfies Required<SupervisionOptions>;
+
+export async function startLocalWorkers(
+  endpoints: Endpoints,
+  supervision: SupervisionOptions = {},
+): Promise<LocalWorkers> {
+  const inference = new InferenceSupervisor(endpoints, { ...DEFAULT_SUPERVISION, ...supervision });
+  await inference.start();
   const orchestration = await startWorkers({
     address: endpoints.address,
     namespace: endpoints.namespace,
@@ -25,28 +52,115 @@ export async function startLocalWorkers(endpoints: Endpoints): Promise<LocalWork
     storeOptions: endpoints.storeOptions,
     segmenterFor: createSegmenterFactory({ storeOptions: endpoints.storeOptions }),
   }).catch(async (err: unknown) => {
-    await stopChild(inference);
+    await inference.stop();
     throw err;
   });
   return {
+    failed: inference.failed,
+    inferencePid: () => inference.pid(),
     async shutdown() {
       await orchestration.shutdown();
-      await stopChild(inference);
+      await inference.stop();
     },
   };
 }
 
+/** Keeps one `sa-engine worker --queues sae-gpu-inference` child alive, restarting it with backoff. */
+class InferenceSupervisor {
+  private child?: ChildProcess;
+  private deaths = 0;
+  private stopping = false;
+  private restartTimer?: NodeJS.Timeout;
+  private giveUp!: (err: Error) => void;
+  readonly failed = new Promise<never>((_, reject) => (this.giveUp = reject));
+
+  constructor(
+    private readonly endpoints: Endpoints,
+    private readonly options: Required<SupervisionOptions>,
+  ) {
+    this.failed.catch(() => undefined); // a caller that never races it must not see an unhandled rejection
+  }
+
+  async start(): Promise<void> {
+    const child = await spawnInferenceWorker(this.endpoints);
+    this.child = child;
+    child.once('exit', (code, signal) => this.onExit(child.pid, describeExit(code, signal)));
+  }
+
+  pid(): number | undefined {
+    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    if (this.child) await stopChild(this.child);
+  }
+
+  private onExit(pid: number | undefined, how: string): void {
+    if (this.stopping) return;
+    this.deaths += 1;
+    const what = `sa-engine: the inference worker${pid ? ` (pid ${pid})` : ''} ${how}`;
+    if (this.deaths > this.options.maxRestarts) {
+      this.giveUp(
+        new Error(
+          `${what}, its death number ${this.deaths} in this command, so it is not restarted again. ` +
+            `The run's unfinished work waits on ${TASK_QUEUES.inference}: once the worker's output ` +
+            `above says what kills it, start \`sa-engine worker --queues ${TASK_QUEUES.inference}\` to finish it.`,
+        ),
+      );
+      return;
+    }
+    const { backoffMs } = this.options;
+    const wait = backoffMs[Math.min(this.deaths - 1, backoffMs.length - 1)] ?? 1_000;
+    this.options.log(
+      `${what}; restarting it in ${wait / 1000} s (restart ${this.deaths} of ${this.options.maxRestarts}).` +
+        ' Its shard resumes from the last finished batch.',
+    );
+    this.restartTimer = setTimeout(() => this.restart(), wait);
+  }
+
+  private restart(): void {
+    if (this.stopping) return;
+    this.start().catch((err: unknown) => {
+      // It died again before it was ready: that is one more death, with the same backoff rule.
+      this.child = undefined;
+      this.onExit(undefined, `failed to start: ${(err as Error).message}`);
+    });
+  }
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === 'SIGKILL') return 'was killed (SIGKILL: out of memory, or killed by hand)';
+  if (signal) return `was killed by ${signal}`;
+  return `exited with code ${code}`;
+}
+
 /** `sa-engine worker --queues sae-gpu-inference`, resolved once it polls its queue. */
 async function spawnInferenceWorker(endpoints: Endpoints): Promise<ChildProcess> {
-  const args = [CLI, 'worker', '--queues', TASK_QUEUES.inference, '--address', endpoints.address, '--namespace', endpoints.namespace];
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...storageEnv(endpoints) }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = [
+    CLI,
+    'worker',
+    '--queues',
+    TASK_QUEUES.inference,
+    '--address',
+    endpoints.address,
+    '--namespace',
+    endpoints.namespace,
+  ];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...storageEnv(endpoints) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolveReady, reject) => {
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
       if (output.includes('Workers running on')) resolveReady();
     });
-    child.once('exit', (code) => reject(new Error(`the inference worker exited (${code}) before it was ready:\n${output}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`it ${describeExit(code, signal)} before it was ready:\n${output}`)),
+    );
   });
   child.stdout!.resume(); // keep draining its output
   return child;
@@ -70,4 +184,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
+}
+
+/** `work`, unless the local workers give up first (their error says what died and what to do). */
+export function unlessWorkersFail<T>(work: Promise<T>, local: LocalWorkers | undefined): Promise<T> {
+  return local ? Promise.race([work, local.failed]) : work;
 }

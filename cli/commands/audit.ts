@@ -9,7 +9,7 @@ import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { auditStage, manualAuditWorkflowId } from '../../workflows/audit.ts';
 import { SAE_RUN } from '../../workflows/search-attributes.ts';
 import { connectClient, resolveEndpoints, workflowUrl } from '../endpoints.ts';
-import { startLocalWorkers } from '../local-workers.ts';
+import { startLocalWorkers, unlessWorkersFail } from '../local-workers.ts';
 
 interface AuditFlags {
   config?: string;
@@ -51,12 +51,13 @@ export function registerAuditCommands(program: Command): void {
         console.log(`Auditing ${runId} against ${audit.reference?.uri} ...`);
         const url = workflowUrl(endpoints, workflowId);
         if (url) console.log(`Temporal UI: ${url}`);
-        const summary = await client.workflow.execute(auditStage, {
+        const audited = client.workflow.execute(auditStage, {
           taskQueue: TASK_QUEUES.orchestration,
           workflowId,
           args: [{ runId, outputUri, audit }],
           typedSearchAttributes: [{ key: SAE_RUN, value: runId }],
         });
+        const summary = await unlessWorkersFail(audited, workers);
         const out = openObjectStore(outputUri);
         const pct = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
         console.log(`Audited ${summary.imagesAudited} images, ${summary.humanMasks} human masks.`);

@@ -8,6 +8,7 @@ import {
 import type { Command } from 'commander';
 import { ensureEmbeddedStack } from '../../infra/dev-control.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
+import { joinUri } from '../../lib/object-uri.ts';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import {
@@ -31,7 +32,7 @@ import {
   type Endpoints,
 } from '../endpoints.ts';
 import { ProgressView } from '../progress-view.ts';
-import { startLocalWorkers } from '../local-workers.ts';
+import { startLocalWorkers, unlessWorkersFail } from '../local-workers.ts';
 
 interface RunFlags extends EndpointFlags {
   detach?: boolean;
@@ -62,11 +63,12 @@ export function registerRunCommands(program: Command): void {
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
       try {
-        if (flags.dryRun) return printDryRun(await runDryRun(client, config), config);
+        if (flags.dryRun)
+          return printDryRun(await unlessWorkersFail(runDryRun(client, config), local), config);
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
         if (flags.detach) return;
-        const result = await follow(client, handle);
+        const result = await unlessWorkersFail(follow(client, handle), local);
         printResult(result);
       } finally {
         await local?.shutdown();
@@ -81,11 +83,7 @@ export function registerRunCommands(program: Command): void {
       const endpoints = resolveEndpoints(flags);
       const client = await connectClient(endpoints);
       try {
-        const handle = client.workflow.getHandle<typeof datasetRun>(runId);
-        const description = await handle.describe();
-        const progress = await readProgress(client, handle).catch(() => undefined);
-        console.log(`${runId}: ${description.status.name}${progress ? `, stage ${progress.run.stage}` : ''}`);
-        if (progress?.stage3) console.log('  stage3 ' + describeStage3(progress.stage3));
+        for (const line of await describeRun(client, runId)) console.log(line);
         const url = workflowUrl(endpoints, runId);
         if (url) console.log(`  ${url}`);
       } finally {
@@ -202,6 +200,54 @@ export async function follow(
   } finally {
     view.stop();
   }
+}
+
+/**
+ * What `sa-engine status` prints: where a running run is, and for a closed one how it ended with
+ * its figures and outputs (from its result in the history, so no worker needs to be up).
+ */
+export async function describeRun(client: Client, runId: string): Promise<string[]> {
+  const handle = client.workflow.getHandle<typeof datasetRun>(runId);
+  const { status, memo } = await handle.describe();
+  if (status.name === 'RUNNING') {
+    const progress = await readProgress(client, handle).catch(() => undefined);
+    if (!progress) return [`${runId}: RUNNING (no worker has answered yet)`];
+    const lines = [`${runId}: RUNNING, stage ${progress.run.stage}`];
+    if (progress.stage3) lines.push(`  stage3   ${describeStage3(progress.stage3)}`);
+    return lines;
+  }
+  try {
+    const output = (memo?.config as { output?: string } | undefined)?.output;
+    const where = (key: string) => (output ? joinUri(output, key) : key);
+    return [`${runId}: ${status.name}`, ...describeResult(await handle.result(), where)];
+  } catch (err) {
+    return [`${runId}: ${status.name}`, `  reason   ${failureReason(err)}`];
+  }
+}
+
+function describeResult(result: DatasetRunResult, where: (key: string) => string): string[] {
+  const lines: string[] = [];
+  if (result.stage3) lines.push(`  stage3   ${describeStage3({ ...result.stage3, running: 0 })}`);
+  const { dataset, audit } = result;
+  lines.push(`  dataset  ${dataset.images} images, ${dataset.masks} masks, ${dataset.imagesFailed} failed`);
+  lines.push(`  manifest ${where(dataset.manifestKey)}`, `  stats    ${where(dataset.statsKey)}`);
+  if (dataset.imagesFailed > 0) lines.push(`  failed   ${where(dataset.failedKey)}`);
+  if (audit) {
+    const share = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+    lines.push(
+      `  audit    mean IoU ${audit.meanIou?.toFixed(3) ?? 'n/a'}, ${share(audit.shareAbove090)} above 0.90, ` +
+        `${share(audit.shareAbove075)} above 0.75 on ${audit.imagesAudited} images`,
+      `  report   ${where(audit.reportHtmlKey)}`,
+    );
+  }
+  return lines;
+}
+
+/** The innermost message of a failed run: the error that a retry could not fix. */
+function failureReason(err: unknown): string {
+  let cause = err as Error | undefined;
+  while (cause && (cause as { cause?: Error }).cause) cause = (cause as { cause?: Error }).cause;
+  return cause?.message ?? String(err);
 }
 
 function describeStage3(p: Stage3Progress): string {

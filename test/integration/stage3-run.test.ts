@@ -2,7 +2,7 @@
 // reference model through onnxruntime-node, workflows on the Temporal dev server.
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RunAlreadyExistsError, runDryRun, startRun } from '../../cli/commands/run.ts';
+import { describeRun, RunAlreadyExistsError, runDryRun, startRun } from '../../cli/commands/run.ts';
 import { decompressRle, decodeRle, rleArea } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { readShardResult } from '../../lib/shard-runner.ts';
@@ -88,5 +88,12 @@ describe('a stage-3 dataset run', () => {
     expect(run.typedSearchAttributes.get(SAE_STAGE)).toBe('done');
 
     await expect(startRun(client, config)).rejects.toBeInstanceOf(RunAlreadyExistsError);
+
+    // `sa-engine status` of the finished run: its figures and where its outputs are.
+    const status = (await describeRun(client, config.run)).join('\n');
+    expect(status).toContain(`${config.run}: COMPLETED`);
+    expect(status).toContain(`stage3   7/7 images (2 failed), ${masks} masks, shards 3/3`);
+    expect(status).toContain(`dataset  5 images, ${masks} masks, 2 failed`);
+    expect(status).toContain(`manifest ${fixture.out.uri(runLayout.datasetManifest(config.run))}`);
   });
 });
