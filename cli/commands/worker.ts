@@ -1,5 +1,6 @@
 // `sa-engine worker --queues ...`: run worker pools in this process until SIGINT/SIGTERM.
 import type { Command } from 'commander';
+import { loadRunConfigFile } from '../../lib/run-config.ts';
 import { createSegmenterFactory } from '../../lib/segmenter.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startWorkers } from '../../workers/run-workers.ts';
@@ -7,6 +8,7 @@ import { resolveEndpoints, type EndpointFlags } from '../endpoints.ts';
 
 interface WorkerFlags extends EndpointFlags {
   queues: string;
+  config?: string;
   concurrency: string[];
   onnxThreads?: string;
 }
@@ -22,7 +24,11 @@ export function registerWorkerCommands(program: Command): void {
     )
     .option('--concurrency <queue=n>', 'activities at once on a queue (repeatable)', collect, [])
     .option('--onnx-threads <n>', 'onnxruntime intra-op threads (0 = all cores)')
-    .option('--address <host:port>', 'Temporal server (default: TEMPORAL_ADDRESS, the dev stack)')
+    .option(
+      '--config <file>',
+      'the run config whose Temporal server and storage settings (storage.s3) to use; credentials still come from the environment',
+    )
+    .option('--address <host:port>', 'Temporal server (default: --config, TEMPORAL_ADDRESS, the dev stack)')
     .option('--namespace <ns>', 'Temporal namespace')
     .action(async (flags: WorkerFlags) => {
       const queues = flags.queues
@@ -34,7 +40,10 @@ export function registerWorkerCommands(program: Command): void {
           `${TASK_QUEUES.training} is served by the Python trainer: cd trainer && .venv/bin/python -m sae_trainer worker`,
         );
       }
-      const endpoints = resolveEndpoints(flags);
+      // A worker on another host learns the run's storage settings from the same config file (or
+      // from SAE_S3_ENDPOINT / AWS_REGION); each pool serves one storage setup.
+      const config = flags.config ? await loadRunConfigFile(flags.config) : undefined;
+      const endpoints = resolveEndpoints(flags, config);
       const onnxThreads = flags.onnxThreads === undefined ? undefined : Number(flags.onnxThreads);
       const running = await startWorkers({
         address: endpoints.address,

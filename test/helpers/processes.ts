@@ -22,13 +22,18 @@ export interface SpawnWorkerOptions {
   /** A folder without a dev.json, so the worker does not pick up someone's `dev up` stack. */
   stateDir: string;
   readyTimeoutMs?: number;
+  /** `--config FILE`: the worker takes its storage settings from this run config, not SAE_S3_ENDPOINT. */
+  configFile?: string;
 }
 
 /** Starts `sa-engine worker` against the stack and resolves once it polls its queues. */
 export async function spawnWorkerProcess(stack: StackInfo, opts: SpawnWorkerOptions): Promise<WorkerProcess> {
   const args = [CLI, 'worker', '--queues', opts.queues.join(','), '--address', stack.temporal.address];
+  if (opts.configFile) args.push('--config', opts.configFile);
+  const env = { ...process.env, ...workerEnv(stack, opts.stateDir) };
+  if (opts.configFile) delete env.SAE_S3_ENDPOINT;
   const child = spawn(process.execPath, [...args, '--namespace', stack.temporal.namespace], {
-    env: { ...process.env, ...workerEnv(stack, opts.stateDir) },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
