@@ -6,7 +6,7 @@ import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import type { SegmenterFactory, SegmenterSettings } from '../lib/segmenter.ts';
 import { StoreCache } from '../lib/object-uri.ts';
 import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
-import { runShard, type ShardCounts } from '../lib/shard-runner.ts';
+import { runShard, ShardStalledError, type ShardCounts } from '../lib/shard-runner.ts';
 import { probeShard as probeShardImages } from '../lib/shard-probe.ts';
 import { DEFAULT_GENERATOR_SETTINGS } from '../lib/automatic-mask-generator.ts';
 import { DEFAULT_MAX_PIXELS } from '../lib/image-io.ts';
@@ -55,6 +55,26 @@ export interface Stage3Deps {
   storeOptions?: ObjectStoreOptions;
   /** One segmenter per model and settings, created lazily and kept for the worker's life. */
   segmenterFor: SegmenterFactory;
+  /**
+   * How long a shard may go without progress (an image fetched, started or finished, or the
+   * segmenter's own progress) before it stops heartbeating; default DEFAULT_STALL_TIMEOUT_MS.
+   */
+  stallTimeoutMs?: number;
+}
+
+/**
+ * No progress for this long means a hung GET or model call. Generous: one image is the unit of
+ * progress until the segmenter reports finer steps, and a big image with crop layers on a 2-core
+ * CPU can take many minutes.
+ */
+export const DEFAULT_STALL_TIMEOUT_MS = 30 * 60_000;
+
+/** What a shard heartbeats: where a retry resumes, and the image in hand. */
+export interface ShardHeartbeat {
+  /** First manifest index not covered by a part file. */
+  nextIndex: number;
+  /** The image being worked on (manifest index), for a person reading the pending activity. */
+  working?: number;
 }
 
 export function createStage3Activities(deps: Stage3Deps) {
@@ -93,15 +113,38 @@ export function createStage3Activities(deps: Stage3Deps) {
 
     async segmentShard(input: SegmentShardInput): Promise<ShardResult> {
       const ctx = Context.current();
-      const resumeFrom = (ctx.info.heartbeatDetails as { nextIndex?: number } | undefined)?.nextIndex ?? 0;
-      if (resumeFrom > 0)
+      const resumeFrom = (ctx.info.heartbeatDetails as ShardHeartbeat | undefined)?.nextIndex ?? 0;
+      if (resumeFrom > 0 || ctx.info.attempt > 1)
         ctx.log.info('resuming shard', { shard: input.shard, resumeFrom, attempt: ctx.info.attempt });
       const segmenter = await deps.segmenterFor(input.modelUri, input.segmenter);
-      // Heartbeat while images are being worked on too, not just between batches: one big image
-      // on a CPU can outlast the heartbeat timeout. Several beats fit in one timeout, however short.
-      let lastBeat = { nextIndex: resumeFrom };
-      const beatEveryMs = Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 120_000) / 4);
-      const keepAlive = setInterval(() => ctx.heartbeat(lastBeat), beatEveryMs);
+      // Heartbeat progress, not time. A timer beats every few seconds (one image can outlast the
+      // heartbeat timeout), but only while work moves: after stallMs without progress the beats
+      // stop, Temporal's heartbeat timeout fails the attempt and the retry goes elsewhere. Two
+      // heartbeat timeouts later (so the server's timeout comes first) this attempt gives up too,
+      // freeing the worker's slot; the runner pins the stall on the image in hand, so an image
+      // that hangs every time ends up failed like one that crashes the worker.
+      const heartbeatTimeoutMs = ctx.info.heartbeatTimeoutMs ?? 120_000;
+      const stallMs = deps.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+      const beatEveryMs = Math.min(10_000, heartbeatTimeoutMs / 4);
+      let beat: ShardHeartbeat = { nextIndex: resumeFrom };
+      let lastProgress = Date.now();
+      const stall = new AbortController();
+      const keepAlive = setInterval(() => {
+        const idle = Date.now() - lastProgress;
+        if (idle < stallMs) ctx.heartbeat(beat);
+        else if (idle >= stallMs + 2 * heartbeatTimeoutMs && !stall.signal.aborted) {
+          const at = beat.working === undefined ? '' : ` at image ${beat.working} of the shard`;
+          stall.abort(
+            new ShardStalledError(
+              `shard ${input.shard}: no progress for ${Math.round(idle / 1000)} s${at} ` +
+                `(stall limit ${Math.round(stallMs / 1000)} s): a hung read or model call`,
+            ),
+          );
+        }
+      }, beatEveryMs);
+      const progress = () => {
+        lastProgress = Date.now();
+      };
       try {
         const counts = await runShard(stores.open(input.outputUri), stores, {
           runId: input.runId,
@@ -109,10 +152,18 @@ export function createStage3Activities(deps: Stage3Deps) {
           batchImages: input.batchImages,
           segmenter,
           resumeFrom,
-          signal: ctx.cancellationSignal,
+          signal: AbortSignal.any([ctx.cancellationSignal, stall.signal]),
+          watchForCrashes: ctx.info.attempt > 1,
+          maxImageBytes: (input.segmenter as { maxImageBytes?: number }).maxImageBytes,
+          onProgress: progress,
+          onImage: (working) => {
+            beat = { ...beat, working };
+            ctx.heartbeat(beat);
+          },
           onBatchDone: (nextIndex) => {
-            lastBeat = { nextIndex };
-            ctx.heartbeat(lastBeat);
+            beat = { nextIndex };
+            progress();
+            ctx.heartbeat(beat);
           },
         });
         return { ...counts, shard: input.shard };
