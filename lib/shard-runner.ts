@@ -159,7 +159,11 @@ class CrashWatch {
     const marker = (await out.exists(key))
       ? (JSON.parse((await out.get(key)).toString('utf8')) as CrashMarker)
       : undefined;
-    const deaths: Record<string, number> = {};
+    // Images already found poison stay so (a second poison in the same batch must not bring the
+    // first back); for the others only deaths in a row count, so just the marker's image goes on.
+    const deaths: Record<string, number> = Object.fromEntries(
+      Object.entries(marker?.deaths ?? {}).filter(([, n]) => n >= limit),
+    );
     if (marker) deaths[marker.index] = (marker.deaths[marker.index] ?? 0) + 1;
     return new CrashWatch(out, key, opts.watchForCrashes === true || marker !== undefined, deaths, limit);
   }

@@ -212,6 +212,10 @@ describe('runShard', () => {
  */
 describe('runShard with an image that kills the worker', () => {
   const POISON = 'img-3.jpg'; // id 4, the second image of the second batch of 3
+  let poisons = [POISON];
+  beforeEach(() => {
+    poisons = [POISON];
+  });
 
   function poisonedSegmenter(): ImageSegmenter & { calls: string[]; reachedPoison: Promise<void> } {
     let reached!: () => void;
@@ -222,7 +226,7 @@ describe('runShard with an image that kills the worker', () => {
       calls: inner.calls,
       reachedPoison,
       async segment(bytes, image) {
-        if (image.fileName === POISON) {
+        if (poisons.includes(image.fileName)) {
           inner.calls.push(image.fileName);
           reached();
           return new Promise(() => {}); // the process is gone: nothing ever comes back
@@ -275,6 +279,22 @@ describe('runShard with an image that kills the worker', () => {
     const left: string[] = [];
     for await (const key of out.listKeys(runLayout.shardPartsPrefix('r1', 0))) left.push(key);
     expect(left).toEqual([]);
+  });
+
+  it('two poison images in one batch both end up failed, each after its own deaths', async () => {
+    poisons = ['img-3.jpg', 'img-4.jpg']; // ids 4 and 5: the batch 3..5
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const beats: number[] = [];
+    const outcomes: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const { outcome } = await attempt(beats.at(-1) ?? 0, i > 0, beats);
+      outcomes.push(outcome);
+      if (outcome === 'finished') break;
+    }
+    expect(outcomes).toEqual([...Array<string>(7).fill('died'), 'finished']);
+    const lines = (await readShardResult(out, 'r1', 0))!;
+    expect(lines.map((l) => l.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(lines.filter((l) => l.error?.startsWith('WorkerCrashError')).map((l) => l.id)).toEqual([4, 5]);
   });
 
   it('under the limit the image is tried again, and segmented once an attempt gets through', async () => {
