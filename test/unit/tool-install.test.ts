@@ -37,10 +37,10 @@ describe('ensureTools', () => {
     expect(missingTools()).toEqual([]);
     expect(execFileSync(toolPath('temporal'), { encoding: 'utf8' })).toContain('temporal built by fake go');
     expect(said).toContain(
-      `Building temporal ${toolVersion('temporal')} with Go (first run only; a few minutes) ...`,
+      `Building temporal ${toolVersion('temporal')} with Go (first run only; up to 20 minutes) ...`,
     );
     expect(said).toContain(
-      `Building versitygw ${toolVersion('versitygw')} with Go (first run only; a few minutes) ...`,
+      `Building versitygw ${toolVersion('versitygw')} with Go (first run only; up to 20 minutes) ...`,
     );
     expect(said.at(-1)).toMatch(/^Built temporal v\S+, versitygw v\S+ in \d+s/);
   });
@@ -50,7 +50,7 @@ describe('ensureTools', () => {
     vi.stubEnv('PATH', fakeGoDir() + delimiter + process.env.PATH);
     await ensureTools();
     expect(said.filter((line) => line.startsWith('Building'))).toEqual([
-      `Building versitygw ${toolVersion('versitygw')} with Go (first run only; a few minutes) ...`,
+      `Building versitygw ${toolVersion('versitygw')} with Go (first run only; up to 20 minutes) ...`,
     ]);
     said.length = 0;
     await ensureTools();
