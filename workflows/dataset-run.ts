@@ -126,8 +126,10 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
       }
     }
   } catch (err) {
-    const status = isCancellation(err) ? 'cancelled' : 'failed';
-    const result = { stage3, dataset, audit, error: failureReason(err) };
+    const cancelled = isCancellation(err);
+    const error = cancelled ? `cancelled during ${progress.stage}` : failureReason(err);
+    const result = { stage3, dataset, audit, error };
+    const status = cancelled ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
     throw err;
   }

@@ -1,0 +1,224 @@
+// How a dataset run ends when it does not complete, on the real dev stack: run.json records
+// 'failed' (with the reason) or 'cancelled', a permanent error fails at once instead of being
+// retried forever, a run with stage 3 off and nothing to build on says so, and a manual
+// `sa-engine audit` of a run in flight never takes the id of the run's own audit.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startRun } from '../../cli/commands/run.ts';
+import { openObjectStore } from '../../lib/object-store.ts';
+import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
+import { runLayout } from '../../lib/run-layout.ts';
+import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
+import { TASK_QUEUES } from '../../lib/task-queues.ts';
+import type { RunningWorkers } from '../../workers/run-workers.ts';
+import { auditStage, auditWorkflowId, manualAuditWorkflowId } from '../../workflows/audit.ts';
+import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
+import { runProgressQuery, type datasetRun } from '../../workflows/dataset-run.ts';
+import { testStack } from '../helpers/stack.ts';
+import {
+  REFERENCE_MODEL_URI,
+  stage3Config,
+  startTestWorkers,
+  storeOptionsFor,
+  writeStage3Images,
+} from '../helpers/stage3-fixture.ts';
+
+const stack = testStack();
+
+interface RunRecord {
+  run: string;
+  status: string;
+  result?: { error?: string; dataset?: unknown };
+}
+
+async function runRecord(config: RunConfig): Promise<RunRecord> {
+  const out = openObjectStore(config.output, storeOptionsFor(stack));
+  return JSON.parse((await out.get(runLayout.runRecord(config.run))).toString('utf8')) as RunRecord;
+}
+
+/** The run's failure, or a test failure when it completes. */
+async function failureOf(handle: WorkflowHandle<typeof datasetRun>): Promise<WorkflowFailedError> {
+  const outcome = await handle.result().then(
+    (result) => new Error(`the run completed: ${JSON.stringify(result)}`),
+    (err: unknown) => err,
+  );
+  expect(outcome).toBeInstanceOf(WorkflowFailedError);
+  return outcome as WorkflowFailedError;
+}
+
+/** Attempts of every activity of a workflow, by activity type, from its history. */
+async function activityAttempts(client: Client, workflowId: string): Promise<Record<string, number>> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const attempts: Record<string, number> = {};
+  const types = new Map<string, string>();
+  for (const event of history.events ?? []) {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled) types.set(String(event.eventId), scheduled.activityType?.name ?? '?');
+    const started = event.activityTaskStartedEventAttributes;
+    if (started) {
+      const type = types.get(String(started.scheduledEventId)) ?? '?';
+      attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 0);
+    }
+  }
+  return attempts;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+describe('how a dataset run ends', () => {
+  let connection: Connection;
+  let client: Client;
+  let workers: RunningWorkers | undefined;
+  const tempDirs: string[] = [];
+
+  beforeAll(async () => {
+    connection = await Connection.connect({ address: stack.temporal.address });
+    client = new Client({ connection, namespace: stack.temporal.namespace });
+  });
+
+  afterEach(async () => {
+    await workers?.shutdown();
+    workers = undefined;
+  });
+
+  afterAll(async () => {
+    await connection?.close();
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stage 3 failing on a permanent error fails the run at once, and run.json says failed and why', async () => {
+    workers = await startTestWorkers(stack);
+    const fixture = await writeStage3Images(stack, 2);
+    // A model folder without a model package: ModelPackageError, which no retry can fix.
+    const noModel = mkdtempSync(join(tmpdir(), 'sae-no-model-'));
+    tempDirs.push(noModel);
+    const config = createRunConfigSchema().parse({
+      ...stage3Config(fixture, stack),
+      models: { sam: pathToFileURL(noModel).href },
+    });
+    const handle = await startRun(client, config);
+
+    const failure = await failureOf(handle);
+    expect(failure.cause?.message).toMatch(/Child Workflow execution failed/);
+    const record = await runRecord(config);
+    expect(record.status).toBe('failed');
+    expect(record.result?.error).toMatch(/^ModelPackageError: cannot read the model package/);
+    // Tried once, not retried.
+    expect(await activityAttempts(client, shardWorkflowId(config.run, 0))).toEqual({ segmentShard: 1 });
+  });
+
+  it('a cancelled run ends as cancelled in run.json, recorded while it was being cancelled', async () => {
+    // No inference worker: stage 3's shards wait for one, so the run is surely mid-stage-3.
+    workers = await startTestWorkers(stack, [TASK_QUEUES.orchestration]);
+    const fixture = await writeStage3Images(stack, 2);
+    const config = stage3Config(fixture, stack, { shardSize: 1 });
+    const handle = await startRun(client, config);
+    await waitFor('the run to start its shards', async () => {
+      const progress = await handle.query(runProgressQuery).catch(() => undefined);
+      if (progress?.stage !== 'stage3') return false;
+      return client.workflow
+        .getHandle(shardWorkflowId(config.run, 0))
+        .describe()
+        .then(
+          () => true,
+          () => false,
+        );
+    });
+    expect((await runRecord(config)).status).toBe('running');
+
+    await handle.cancel();
+    const failure = await failureOf(handle);
+    expect(failure.cause).toBeInstanceOf(CancelledFailure);
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+    const record = await runRecord(config);
+    expect(record.status).toBe('cancelled');
+    expect(record.result?.error).toBe('cancelled during stage3');
+  });
+
+  it('a run with stage 3 off and no stage-3 output to build on fails at once and says so', async () => {
+    workers = await startTestWorkers(stack, [TASK_QUEUES.orchestration]);
+    const fixture = await writeStage3Images(stack, 1);
+    const config = createRunConfigSchema().parse({
+      ...stage3Config(fixture, stack),
+      stage3: { enabled: false },
+      release: { enabled: true },
+    });
+    const handle = await startRun(client, config);
+
+    const failure = await failureOf(handle);
+    expect(failure.cause).toBeInstanceOf(ApplicationFailure);
+    expect((failure.cause as ApplicationFailure).type).toBe('NoStage3OutputError');
+    expect(failure.cause?.message).toMatch(/disables stage 3.*no stage-3 plan at/);
+    expect(await activityAttempts(client, config.run)).toMatchObject({ buildDataset: 1 });
+    const record = await runRecord(config);
+    expect(record.status).toBe('failed');
+    expect(record.result?.error).toMatch(/disables stage 3/);
+  });
+
+  it("a manual audit in flight leaves the run's own audit alone", async () => {
+    workers = await startTestWorkers(stack);
+    // Images and the human masks they were drawn from, so that the run can audit itself.
+    const fixture = await writeStage3Images(stack, 1);
+    const root = `s3://${stack.s3.bucket}/${fixture.prefix}/truth`;
+    const truth = openObjectStore(root, storeOptionsFor(stack));
+    await generateSynthDataset({
+      images: 2,
+      seed: 5,
+      write: (key, bytes) => truth.put(key, Buffer.from(bytes)),
+    });
+    const config = createRunConfigSchema().parse({
+      ...stage3Config(fixture, stack),
+      images: { prefix: `${root}/images` },
+      models: { sam: REFERENCE_MODEL_URI },
+      audit: { enabled: true, reference: { uri: `${root}/${ANNOTATIONS_KEY}`, format: 'coco' } },
+    });
+    // `sa-engine audit RUN` as its workflow id makes it, held open (its first task an hour away)
+    // for the whole run, as a long manual audit would be.
+    const manualId = manualAuditWorkflowId(config.run);
+    expect(manualId).not.toBe(auditWorkflowId(config.run));
+    const manual = await client.workflow.start(auditStage, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: manualId,
+      args: [{ runId: config.run, outputUri: config.output, audit: config.audit }],
+      startDelay: '1 hour',
+    });
+    try {
+      const result = await (await startRun(client, config)).result();
+      expect(result.audit?.imagesAudited).toBe(2);
+      expect((await runRecord(config)).status).toBe('completed');
+      // The run's audit is its own child; the manual one is untouched and still open.
+      const own = await client.workflow.getHandle(auditWorkflowId(config.run)).describe();
+      expect(own.status.name).toBe('COMPLETED');
+      expect(own.raw.workflowExecutionInfo?.parentExecution?.workflowId).toBe(config.run);
+      expect((await manual.describe()).status.name).toBe('RUNNING');
+      // A second manual audit of the same run while one is open is refused, not run twice.
+      await expect(
+        client.workflow.start(auditStage, {
+          taskQueue: TASK_QUEUES.orchestration,
+          workflowId: manualId,
+          args: [{ runId: config.run, outputUri: config.output, audit: config.audit }],
+        }),
+      ).rejects.toBeInstanceOf(WorkflowExecutionAlreadyStartedError);
+    } finally {
+      await manual.terminate('test over');
+    }
+  });
+});
