@@ -9,15 +9,25 @@
 // Stop any other `sa-engine worker` on that stack first: the histories must come from this checkout.
 // The script runs its own workers in-process, a small stage-3 run (3 images, one per shard, with
 // continue-as-new after every 2 shards, and an audit against the images' synthetic ground truth),
-// and a storage check, then writes each workflow's history as JSON.
-// Options: --out DIR (default test/fixtures/histories), --state-dir DIR (the `dev up` state folder).
+// runs that end otherwise (stage 3 failing on a broken model package, a run cancelled mid-stage-3,
+// a run with stage 3 off and nothing to build on), a dry run, a storage check, and a retrainSam
+// whose training activities are stand-ins served by this script (the workflow's history is the
+// same whatever computes the activities; the Python trainer is not needed), then writes each
+// workflow's history as JSON.
+// Options: --out DIR (default test/fixtures/histories), --state-dir DIR (the `dev up` state folder),
+// --only NAME,... (write only these histories, e.g. new ones, and keep the others as recorded).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Client, Connection, WorkflowIdReusePolicy } from '@temporalio/client';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection, WorkflowIdReusePolicy, type WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { EvaluateSamResult, TrainingActivities } from '../activities/training.ts';
+import type { RunConfig } from '../lib/run-config.ts';
 import prettier from 'prettier';
 import { defaultStateDir, readDevState } from '../infra/dev-state.ts';
 import type { StackInfo } from '../infra/stack-info.ts';
@@ -30,7 +40,9 @@ import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import { auditWorkflowId } from '../workflows/audit.ts';
 import { shardWorkflowId } from '../workflows/automatic-stage.ts';
-import { datasetRun, stage3WorkflowId } from '../workflows/dataset-run.ts';
+import { datasetRun, runProgressQuery, stage3WorkflowId } from '../workflows/dataset-run.ts';
+import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
+import { retrainSam } from '../workflows/retrain.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
 import { storageCheck } from '../workflows/storage-check.ts';
 
@@ -45,8 +57,10 @@ async function main(): Promise<void> {
     options: {
       out: { type: 'string', default: join(REPO, 'test/fixtures/histories') },
       'state-dir': { type: 'string', default: defaultStateDir() },
+      only: { type: 'string' },
     },
   });
+  const only = values.only?.split(',').filter(Boolean);
   const stack = readDevState(values['state-dir'])?.info;
   if (!stack)
     throw new Error(`no dev stack recorded in ${values['state-dir']}; run \`npx sa-engine dev up\``);
@@ -55,26 +69,39 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: stack.temporal.address });
   const client = new Client({ connection, namespace: stack.temporal.namespace });
   const storeOptions = storeOptionsFor(stack);
-  const workers = await startWorkers({
+  const workerOptions = (queues: string[]) => ({
     address: stack.temporal.address,
     namespace: stack.temporal.namespace,
-    queues: [TASK_QUEUES.orchestration, TASK_QUEUES.inference],
+    queues,
     storeOptions,
     segmenterFor: createSegmenterFactory({ storeOptions }),
   });
+  const workers = await startWorkers(workerOptions([TASK_QUEUES.orchestration]));
+  const inference = await startWorkers(workerOptions([TASK_QUEUES.inference]));
+  const training = await startStandInTrainer(stack);
   try {
     const runId = `replay-${Date.now().toString(36)}`;
-    const histories = {
+    const histories: Record<string, History> = {
       ...(await recordDatasetRun(client, stack, runId)),
+      'dataset-run-stage3-failed': await recordFailedRun(client, stack, `${runId}-failed`),
+      'dataset-run-no-stage3': await recordRunWithoutStage3(client, stack, `${runId}-no-stage3`),
+      ...(await recordDryRun(client, stack, `${runId}-dry`)),
       'storage-check': await recordStorageCheck(client, stack, runId),
+      'retrain-sam': await recordRetrain(client, runId),
     };
+    // Without an inference worker, the shards of the next run wait: it is surely mid-stage-3.
+    await inference.shutdown();
+    histories['dataset-run-cancelled'] = await recordCancelledRun(client, stack, `${runId}-cancelled`);
     mkdirSync(values.out, { recursive: true });
     for (const [name, history] of Object.entries(histories)) {
+      if (only && !only.includes(name)) continue;
       const file = join(values.out, `${name}.json`);
       writeFileSync(file, await formatJson(file, history));
       console.log(`wrote ${file} (${history.events?.length ?? 0} events)`);
     }
   } finally {
+    await training.shutdown();
+    await inference.shutdown().catch(() => {});
     await workers.shutdown();
     await connection.close();
   }
@@ -91,38 +118,13 @@ async function recordDatasetRun(
   stack: StackInfo,
   runId: string,
 ): Promise<Record<string, History>> {
-  const root = `s3://${stack.s3.bucket}/${runId}`;
-  const store = openObjectStore(root, storeOptionsFor(stack));
-  await generateSynthDataset({
-    images: IMAGES,
-    seed: 5,
-    write: (key, bytes) => store.put(key, Buffer.from(bytes)),
+  const config = await smallRun(stack, runId, {
+    audit: {
+      enabled: true,
+      reference: { uri: `${runRoot(stack, runId)}/${ANNOTATIONS_KEY}`, format: 'coco' },
+    },
   });
-  const config = createRunConfigSchema().parse({
-    run: runId,
-    images: { prefix: `${root}/images` },
-    output: `${root}/out`,
-    storage: { s3: { endpoint: stack.s3.endpoint, region: stack.s3.region } },
-    models: { sam: MODEL_URI },
-    temporal: { address: stack.temporal.address, namespace: stack.temporal.namespace },
-    stage3: { pointsPerSide: 4, shardSize: 1, maxConcurrentShards: 2, batchImages: 1 },
-    audit: { enabled: true, reference: { uri: `${root}/${ANNOTATIONS_KEY}`, format: 'coco' } },
-  });
-  const input = datasetRunInput(config);
-  // The config has no knob for this; a tiny value makes the stage continue as new.
-  input.stage3!.shardsPerWorkflowRun = SHARDS_PER_WORKFLOW_RUN;
-  const handle = await client.workflow.start(datasetRun, {
-    taskQueue: TASK_QUEUES.orchestration,
-    workflowId: runId,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    args: [input],
-    memo: { config: input.configSummary },
-    typedSearchAttributes: [
-      { key: SAE_RUN, value: runId },
-      { key: SAE_STAGE, value: 'starting' },
-      { key: SAE_MODEL, value: config.models.sam },
-    ],
-  });
+  const handle = await startDatasetRun(client, config);
   await handle.result();
 
   const runHistory = await handle.fetchHistory();
@@ -134,6 +136,188 @@ async function recordDatasetRun(
     'automatic-shard': await client.workflow.getHandle(shardWorkflowId(runId, 0)).fetchHistory(),
     'audit-stage': await client.workflow.getHandle(auditWorkflowId(runId)).fetchHistory(),
   };
+}
+
+function runRoot(stack: StackInfo, runId: string): string {
+  return `s3://${stack.s3.bucket}/${runId}`;
+}
+
+/** The synthetic images in the S3 server and a config over them, with `more` settings on top. */
+async function smallRun(
+  stack: StackInfo,
+  runId: string,
+  more: Record<string, unknown> = {},
+): Promise<RunConfig> {
+  const root = runRoot(stack, runId);
+  const store = openObjectStore(root, storeOptionsFor(stack));
+  await generateSynthDataset({
+    images: IMAGES,
+    seed: 5,
+    write: (key, bytes) => store.put(key, Buffer.from(bytes)),
+  });
+  return createRunConfigSchema().parse({
+    run: runId,
+    images: { prefix: `${root}/images` },
+    output: `${root}/out`,
+    storage: { s3: { endpoint: stack.s3.endpoint, region: stack.s3.region } },
+    models: { sam: MODEL_URI },
+    temporal: { address: stack.temporal.address, namespace: stack.temporal.namespace },
+    stage3: { pointsPerSide: 4, shardSize: 1, maxConcurrentShards: 2, batchImages: 1 },
+    ...more,
+  });
+}
+
+async function startDatasetRun(
+  client: Client,
+  config: RunConfig,
+): Promise<WorkflowHandle<typeof datasetRun>> {
+  const runId = config.run;
+  const input = datasetRunInput(config);
+  // The config has no knob for this; a tiny value makes the stage continue as new.
+  if (input.stage3) input.stage3.shardsPerWorkflowRun = SHARDS_PER_WORKFLOW_RUN;
+  return client.workflow.start(datasetRun, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: runId,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+    args: [input],
+    memo: { config: input.configSummary },
+    typedSearchAttributes: [
+      { key: SAE_RUN, value: runId },
+      { key: SAE_STAGE, value: 'starting' },
+      { key: SAE_MODEL, value: config.models.sam },
+    ],
+  });
+}
+
+/** Ends as failed: stage 3 meets a model folder without a package (non-retryable). */
+async function recordFailedRun(client: Client, stack: StackInfo, runId: string): Promise<History> {
+  const noModel = mkdtempSync(join(tmpdir(), 'sae-no-model-'));
+  try {
+    const config = await smallRun(stack, runId, { models: { sam: pathToFileURL(noModel).href } });
+    const handle = await startDatasetRun(client, config);
+    await expectFailure(handle);
+    return handle.fetchHistory();
+  } finally {
+    rmSync(noModel, { recursive: true, force: true });
+  }
+}
+
+/** Ends as failed at once: stage 3 is off and there is no stage-3 output to build on. */
+async function recordRunWithoutStage3(client: Client, stack: StackInfo, runId: string): Promise<History> {
+  const config = await smallRun(stack, runId, { stage3: { enabled: false }, release: { enabled: true } });
+  const handle = await startDatasetRun(client, config);
+  await expectFailure(handle);
+  return handle.fetchHistory();
+}
+
+/** Cancelled while stage 3 waits for its shards (the caller has stopped the inference worker). */
+async function recordCancelledRun(client: Client, stack: StackInfo, runId: string): Promise<History> {
+  const config = await smallRun(stack, runId);
+  const handle = await startDatasetRun(client, config);
+  const shard = client.workflow.getHandle(shardWorkflowId(runId, 0));
+  for (;;) {
+    const progress = await handle.query(runProgressQuery).catch(() => undefined);
+    if (
+      progress?.stage === 'stage3' &&
+      (await shard.describe().then(
+        () => true,
+        () => false,
+      ))
+    )
+      break;
+    await sleep(200);
+  }
+  await handle.cancel();
+  await expectFailure(handle);
+  return handle.fetchHistory();
+}
+
+async function expectFailure(handle: WorkflowHandle<typeof datasetRun>): Promise<void> {
+  const completed = await handle.result().then(
+    () => true,
+    () => false,
+  );
+  if (completed) throw new Error(`${handle.workflowId} was meant to fail, and completed`);
+}
+
+/** `sa-engine run --dry-run`: the dryRun workflow and a shard that only reads headers. */
+async function recordDryRun(
+  client: Client,
+  stack: StackInfo,
+  runId: string,
+): Promise<Record<string, History>> {
+  const config = await smallRun(stack, runId);
+  const input = datasetRunInput(config);
+  const handle = await client.workflow.start(dryRun, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: dryRunWorkflowId(runId),
+    args: [{ ...input.stage3!, runId, outputUri: config.output }],
+  });
+  await handle.result();
+  return {
+    'dry-run': await handle.fetchHistory(),
+    'automatic-shard-dry-run': await client.workflow
+      .getHandle(shardWorkflowId(dryRunWorkflowId(runId), 0))
+      .fetchHistory(),
+  };
+}
+
+/**
+ * The training queue served by stand-ins of the Python trainer's activities: retrainSam's history
+ * records their results only, so replay needs no PyTorch.
+ */
+async function startStandInTrainer(stack: StackInfo): Promise<{ shutdown(): Promise<void> }> {
+  const metrics: EvaluateSamResult = { images: 2, masks: 6, miou_1click: 0.5, noc90: 7.5, max_clicks: 20 };
+  const activities: TrainingActivities = {
+    trainSam: async (input) => ({
+      model: `models/${input.modelName}/v${input.version}`,
+      modelJson: `models/${input.modelName}/v${input.version}/model.json`,
+      steps: input.steps,
+      finalLoss: 0.25,
+      seconds: 1,
+      parity: {},
+    }),
+    evaluateSam: async () => metrics,
+  };
+  const connection = await NativeConnection.connect({ address: stack.temporal.address });
+  const worker = await Worker.create({
+    connection,
+    namespace: stack.temporal.namespace,
+    taskQueue: TASK_QUEUES.training,
+    activities,
+  });
+  const running = worker.run();
+  return {
+    async shutdown() {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+async function recordRetrain(client: Client, runId: string): Promise<History> {
+  const handle = await client.workflow.start(retrainSam, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: `${runId}/retrain-1`,
+    args: [
+      {
+        train: {
+          storage: `file:///tmp/${runId}`,
+          trainingSet: 'data/manifest.json',
+          modelName: 'replay-model',
+          version: 1,
+          mode: 'decoder',
+          steps: 2,
+        },
+        heldOut: 'data/manifest.json',
+        maxEvalImages: 2,
+        baseline: { images: 2, masks: 6, miou_1click: 0.4 },
+      },
+    ],
+  });
+  await handle.result();
+  return handle.fetchHistory();
 }
 
 /** Every run of a child workflow, oldest first: its first run id is in the parent's history. */

@@ -9,6 +9,7 @@ import type { History } from '@temporalio/common/lib/proto-utils.js';
 import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import * as workflows from '../../workflows/index.ts';
 import { workflowBundle } from '../helpers/stage3-fixture.ts';
 
 const HISTORIES_DIR = resolve(import.meta.dirname, '../fixtures/histories');
@@ -41,12 +42,26 @@ const recorded = readdirSync(HISTORIES_DIR)
   .map(loadHistory);
 
 describe('recorded workflow histories replay against the current workflow code', () => {
-  it('covers every long-running workflow, including a stage that continued as new', () => {
-    expect(new Set(recorded.map((r) => r.workflowType))).toEqual(
-      new Set(['datasetRun', 'automaticStage', 'automaticShard', 'auditStage', 'storageCheck']),
-    );
+  it('covers every workflow the workers serve, including a stage that continued as new', () => {
+    expect(new Set(recorded.map((r) => r.workflowType))).toEqual(new Set(Object.keys(workflows)));
     const lastEvents = recorded.map((r) => r.history.events?.at(-1));
     expect(lastEvents.some((e) => e?.workflowExecutionContinuedAsNewEventAttributes)).toBe(true);
+  });
+
+  it('covers every way a dataset run ends: completed, failed and cancelled', () => {
+    const endings = recorded
+      .filter((r) => r.workflowType === 'datasetRun')
+      .map((r) => r.history.events?.at(-1))
+      .map((e) =>
+        e?.workflowExecutionCompletedEventAttributes
+          ? 'completed'
+          : e?.workflowExecutionFailedEventAttributes
+            ? 'failed'
+            : e?.workflowExecutionCanceledEventAttributes
+              ? 'cancelled'
+              : 'other',
+      );
+    expect(new Set(endings)).toEqual(new Set(['completed', 'failed', 'cancelled']));
   });
 
   it('replays every history without a determinism violation', async () => {
