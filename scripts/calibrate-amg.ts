@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   console.log(line(table[0]!, '  (no filter)'));
 
   if (values.write) {
-    raw.amg_calibration = {
+    const calibration = {
       pred_iou_thresh: best.predIouThresh,
       stability_score_thresh: best.stabilityScoreThresh,
       points_per_side: settings.pointsPerSide,
@@ -89,14 +89,24 @@ async function main(): Promise<void> {
       figures: figuresJson(best),
       official_figures: figuresJson(official),
     };
-    // Python's json.dump (the trainer's export) escapes non-ASCII; keep the file as it writes it.
-    const text = JSON.stringify(raw, null, 2).replace(
-      /[\u0080-\uffff]/g,
-      (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
-    );
-    writeFileSync(modelJson, text);
+    writeFileSync(modelJson, withCalibration(readFileSync(modelJson, 'utf8'), calibration));
     console.log(`\nwrote amg_calibration to ${modelJson}`);
   }
+}
+
+/**
+ * model.json's text with `amg_calibration` as its last field, the rest byte for byte as it was
+ * (the trainer's export writes it with Python's json module: 0.0, 5.3e-05, \u escapes).
+ */
+function withCalibration(text: string, calibration: Record<string, unknown>): string {
+  const existing = text.search(/,\s*"amg_calibration":/);
+  const base = existing >= 0 ? text.slice(0, existing) : text.replace(/\s*\}\s*$/, '');
+  const block = JSON.stringify(calibration, null, 2).replace(/\n/g, '\n  ');
+  const out = `${base},\n  "amg_calibration": ${block}\n}`;
+  const expected = { ...(JSON.parse(text) as Record<string, unknown>), amg_calibration: calibration };
+  if (JSON.stringify(JSON.parse(out)) !== JSON.stringify(expected))
+    throw new Error('amg_calibration is not the last field of model.json; cannot update it in place');
+  return out;
 }
 
 /** The training images of a package must not be the calibration images. */
