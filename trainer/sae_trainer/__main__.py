@@ -12,7 +12,7 @@ from .model import DEVICES_HELP, ENCODERS, ModelConfig, TinyEncoderConfig
 
 
 def train_config_from_args(args: argparse.Namespace):
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     tiny = TinyEncoderConfig(depths=tuple(int(d) for d in args.tiny_depths.split(",")),
                              colour_cells=args.colour_cells)

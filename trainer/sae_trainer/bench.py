@@ -92,7 +92,8 @@ TRAIN_CASES = (
 
 def bench_training(repeats: int) -> None:
     print("\n## training step, tiny encoder, 1024 model (s/step; cost ~ images x masks x iterations)")
-    from .train import TrainConfig, Trainer
+    from .train import Trainer
+    from .train_config import TrainConfig
 
     with tempfile.TemporaryDirectory() as d:
         images, masks = synthetic_shapes(8, size=(480, 640), max_objects=8, seed=0)

@@ -6,7 +6,7 @@ frame with labels 1 = foreground, 0 = background, 2/3 = box corners, -1 = paddin
 * The first prompt is, with equal probability, a foreground point sampled uniformly from the mask,
   or the mask's bounding box with noise on each coordinate (std = 10% of the box side, at most 20 px).
   Both choices are parameters (`FirstPrompt`): training a model from scratch on a small budget goes
-  much faster with points from the mask's interior first (see train.py).
+  much faster with points from the mask's interior first (see train_config.py, point_depth).
   A point prompt gets a padding point (as PromptEncoder adds when there is no box), so both kinds are
   2 tokens and masks of one image can be decoded as one batch.
 * Later points are sampled uniformly from the error region between the previous prediction and the

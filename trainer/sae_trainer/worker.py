@@ -137,7 +137,8 @@ def _initial_checkpoint(store, inp: Dict[str, Any], local: str) -> tuple[Optiona
 @activity.defn(name="trainSam")
 def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .export import export_package
-    from .train import CHECKPOINT_NAME, TrainConfig, TrainingCancelled, train
+    from .train import train
+    from .train_config import CHECKPOINT_NAME, TrainConfig, TrainingCancelled
 
     _require(inp, "storage", "trainingSet", "modelName", "version")
     store = open_store(inp["storage"])

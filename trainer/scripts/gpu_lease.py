@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from sae_trainer.model import compact_checkpoint
-    from sae_trainer.train import LOG_NAME
+    from sae_trainer.train_config import LOG_NAME
 
     # TF32 matrix products: several times the float32 rate on an H100/H200, ample for training.
     torch.set_float32_matmul_precision(args.matmul_precision)

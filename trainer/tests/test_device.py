@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from sae_trainer.model import ModelConfig, load_checkpoint, resolve_device
-from sae_trainer.train import TrainConfig, Trainer, train
+from sae_trainer.train import Trainer, train
+from sae_trainer.train_config import TrainConfig
 
 HAS_CUDA = torch.cuda.is_available()
 NO_GPU = "needs a CUDA GPU, and PyTorch sees none on this host"

@@ -7,10 +7,10 @@ import torch
 
 from sae_trainer.data import Sample, resize_masks
 from sae_trainer.model import ModelConfig, TinyEncoderConfig, load_checkpoint
-from sae_trainer.train import (CHECKPOINT_NAME, LOG_NAME, TrainConfig, Trainer, TrainingCancelled,
-                               cell_regions, choose_anchor,
-                               learning_rate, make_example, simulate_interactive, train,
-                               window_side)
+from sae_trainer.click_simulation import simulate_interactive
+from sae_trainer.examples import cell_regions, choose_anchor, make_example, window_side
+from sae_trainer.train import Trainer, learning_rate, train
+from sae_trainer.train_config import CHECKPOINT_NAME, LOG_NAME, TrainConfig, TrainingCancelled
 
 SMALL = ModelConfig(image_size=128)  # 8x8 embedding, 32x32 masks: fast on CPU
 
