@@ -4,10 +4,16 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { openObjectStore, type ObjectStore, type ObjectStoreOptions } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
 import { createSegmenterFactory } from '../../lib/segmenter.ts';
+import { runLayout } from '../../lib/run-layout.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startWorkers, type RunningWorkers } from '../../workers/run-workers.ts';
@@ -53,7 +59,10 @@ export async function writeStage3Images(
     images: goodImages,
     seed: 11,
     scene: undefined,
-    write: (key, bytes) => (key.startsWith('images/') ? images.put(key.slice('images/'.length), Buffer.from(bytes)) : Promise.resolve()),
+    write: (key, bytes) =>
+      key.startsWith('images/')
+        ? images.put(key.slice('images/'.length), Buffer.from(bytes))
+        : Promise.resolve(),
   });
   for (const [name, bytes] of Object.entries(broken)) await images.put(name, bytes);
   return {
@@ -67,7 +76,11 @@ export async function writeStage3Images(
   };
 }
 
-export function stage3Config(fixture: Stage3Fixture, stack: StackInfo, overrides: Record<string, unknown> = {}): RunConfig {
+export function stage3Config(
+  fixture: Stage3Fixture,
+  stack: StackInfo,
+  overrides: Record<string, unknown> = {},
+): RunConfig {
   return createRunConfigSchema().parse({
     run: `test-${fixture.prefix}`,
     images: { prefix: fixture.imagesUri },
@@ -97,7 +110,10 @@ const quietLogger = {
   error: (message: string) => console.error(message),
 };
 
-export async function startTestWorkers(stack: StackInfo, queues: string[] = [TASK_QUEUES.orchestration, TASK_QUEUES.inference]): Promise<RunningWorkers> {
+export async function startTestWorkers(
+  stack: StackInfo,
+  queues: string[] = [TASK_QUEUES.orchestration, TASK_QUEUES.inference],
+): Promise<RunningWorkers> {
   const storeOptions = storeOptionsFor(stack);
   return startWorkers({
     address: stack.temporal.address,
@@ -107,4 +123,17 @@ export async function startTestWorkers(stack: StackInfo, queues: string[] = [TAS
     segmenterFor: createSegmenterFactory({ storeOptions }),
     workflowBundle: await workflowBundle(),
   });
+}
+
+/** Every key under a prefix of a store, in listing order. */
+export async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of store.listKeys(prefix)) keys.push(key);
+  return keys;
+}
+
+/** A batch of shard 0 is on storage and the shard is not finished: the run is mid-shard. */
+export async function midShard(fixture: Stage3Fixture, runId: string): Promise<boolean> {
+  const parts = await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, 0));
+  return parts.length > 0 && !(await fixture.out.exists(runLayout.shardResult(runId, 0)));
 }

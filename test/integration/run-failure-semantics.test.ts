@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Client,
   Connection,
@@ -34,6 +33,7 @@ import {
   storeOptionsFor,
   writeStage3Images,
 } from '../helpers/stage3-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const stack = testStack();
 
@@ -73,14 +73,6 @@ async function activityAttempts(client: Client, workflowId: string): Promise<Rec
     }
   }
   return attempts;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 describe('how a dataset run ends', () => {

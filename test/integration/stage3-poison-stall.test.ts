@@ -12,7 +12,6 @@ import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createStage3Activities } from '../../activities/stage3.ts';
 import { startRun } from '../../cli/commands/run.ts';
-import type { ObjectStore } from '../../lib/object-store.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { createSegmenterFactory } from '../../lib/segmenter.ts';
 import { readShardEntries } from '../../lib/shard-plan.ts';
@@ -23,6 +22,7 @@ import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
 import { readLog } from '../helpers/processes.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
+  keysUnder,
   stage3Config,
   startTestWorkers,
   storeOptionsFor,
@@ -36,12 +36,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!().catch((err) => console.warn('cleanup:', err));
 });
-
-async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const key of store.listKeys(prefix)) keys.push(key);
-  return keys;
-}
 
 async function connectClient(): Promise<Client> {
   const stack = testStack();

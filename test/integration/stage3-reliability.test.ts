@@ -4,7 +4,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { clearLockedPorts } from 'get-port';
 import sharp from 'sharp';
@@ -18,7 +17,6 @@ import {
   type DevStack,
 } from '../../infra/dev-stack.ts';
 import type { StackInfo } from '../../infra/stack-info.ts';
-import type { ObjectStore } from '../../lib/object-store.ts';
 import type { RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { readShardEntries } from '../../lib/shard-plan.ts';
@@ -31,11 +29,14 @@ import { pngBomb } from '../helpers/hand-made-images.ts';
 import { readLog, spawnWorkerProcess, type WorkerProcess } from '../helpers/processes.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
+  keysUnder,
+  midShard,
   stage3Config,
+  type Stage3Fixture,
   startTestWorkers,
   writeStage3Images,
-  type Stage3Fixture,
 } from '../helpers/stage3-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CASE_TIMEOUT_MS = 180_000;
 /** Short enough that a killed worker's shard is retried within seconds, not minutes. */
@@ -87,26 +88,6 @@ async function inProcessWorkers(stack: StackInfo, queues?: string[]): Promise<Ru
  */
 function allowPortReuse(): void {
   clearLockedPorts();
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const key of store.listKeys(prefix)) keys.push(key);
-  return keys;
-}
-
-/** A batch of shard 0 is on storage and the shard is not finished: the run is mid-shard. */
-async function midShard(fixture: Stage3Fixture, runId: string): Promise<boolean> {
-  const parts = await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, 0));
-  return parts.length > 0 && !(await fixture.out.exists(runLayout.shardResult(runId, 0)));
 }
 
 /**
