@@ -10,7 +10,7 @@ import {
   Runtime,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
-import { openObjectStore, type ObjectStore, type ObjectStoreOptions } from '../../lib/object-store.ts';
+import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
 import { createSegmenterFactory } from '../../lib/segmenter.ts';
 import { runLayout } from '../../lib/run-layout.ts';
@@ -18,6 +18,7 @@ import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startWorkers, type RunningWorkers } from '../../workers/run-workers.ts';
 import { WORKFLOWS_PATH } from '../../workers/create-worker.ts';
+import { storeOptionsFor } from './stack.ts';
 import type { StackInfo } from '../../infra/stack-info.ts';
 
 // Workers log every state change at INFO; tests keep warnings and errors only.
@@ -27,12 +28,9 @@ try {
   // already installed by another suite in this process
 }
 
-export const REFERENCE_MODEL_URI = pathToFileURL(resolve(import.meta.dirname, '../../models/sae-ref')).href;
+export { storeOptionsFor };
 
-export function storeOptionsFor(stack: StackInfo): ObjectStoreOptions {
-  const { endpoint, region, accessKeyId, secretAccessKey } = stack.s3;
-  return { s3: { endpoint, region, accessKeyId, secretAccessKey, forcePathStyle: true } };
-}
+export const REFERENCE_MODEL_URI = pathToFileURL(resolve(import.meta.dirname, '../../models/sae-ref')).href;
 
 export interface Stage3Fixture {
   prefix: string;

@@ -5,7 +5,6 @@
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (pycocotools, numpy, pillow; installed by
 // infra/install-python.sh). Real photos: $SAE_REAL_DATA/grabcut (images/* and gt/*.bmp: 255 object,
 // 0 background, 128 unlabelled band) and $SAE_REAL_DATA/format_samples/labelme_coco (polygons).
-import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -17,25 +16,20 @@ import { rleFromPolygons } from '../../lib/audit/polygon.ts';
 import { openReference } from '../../lib/audit/reference.ts';
 import { listSegmentedImages } from '../../lib/audit/sample.ts';
 import { loadImage } from '../../lib/image-io.ts';
-import { openObjectStore, type ObjectStore, type S3Options } from '../../lib/object-store.ts';
+import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-uri.ts';
 import type { AuditConfig } from '../../lib/run-config.ts';
 import { compressRle } from '../../lib/rle.ts';
 import { Random } from '../../lib/synth/random.ts';
 import { askOracle as runOracle, requireProjectPython } from '../helpers/python-oracle.ts';
-import { testStack } from '../helpers/stack.ts';
+import { storeOptionsFor, testStack, uniqueTestPrefix } from '../helpers/stack.ts';
 import { buildAuditFixture, writeFinishedStage3, type FixtureImage } from '../unit/audit-fixture.ts';
 
 const realData = process.env.SAE_REAL_DATA;
 
 const { s3 } = testStack();
-const s3Options: S3Options = {
-  endpoint: s3.endpoint,
-  region: s3.region,
-  accessKeyId: s3.accessKeyId,
-  secretAccessKey: s3.secretAccessKey,
-};
-const prefix = `audit-test/${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+const s3Options = storeOptionsFor(testStack()).s3!;
+const prefix = uniqueTestPrefix('audit-test');
 const out = openObjectStore(`s3://${s3.bucket}/${prefix}`, { s3: s3Options });
 const stores = new StoreCache({ s3: s3Options });
 

@@ -3,28 +3,21 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildDataset, type DatasetStats } from '../../lib/dataset-stats.ts';
 import { LineSpool } from '../../lib/dataset/line-spool.ts';
 import { loadImage } from '../../lib/image-io.ts';
-import { openObjectStore, type S3Options } from '../../lib/object-store.ts';
+import { openObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-uri.ts';
 import { compressRle, encodeMask } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import type { ShardResultLine } from '../../lib/shard-runner.ts';
-import { testStack } from '../helpers/stack.ts';
+import { storeOptionsFor, testStack, uniqueTestPrefix } from '../helpers/stack.ts';
 
 const { s3 } = testStack();
-const s3Options: S3Options = {
-  endpoint: s3.endpoint,
-  region: s3.region,
-  accessKeyId: s3.accessKeyId,
-  secretAccessKey: s3.secretAccessKey,
-};
-// A fresh prefix per run, so reruns against a long-lived server never see each other's keys.
-const prefix = `dataset-stats-test/${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+const s3Options = storeOptionsFor(testStack()).s3!;
+const prefix = uniqueTestPrefix('dataset-stats-test');
 const out = openObjectStore(`s3://${s3.bucket}/${prefix}`, { s3: s3Options });
 const stores = new StoreCache({ s3: s3Options });
 const RUN = 'r1';

@@ -12,19 +12,12 @@ import {
   ObjectNotFoundError,
   S3ObjectStore,
   openObjectStore,
-  type S3Options,
 } from '../../lib/object-store.ts';
-import { testStack } from '../helpers/stack.ts';
+import { storeOptionsFor, testStack, uniqueTestPrefix } from '../helpers/stack.ts';
 
 const { s3 } = testStack();
-const s3Options: S3Options = {
-  endpoint: s3.endpoint,
-  region: s3.region,
-  accessKeyId: s3.accessKeyId,
-  secretAccessKey: s3.secretAccessKey,
-};
-// A fresh prefix per run, so reruns against a long-lived server never see each other's keys.
-const runPrefix = `object-store-test/${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+const s3Options = storeOptionsFor(testStack()).s3!;
+const runPrefix = uniqueTestPrefix('object-store-test');
 const rootUri = `s3://${s3.bucket}/${runPrefix}`;
 const store = openObjectStore(rootUri, { s3: s3Options });
 const MiB = 1024 * 1024;
