@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { startRun } from '../cli/commands/run.ts';
+import { startRun } from '../client/runs.ts';
 import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
 import { openObjectStore } from '../lib/object-store.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import sharp from 'sharp';
-import { runDryRun } from '../cli/commands/run.ts';
+import { runDryRun } from '../client/runs.ts';
 import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';
 import { createSegmenterFactory } from '../lib/segmenter.ts';

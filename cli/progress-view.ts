@@ -1,9 +1,9 @@
 // Progress bars for a following `sa-engine run` (cli-progress); plain lines when not on a terminal.
 import cliProgress from 'cli-progress';
 import type { DatasetRunResult } from '../workflows/dataset-run.ts';
-import type { RunSnapshot } from './commands/run.ts';
+import type { RunSnapshot, RunWatcher } from '../client/runs.ts';
 
-export class ProgressView {
+export class ProgressView implements RunWatcher {
   private readonly tty = process.stdout.isTTY === true;
   private readonly bars = new cliProgress.MultiBar(
     { format: ' {name} |{bar}| {value}/{total} {detail}', hideCursor: true, clearOnComplete: false },

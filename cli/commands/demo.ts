@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
+import { follow, startRun } from '../../client/runs.ts';
 import { describeStack, ensureDevStack } from '../../infra/dev-control.ts';
 import { defaultStateDir } from '../../infra/dev-state.ts';
 import type { AuditReport, AuditSummary } from '../../lib/audit/audit.ts';
@@ -22,7 +23,7 @@ import { runLayout } from '../../lib/run-layout.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { connectClient, resolveEndpoints, workflowUrl } from '../endpoints.ts';
 import { startLocalWorkers } from '../local-workers.ts';
-import { follow, startRun } from './run.ts';
+import { ProgressView } from '../progress-view.ts';
 
 /** The reference model committed with the project (trained by trainer/, see its model card). */
 export const REFERENCE_MODEL_DIR = resolve(import.meta.dirname, '../../models/sae-ref');
@@ -63,7 +64,7 @@ export function registerDemoCommands(program: Command): void {
         console.log(
           `Run ${config.run} started; follow it in the Temporal UI: ${workflowUrl(endpoints, config.run) ?? endpoints.address}`,
         );
-        const result = await follow(client, handle);
+        const result = await follow(client, handle, new ProgressView());
         await printSummary(config, model, result.stage3?.imagesDone ?? 0, result.audit);
       } finally {
         await workers.shutdown();

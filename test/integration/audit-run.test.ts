@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRun } from '../../cli/commands/run.ts';
+import { startRun } from '../../client/runs.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';

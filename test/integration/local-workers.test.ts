@@ -3,7 +3,7 @@
 // and the run finishes instead of waiting on its queue with no word.
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRun } from '../../cli/commands/run.ts';
+import { startRun } from '../../client/runs.ts';
 import type { Endpoints } from '../../cli/endpoints.ts';
 import { startLocalWorkers, unlessWorkersFail, type LocalWorkers } from '../../cli/local-workers.ts';
 import { runLayout } from '../../lib/run-layout.ts';

@@ -15,7 +15,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startRun } from '../../cli/commands/run.ts';
+import { startRun } from '../../client/runs.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';

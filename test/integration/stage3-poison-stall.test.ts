@@ -11,7 +11,7 @@ import { NativeConnection } from '@temporalio/worker';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createStage3Activities } from '../../activities/stage3.ts';
-import { startRun } from '../../cli/commands/run.ts';
+import { startRun } from '../../client/runs.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { createSegmenterFactory } from '../../lib/segmenter.ts';
 import { readShardEntries } from '../../lib/shard-plan.ts';

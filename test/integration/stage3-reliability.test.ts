@@ -8,7 +8,7 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { clearLockedPorts } from 'get-port';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RunAlreadyExistsError, startRun } from '../../cli/commands/run.ts';
+import { RunAlreadyExistsError, startRun } from '../../client/runs.ts';
 import {
   startDevStack,
   startS3Server,

@@ -2,7 +2,8 @@
 // reference model through onnxruntime-node, workflows on the Temporal dev server.
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeRun, RunAlreadyExistsError, runDryRun, startRun } from '../../cli/commands/run.ts';
+import { describeRun } from '../../client/run-status.ts';
+import { RunAlreadyExistsError, runDryRun, startRun } from '../../client/runs.ts';
 import { decompressRle, decodeRle, rleArea } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { readShardResult } from '../../lib/shard-runner.ts';
@@ -11,7 +12,12 @@ import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
 import { stage3WorkflowId } from '../../workflows/dataset-run.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_RUN, SAE_STAGE } from '../../workflows/search-attributes.ts';
 import { testStack } from '../helpers/stack.ts';
-import { stage3Config, startTestWorkers, writeStage3Images, type Stage3Fixture } from '../helpers/stage3-fixture.ts';
+import {
+  stage3Config,
+  startTestWorkers,
+  writeStage3Images,
+  type Stage3Fixture,
+} from '../helpers/stage3-fixture.ts';
 
 const stack = testStack();
 
@@ -62,7 +68,9 @@ describe('a stage-3 dataset run', () => {
           continue;
         }
         expect(line.status).toBe('done');
-        const sa1b = JSON.parse((await fixture.out.get(runLayout.masks(config.run, line.id))).toString('utf8'));
+        const sa1b = JSON.parse(
+          (await fixture.out.get(runLayout.masks(config.run, line.id))).toString('utf8'),
+        );
         expect(sa1b.image).toMatchObject({ image_id: line.id, width: line.w, height: line.h });
         for (const ann of sa1b.annotations) {
           const rle = decompressRle(ann.segmentation);

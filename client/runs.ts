@@ -1,0 +1,122 @@
+// Starting and following dataset runs on a Temporal server: what the CLI, the demo, benchmarks and
+// tests share, so that none of them imports a CLI command.
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { RunConfig } from '../lib/run-config.ts';
+import { datasetRunInput } from '../lib/run-input.ts';
+import { TASK_QUEUES } from '../lib/task-queues.ts';
+import {
+  stage3ProgressQuery,
+  type AutomaticStageResult,
+  type Stage3Progress,
+} from '../workflows/automatic-stage.ts';
+import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
+import {
+  datasetRun,
+  runProgressQuery,
+  type DatasetRunResult,
+  type RunProgress,
+} from '../workflows/dataset-run.ts';
+import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
+
+export class RunAlreadyExistsError extends Error {
+  constructor(runId: string) {
+    super(
+      `a run with id "${runId}" already exists on this Temporal server, so it was not started again. ` +
+        `Watch it with \`sa-engine status ${runId}\`, or give the new run another \`run:\` id.`,
+    );
+    this.name = 'RunAlreadyExistsError';
+  }
+}
+
+export async function startRun(
+  client: Client,
+  config: RunConfig,
+): Promise<WorkflowHandle<typeof datasetRun>> {
+  const input = datasetRunInput(config);
+  try {
+    return await client.workflow.start(datasetRun, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: config.run,
+      // A finished run's outputs are in storage under its id: refuse to run it again, too.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      args: [input],
+      memo: { config: input.configSummary },
+      typedSearchAttributes: [
+        { key: SAE_RUN, value: config.run },
+        { key: SAE_STAGE, value: 'starting' },
+        { key: SAE_MODEL, value: config.models.sam },
+      ],
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new RunAlreadyExistsError(config.run);
+    throw err;
+  }
+}
+
+export interface RunSnapshot {
+  run: RunProgress;
+  stage3?: Stage3Progress;
+}
+
+export async function readProgress(
+  client: Client,
+  handle: WorkflowHandle<typeof datasetRun>,
+): Promise<RunSnapshot> {
+  const run = await handle.query(runProgressQuery);
+  const stage3 = run.stage3WorkflowId
+    ? await client.workflow
+        .getHandle(run.stage3WorkflowId)
+        .query(stage3ProgressQuery)
+        .catch(() => undefined)
+    : undefined;
+  return { run, stage3 };
+}
+
+/** Where a following caller shows progress (the CLI's progress bars). */
+export interface RunWatcher {
+  update(snapshot: RunSnapshot): void;
+  finish(result: DatasetRunResult): void;
+  stop(): void;
+}
+
+/** Waits for a run's result, polling its progress once a second for `view`. */
+export async function follow(
+  client: Client,
+  handle: WorkflowHandle<typeof datasetRun>,
+  view: RunWatcher,
+): Promise<DatasetRunResult> {
+  let finished = false;
+  const result = handle.result().finally(() => (finished = true));
+  try {
+    while (!finished) {
+      const snapshot = await readProgress(client, handle).catch(() => undefined);
+      if (snapshot) view.update(snapshot);
+      await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+    }
+    const done = await result;
+    view.finish(done);
+    return done;
+  } finally {
+    view.stop();
+  }
+}
+
+/** Runs the dry run to the end; a dry run may be repeated, so its id is reused once closed. */
+export async function runDryRun(client: Client, config: RunConfig): Promise<AutomaticStageResult> {
+  const input = datasetRunInput(config);
+  if (!input.stage3) throw new Error('a dry run looks at the images of stage 3, which this config disables');
+  return client.workflow.execute(dryRun, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: dryRunWorkflowId(config.run),
+    args: [{ ...input.stage3, runId: config.run, outputUri: config.output }],
+    typedSearchAttributes: [
+      { key: SAE_RUN, value: config.run },
+      { key: SAE_STAGE, value: 'dry-run' },
+    ],
+  });
+}
