@@ -6,6 +6,7 @@ import {
   isAlive,
   LOOPBACK,
   logTail,
+  SEARCH_ATTRIBUTES,
   startDevStack,
   stopProcess,
   temporalAnswers,
@@ -58,13 +59,46 @@ export async function ensureDevStack(opts: UpOptions): Promise<{ state: DevState
 
 const DEFAULT_TEMPORAL_PORT = 7233;
 
+export type EmbeddedStack = 'dev-stack' | 'server-already-running' | 'named-server';
+
 /**
  * `run --workers` with no Temporal server named, or the default one, is the embedded default as
- * `demo` is: the local stack, reused or started (its tools built first when absent).
+ * `demo` is: the local stack, reused or started (its tools built first when absent). A Temporal
+ * server the user already runs at the default address, with no dev stack of ours recorded, is used
+ * as it is: starting our own would move it to another port and the run would silently go there.
  */
-export async function ensureEmbeddedStack(namedAddress: string | undefined): Promise<void> {
-  if (namedAddress === undefined || namedAddress === `${LOOPBACK}:${DEFAULT_TEMPORAL_PORT}`)
-    await ensureDevStack({ stateDir: defaultStateDir() });
+export async function ensureEmbeddedStack(
+  namedAddress: string | undefined,
+  opts: { stateDir?: string; namespace?: string; defaultAddress?: string } = {},
+): Promise<EmbeddedStack> {
+  const defaultAddress = opts.defaultAddress ?? `${LOOPBACK}:${DEFAULT_TEMPORAL_PORT}`;
+  if (namedAddress !== undefined && namedAddress !== defaultAddress) return 'named-server';
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  if (!readDevState(stateDir)) {
+    const endpoint = { address: defaultAddress, namespace: opts.namespace ?? 'default' };
+    const answers = await temporalAnswers(endpoint).catch(() => undefined);
+    if (answers === false) throw new MissingSearchAttributesError(defaultAddress);
+    if (answers === true) return 'server-already-running';
+  }
+  await ensureDevStack({ stateDir });
+  return 'dev-stack';
+}
+
+/** A Temporal server that runs, but without the search attributes sa-engine's workflows set. */
+export class MissingSearchAttributesError extends Error {
+  constructor(address: string) {
+    const create = Object.entries(SEARCH_ATTRIBUTES)
+      .map(
+        ([name, type]) =>
+          `  temporal operator search-attribute create --address ${address} --name ${name} --type ${type}`,
+      )
+      .join('\n');
+    super(
+      `the Temporal server at ${address} lacks sa-engine's search attributes; create them once:\n${create}\n` +
+        'or stop that server to let sa-engine start its own dev stack there',
+    );
+    this.name = 'MissingSearchAttributesError';
+  }
 }
 
 /**

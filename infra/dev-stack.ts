@@ -174,7 +174,9 @@ export async function startTemporal(opts: TemporalOptions): Promise<StartedServe
 }
 
 /** True once the frontend answers and the namespace has sa-engine's search attributes. */
-export async function temporalAnswers(endpoint: TemporalEndpoint): Promise<boolean> {
+export async function temporalAnswers(
+  endpoint: Pick<TemporalEndpoint, 'address' | 'namespace'>,
+): Promise<boolean> {
   const connection = await Connection.connect({ address: endpoint.address, connectTimeout: 1000 });
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({

@@ -40,8 +40,12 @@ export function registerRunCommands(program: Command): void {
     )
     .action(async (file: string, flags: RunFlags) => {
       const config = await loadRunConfigFile(file);
-      if (flags.workers)
-        await ensureEmbeddedStack(flags.address ?? process.env.TEMPORAL_ADDRESS ?? config.temporal.address);
+      if (flags.workers) {
+        const address = flags.address ?? process.env.TEMPORAL_ADDRESS ?? config.temporal.address;
+        const stack = await ensureEmbeddedStack(address, { namespace: config.temporal.namespace });
+        if (stack === 'server-already-running')
+          console.error(`Using the Temporal server already running at ${address}; no dev stack started.`);
+      }
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
