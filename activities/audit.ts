@@ -3,7 +3,7 @@
 import { Context } from '@temporalio/activity';
 import { runAudit, type AuditSummary } from '../lib/audit/audit.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
-import { StoreCache } from '../lib/object-uri.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
 
 export interface AuditRunInput {

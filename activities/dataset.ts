@@ -1,9 +1,9 @@
 // Activities around a whole run: its record in storage (run.json) and the final dataset manifest,
-// statistics and release copies (lib/dataset-stats.ts).
+// statistics and release copies (lib/dataset/build.ts).
 import { Context } from '@temporalio/activity';
-import { buildDataset as buildDatasetFiles, type DatasetSummary } from '../lib/dataset-stats.ts';
+import { buildDataset as buildDatasetFiles, type DatasetSummary } from '../lib/dataset/build.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
-import { StoreCache } from '../lib/object-uri.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
 import { runLayout } from '../lib/run-layout.ts';
 
 export type { DatasetSummary };

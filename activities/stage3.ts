@@ -1,15 +1,15 @@
 // Activities of the fully automatic stage: thin adapters from Temporal (heartbeats, cancellation,
-// retry classification) to lib/shard-plan.ts and lib/shard-runner.ts.
+// retry classification) to lib/stage3/shard-plan.ts and lib/stage3/shard-runner.ts.
 import { Context } from '@temporalio/activity';
-import type { ImageSource } from '../lib/image-source.ts';
+import type { ImageSource } from '../lib/images/image-source.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
-import type { SegmenterFactory, SegmenterSettings } from '../lib/segmenter.ts';
-import { StoreCache } from '../lib/object-uri.ts';
-import { planShards as planShardManifests, type ShardPlan } from '../lib/shard-plan.ts';
-import { runShard, ShardStalledError, type ShardCounts } from '../lib/shard-runner.ts';
-import { probeShard as probeShardImages } from '../lib/shard-probe.ts';
-import { DEFAULT_GENERATOR_SETTINGS } from '../lib/automatic-mask-generator.ts';
-import { DEFAULT_MAX_PIXELS } from '../lib/image-io.ts';
+import type { SegmenterFactory, SegmenterSettings } from '../lib/stage3/segmenter.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
+import { planShards as planShardManifests, type ShardPlan } from '../lib/stage3/shard-plan.ts';
+import { runShard, ShardStalledError, type ShardCounts } from '../lib/stage3/shard-runner.ts';
+import { probeShard as probeShardImages } from '../lib/stage3/shard-probe.ts';
+import { DEFAULT_GENERATOR_SETTINGS } from '../lib/amg/generator.ts';
+import { DEFAULT_MAX_PIXELS } from '../lib/images/image-io.ts';
 
 export interface SegmentShardInput {
   runId: string;

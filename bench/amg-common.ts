@@ -11,9 +11,9 @@ import {
   AutomaticMaskGenerator,
   type GeneratorSettings,
   type GeneratorTimings,
-} from '../lib/automatic-mask-generator.ts';
-import { loadImage } from '../lib/image-io.ts';
-import { SamSession } from '../lib/sam-session.ts';
+} from '../lib/amg/generator.ts';
+import { loadImage } from '../lib/images/image-io.ts';
+import { SamSession } from '../lib/sam/session.ts';
 import { generateSynthDataset } from '../lib/synth/dataset.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');

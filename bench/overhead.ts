@@ -16,7 +16,7 @@ import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
 import { openObjectStore } from '../lib/object-store.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';
 import { runLayout } from '../lib/run-layout.ts';
-import { createSegmenterFactory } from '../lib/segmenter.ts';
+import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { generateSynthDataset } from '../lib/synth/dataset.ts';
 import { startLocalWorkers } from '../cli/local-workers.ts';
 import { REFERENCE_PACKAGE } from './amg-common.ts';

@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import { runDryRun } from '../client/runs.ts';
 import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';
-import { createSegmenterFactory } from '../lib/segmenter.ts';
+import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import { REFERENCE_PACKAGE } from './amg-common.ts';

@@ -9,7 +9,7 @@
 // heartbeat), so restarting the child is all it takes; a child that keeps dying stops the command.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { createSegmenterFactory } from '../lib/segmenter.ts';
+import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import type { Endpoints } from './endpoints.ts';

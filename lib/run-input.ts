@@ -45,7 +45,7 @@ export function configSummary(config: RunConfig): Record<string, string | number
     pointsPerSide: config.stage3.pointsPerSide,
     cropNLayers: config.stage3.cropNLayers,
     // With thresholds "model" the two come from the model package's calibration, read by the
-    // inference worker (lib/segmenter.ts); the memo says where they come from.
+    // inference worker (lib/stage3/segmenter.ts); the memo says where they come from.
     thresholds: config.stage3.thresholds,
     ...(config.stage3.predIouThresh === null ? {} : { predIouThresh: config.stage3.predIouThresh }),
     ...(config.stage3.stabilityScoreThresh === null

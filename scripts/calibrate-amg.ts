@@ -1,7 +1,7 @@
 // Calibrates the automatic mask generator's filter thresholds (predIouThresh,
 // stabilityScoreThresh) for a model package on held-out synthetic images with ground truth, and
 // with --write stores the result in the package's model.json as `amg_calibration` (a run config
-// uses it with `stage3.thresholds: model`). The rule is lib/amg-calibration.ts's.
+// uses it with `stage3.thresholds: model`). The rule is lib/amg/calibration.ts's.
 //
 //   npx tsx scripts/calibrate-amg.ts models/sae-ref                  # measure and print
 //   npx tsx scripts/calibrate-amg.ts models/sae-ref --write          # ... and store it
@@ -23,13 +23,13 @@ import {
   evaluateThresholds,
   type CalibrationFigures,
   type CalibrationImage,
-} from '../lib/amg-calibration.ts';
+} from '../lib/amg/calibration.ts';
 import { openReference } from '../lib/audit/reference.ts';
-import { AutomaticMaskGenerator } from '../lib/automatic-mask-generator.ts';
-import { loadImage } from '../lib/image-io.ts';
+import { AutomaticMaskGenerator } from '../lib/amg/generator.ts';
+import { loadImage } from '../lib/images/image-io.ts';
 import { openObjectStore } from '../lib/object-store.ts';
-import { StoreCache } from '../lib/object-uri.ts';
-import { SamSession } from '../lib/sam-session.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
+import { SamSession } from '../lib/sam/session.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../lib/synth/dataset.ts';
 
 const OFFICIAL = { predIouThresh: 0.88, stabilityScoreThresh: 0.95 };

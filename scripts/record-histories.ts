@@ -34,7 +34,7 @@ import type { StackInfo } from '../infra/stack-info.ts';
 import { openObjectStore, type ObjectStoreOptions } from '../lib/object-store.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';
 import { datasetRunInput } from '../lib/run-input.ts';
-import { createSegmenterFactory } from '../lib/segmenter.ts';
+import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';

@@ -17,13 +17,13 @@ export const STORAGE_SETUP_ERRORS = [
   'InvalidStoreUriError',
 ] as const;
 
-/** lib/image-io.ts, as loadImage throws them: the file is not an image this engine reads. */
+/** lib/images/image-io.ts, as loadImage throws them: the file is not an image this engine reads. */
 export const IMAGE_ERRORS = ['EmptyImageError', 'UnsupportedImageError', 'CorruptImageError'] as const;
 
 /** recordRun: writes run.json. */
 export const RECORD_RUN_ERRORS = [...STORAGE_SETUP_ERRORS];
 
-/** buildDataset (lib/dataset-stats.ts): reads the stage-3 results and SA-1B files, decodes images for release copies. */
+/** buildDataset (lib/dataset/build.ts): reads the stage-3 results and SA-1B files, decodes images for release copies. */
 export const BUILD_DATASET_ERRORS = [
   ...STORAGE_SETUP_ERRORS,
   'NoStage3OutputError',
@@ -31,14 +31,14 @@ export const BUILD_DATASET_ERRORS = [
   ...IMAGE_ERRORS,
 ];
 
-/** planShards (lib/shard-plan.ts): lists or reads the image source and writes the shard manifests. */
+/** planShards (lib/stage3/shard-plan.ts): lists or reads the image source and writes the shard manifests. */
 export const PLAN_SHARDS_ERRORS = [...STORAGE_SETUP_ERRORS, 'ImageSourceError'];
 
-/** probeShard (lib/shard-probe.ts): reads image headers; an unreadable image is a result, not an error. */
+/** probeShard (lib/stage3/shard-probe.ts): reads image headers; an unreadable image is a result, not an error. */
 export const PROBE_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS];
 
 /**
- * segmentShard (lib/shard-runner.ts, lib/segmenter.ts): an unreadable image is a result, not an
+ * segmentShard (lib/stage3/shard-runner.ts, lib/stage3/segmenter.ts): an unreadable image is a result, not an
  * error; a broken model package or a shard whose finished parts have gone are not retried.
  */
 export const SEGMENT_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS, 'ModelPackageError', 'ShardPartsMissingError'];

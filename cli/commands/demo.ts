@@ -15,7 +15,7 @@ import { follow, startRun } from '../../client/runs.ts';
 import { describeStack, ensureDevStack } from '../../infra/dev-control.ts';
 import { defaultStateDir } from '../../infra/dev-state.ts';
 import type { AuditReport, AuditSummary } from '../../lib/audit/audit.ts';
-import { readModelPackage, type ModelPackage } from '../../lib/model-package.ts';
+import { readModelPackage, type ModelPackage } from '../../lib/sam/model-package.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { decompressRle, rleArea } from '../../lib/rle.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';

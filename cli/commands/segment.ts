@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { createSegmenterFactory } from '../../lib/segmenter.ts';
+import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
 import { REFERENCE_MODEL_DIR } from './demo.ts';
 
 interface SegmentFlags {

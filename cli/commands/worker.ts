@@ -1,7 +1,7 @@
 // `sa-engine worker --queues ...`: run worker pools in this process until SIGINT/SIGTERM.
 import type { Command } from 'commander';
 import { loadRunConfigFile } from '../../lib/run-config.ts';
-import { createSegmenterFactory } from '../../lib/segmenter.ts';
+import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startWorkers } from '../../workers/run-workers.ts';
 import { resolveEndpoints, type EndpointFlags } from '../endpoints.ts';

@@ -27,7 +27,7 @@
 // changes logits by up to ~2e-6, losing the exact match (test/unit/amg-mask-upsample.test.ts).
 // For the AMG's filters, `upsampleAndBinarize` also skips every output pixel whose low-res
 // inputs are all too negative to reach a threshold, which for most masks is most of the crop.
-import { getPreprocessShape } from '../resize-longest-side.ts';
+import { getPreprocessShape } from '../sam/resize-longest-side.ts';
 import type { Box, MaskGrid, MaskOrder } from './types.ts';
 
 /** Side of the decoder's low-res logits. */

@@ -29,7 +29,7 @@ export interface MaskGrid<T extends ArrayLike<number> = Float32Array> {
 }
 
 /**
- * Decoder outputs for a batch of single-point prompts, as lib/sam-session.ts returns them
+ * Decoder outputs for a batch of single-point prompts, as lib/sam/session.ts returns them
  * (`PointBatchOutput`): for point i and mask k, `iou[i·C + k]` and the 256×256 logits at
  * `lowRes[(i·C + k)·65536 ...]`, C masks per point (3 for SAM's multimask output).
  */

@@ -10,7 +10,7 @@
 // small enough for a Temporal workflow history; the workflow throws AuditGateError on a failed gate.
 import pLimit from 'p-limit';
 import type { ObjectStore } from '../object-store.ts';
-import type { StoreCache } from '../object-uri.ts';
+import type { StoreCache } from '../object-store/uri.ts';
 import type { AuditConfig, MaskSourceConfig } from '../run-config.ts';
 import { runLayout } from '../run-layout.ts';
 import { rleArea } from '../rle.ts';

@@ -1,7 +1,7 @@
 // Label images (one mask image per photo, 0 = background, every other value one object) → one RLE
 // per object, plus the "ignore" region that IoU leaves out (GrabCut's unlabelled band is 128).
 //
-// Mask files are decoded by lib/image-io.ts, which hands back RGB. A grey pixel (r = g = b) has
+// Mask files are decoded by lib/images/image-io.ts, which hands back RGB. A grey pixel (r = g = b) has
 // the label r; a coloured pixel (colour-coded masks) gets a label of its own above 255, so two
 // colours never merge. Palette PNGs are expanded to their colours by the decoder, so their labels
 // are colours, not palette indices; `ignoreValue` is compared with grey levels only.

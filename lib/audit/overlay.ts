@@ -5,7 +5,7 @@
 // The photo is shrunk first and the masks are sampled at the small size (nearest pixel), so the
 // outlines are drawn at display resolution and stay crisp instead of being blurred away.
 import sharp from 'sharp';
-import { loadImage } from '../image-io.ts';
+import { loadImage } from '../images/image-io.ts';
 import { decodeRle, type Rle } from '../rle.ts';
 
 export const GALLERY_WIDTH = 480;

@@ -10,9 +10,9 @@
 //
 // Every problem is an AuditInputError naming the file at fault.
 import { z } from 'zod';
-import { ImageDecodeError, loadImage } from '../image-io.ts';
+import { ImageDecodeError, loadImage } from '../images/image-io.ts';
 import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
-import type { StoreCache } from '../object-uri.ts';
+import type { StoreCache } from '../object-store/uri.ts';
 import type { MaskSourceConfig } from '../run-config.ts';
 import { checkRle, decompressRle, rleArea, type Rle } from '../rle.ts';
 import { AuditInputError } from './errors.ts';

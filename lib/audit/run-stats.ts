@@ -1,5 +1,5 @@
 // What the report borrows from the run's dataset statistics (runs/<run>/dataset/stats.json, written
-// by lib/dataset-stats.ts): the heatmap of mask centres and masks per image over the whole run.
+// by lib/dataset/build.ts): the heatmap of mask centres and masks per image over the whole run.
 // The statistics are optional for the audit: when absent or unreadable, the report says so in a
 // note and leaves the sections out rather than failing.
 import { z } from 'zod';

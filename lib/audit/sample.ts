@@ -8,8 +8,8 @@
 import type { DoneLine } from '../dataset/masks-file.ts';
 import type { ObjectStore } from '../object-store.ts';
 import { runLayout } from '../run-layout.ts';
-import { readPlan } from '../shard-plan.ts';
-import { readShardResult } from '../shard-runner.ts';
+import { readPlan } from '../stage3/shard-plan.ts';
+import { readShardResult } from '../stage3/shard-runner.ts';
 import { hash32 } from '../synth/random.ts';
 import { AuditInputError } from './errors.ts';
 
@@ -79,7 +79,7 @@ export function seededSample<T extends { id: number }>(items: readonly T[], size
 /**
  * The file name of an object URI, which is what reference sets are matched by:
  * "s3://b/images/a.jpg" → "a.jpg". file:// URIs are percent-encoded ("my%20photo.jpg"), so their
- * name is decoded, as lib/object-uri.ts does; s3:// keys are used as they are.
+ * name is decoded, as lib/object-store/uri.ts does; s3:// keys are used as they are.
  */
 export function uriFileName(uri: string): string {
   const name = lastSegment(uri);

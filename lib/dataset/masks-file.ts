@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
 import { decompressRle } from '../rle.ts';
-import type { ShardResultLine } from '../shard-runner.ts';
+import type { ShardResultLine } from '../stage3/shard-runner.ts';
 import { maskMoments, type MaskMoments } from './mask-moments.ts';
 
 /** Only the fields used here are checked; the rest of each annotation is left alone. */

@@ -3,9 +3,9 @@
 // own size, never upscaled. Masks stay at the resolution stage 3 saw; the manifest records the
 // scale per image so a user can map between the two.
 import sharp from 'sharp';
-import { DEFAULT_MAX_IMAGE_BYTES, loadImage } from '../image-io.ts';
+import { DEFAULT_MAX_IMAGE_BYTES, loadImage } from '../images/image-io.ts';
 import type { ObjectStore } from '../object-store.ts';
-import type { StoreCache } from '../object-uri.ts';
+import type { StoreCache } from '../object-store/uri.ts';
 import { runLayout } from '../run-layout.ts';
 import type { DoneLine } from './masks-file.ts';
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS } from '../image-io.ts';
+import { DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS } from '../images/image-io.ts';
 import { expecting, expectedGot, show, type IssueInput } from './messages.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 // other image goes through the real ONNX segmenter. Run with `node --import tsx`; the stack comes
 // in SAE_TEST_STACK (JSON). Prints "poison worker ready" once it polls its queue.
 import type { StackInfo } from '../../infra/stack-info.ts';
-import { createSegmenterFactory } from '../../lib/segmenter.ts';
-import type { ImageSegmenter } from '../../lib/shard-runner.ts';
+import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
+import type { ImageSegmenter } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startWorkers } from '../../workers/run-workers.ts';
 import { storeOptionsFor } from './stage3-fixture.ts';

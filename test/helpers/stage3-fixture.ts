@@ -12,7 +12,7 @@ import {
 } from '@temporalio/worker';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
-import { createSegmenterFactory } from '../../lib/segmenter.ts';
+import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';

@@ -20,7 +20,7 @@ import { buildAllLayerPointGrids, scalePointGrid } from '../../lib/amg/point-gri
 import { finishMasks, removeSmallRegions } from '../../lib/amg/postprocess.ts';
 import { maskRecord, type AmgRecord } from '../../lib/amg/records.ts';
 import type { AmgOptions, Box, MaskCandidate, MaskGrid } from '../../lib/amg/types.ts';
-import { getPreprocessShape } from '../../lib/resize-longest-side.ts';
+import { getPreprocessShape } from '../../lib/sam/resize-longest-side.ts';
 import { encodeMask } from '../../lib/rle.ts';
 import { askOracle as runOracle, requireProjectPython } from '../helpers/python-oracle.ts';
 import { prng } from '../helpers/random.ts';

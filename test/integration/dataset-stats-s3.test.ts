@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildDataset, type DatasetStats } from '../../lib/dataset-stats.ts';
+import { buildDataset, type DatasetStats } from '../../lib/dataset/build.ts';
 import { LineSpool } from '../../lib/dataset/line-spool.ts';
-import { loadImage } from '../../lib/image-io.ts';
+import { loadImage } from '../../lib/images/image-io.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { compressRle, encodeMask } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import type { ShardResultLine } from '../../lib/shard-runner.ts';
+import type { ShardResultLine } from '../../lib/stage3/shard-runner.ts';
 import { storeOptionsFor, testStack, uniqueTestPrefix } from '../helpers/stack.ts';
 
 const { s3 } = testStack();

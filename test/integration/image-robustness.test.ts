@@ -18,8 +18,8 @@ import {
   readImageHeader,
   UnsupportedImageError,
   type DecodedImage,
-} from '../../lib/image-io.ts';
-import { preprocess } from '../../lib/sam-preprocess.ts';
+} from '../../lib/images/image-io.ts';
+import { preprocess } from '../../lib/sam/preprocess.ts';
 import { pngBomb } from '../helpers/hand-made-images.ts';
 
 const realData = process.env.SAE_REAL_DATA;
@@ -250,7 +250,7 @@ describe.skipIf(!realData)('image robustness: $SAE_REAL_DATA/robustness (set SAE
     expect(unequal).toBe(0);
   });
 
-  it('BMP decodes (this sharp build has no BMP loader; lib/bmp.ts does it)', async () => {
+  it('BMP decodes (this sharp build has no BMP loader; lib/images/bmp.ts does it)', async () => {
     const sharpReadsBmp = await sharp(readFileSync(path.join(robustness, 'bmp/llama.bmp')))
       .metadata()
       .then(

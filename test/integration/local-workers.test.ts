@@ -7,7 +7,7 @@ import { startRun } from '../../client/runs.ts';
 import type { Endpoints } from '../../cli/endpoints.ts';
 import { startLocalWorkers, unlessWorkersFail, type LocalWorkers } from '../../cli/local-workers.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { readShardResult } from '../../lib/shard-runner.ts';
+import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import { testStack } from '../helpers/stack.ts';
 import { stage3Config, storeOptionsFor, writeStage3Images } from '../helpers/stage3-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';

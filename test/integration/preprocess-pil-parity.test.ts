@@ -1,7 +1,7 @@
-// lib/resize-longest-side.ts and lib/sam-preprocess.ts against Pillow itself: the same decoded
+// lib/sam/resize-longest-side.ts and lib/sam/preprocess.ts against Pillow itself: the same decoded
 // RGB pixels go through both, and the resized uint8 images must agree byte for byte (and the
 // normalised, padded tensors bit for bit). Real photos also check that our decoding (sharp, or
-// lib/bmp.ts) gives the same pixels as Pillow's.
+// lib/images/bmp.ts) gives the same pixels as Pillow's.
 //
 // Python: $SAE_PYTHON, else trainer/.venv/bin/python (infra/install-python.sh) with pillow and
 // numpy; with segment_anything installed the reference is SAM's own ResizeLongestSide. Real
@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadImage } from '../../lib/image-io.ts';
+import { loadImage } from '../../lib/images/image-io.ts';
 import {
   getPreprocessShape,
   pillowFirstPass,
@@ -19,8 +19,8 @@ import {
   type FirstPass,
   type PillowVersion,
   type PixelImage,
-} from '../../lib/resize-longest-side.ts';
-import { preprocess } from '../../lib/sam-preprocess.ts';
+} from '../../lib/sam/resize-longest-side.ts';
+import { preprocess } from '../../lib/sam/preprocess.ts';
 import { askOracle, requireProjectPython } from '../helpers/python-oracle.ts';
 import { prng } from '../helpers/random.ts';
 

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeBmp } from '../../lib/bmp.ts';
+import { decodeBmp } from '../../lib/images/bmp.ts';
 import {
   compressRle,
   decodeRle,

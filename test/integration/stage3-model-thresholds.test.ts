@@ -11,7 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun } from '../../client/run-status.ts';
 import { startRun } from '../../client/runs.ts';
-import { readModelPackage, type AmgCalibration } from '../../lib/model-package.ts';
+import { readModelPackage, type AmgCalibration } from '../../lib/sam/model-package.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';

@@ -19,8 +19,8 @@ import {
 import type { StackInfo } from '../../infra/stack-info.ts';
 import type { RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { readShardEntries } from '../../lib/shard-plan.ts';
-import { readShardResult } from '../../lib/shard-runner.ts';
+import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
+import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { shardWorkflowId } from '../../workflows/automatic-stage.ts';

@@ -6,7 +6,7 @@ import { describeRun } from '../../client/run-status.ts';
 import { RunAlreadyExistsError, runDryRun, startRun } from '../../client/runs.ts';
 import { decompressRle, decodeRle, rleArea } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { readShardResult } from '../../lib/shard-runner.ts';
+import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
 import { stage3WorkflowId } from '../../workflows/dataset-run.ts';

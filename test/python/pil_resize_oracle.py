@@ -2,7 +2,7 @@
 
 SAM resizes with torchvision's resize(to_pil_image(image), (h', w')), i.e. Pillow's
 Image.resize((w', h'), Image.BILINEAR) on the uint8 RGB image. This script runs exactly that on
-pixels decoded by the TypeScript side, so lib/resize-longest-side.ts can be compared byte for byte
+pixels decoded by the TypeScript side, so lib/sam/resize-longest-side.ts can be compared byte for byte
 with the reference. When segment_anything is importable (trainer/.venv), the "native" output comes
 from its own ResizeLongestSide.apply_image instead, which goes through torchvision as SAM does.
 

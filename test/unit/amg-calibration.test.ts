@@ -1,4 +1,4 @@
-// lib/amg-calibration.ts: evaluating filter thresholds on unfiltered candidates gives what the AMG
+// lib/amg/calibration.ts: evaluating filter thresholds on unfiltered candidates gives what the AMG
 // gives at those thresholds, the figures count what they say, and the rule picks the best F1.
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,10 +8,10 @@ import {
   evaluateThresholds,
   keptAt,
   type CalibrationImage,
-} from '../../lib/amg-calibration.ts';
-import { AutomaticMaskGenerator } from '../../lib/automatic-mask-generator.ts';
-import { loadImage } from '../../lib/image-io.ts';
-import { SamSession } from '../../lib/sam-session.ts';
+} from '../../lib/amg/calibration.ts';
+import { AutomaticMaskGenerator } from '../../lib/amg/generator.ts';
+import { loadImage } from '../../lib/images/image-io.ts';
+import { SamSession } from '../../lib/sam/session.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import type { Box } from '../../lib/amg/types.ts';
 

@@ -11,7 +11,7 @@ import {
   upsampleMaskLogits,
   type MaskUpsamplePlan,
 } from '../../lib/amg/mask-upsample.ts';
-import { getPreprocessShape } from '../../lib/resize-longest-side.ts';
+import { getPreprocessShape } from '../../lib/sam/resize-longest-side.ts';
 import { prng } from '../helpers/random.ts';
 
 const f = Math.fround;

@@ -11,11 +11,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { FileObjectStore, type ObjectStore } from '../../lib/object-store.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { compressRle, encodeMask } from '../../lib/rle.ts';
 import type { AuditConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import type { ShardResultLine } from '../../lib/shard-runner.ts';
+import type { ShardResultLine } from '../../lib/stage3/shard-runner.ts';
 
 export interface Rect {
   x: number;

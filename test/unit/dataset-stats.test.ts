@@ -12,16 +12,16 @@ import {
   releaseSize,
   type DatasetProgress,
   type DatasetStats,
-} from '../../lib/dataset-stats.ts';
+} from '../../lib/dataset/build.ts';
 import { LineSpool } from '../../lib/dataset/line-spool.ts';
 import { centroidCell, maskMoments } from '../../lib/dataset/mask-moments.ts';
-import { loadImage } from '../../lib/image-io.ts';
+import { loadImage } from '../../lib/images/image-io.ts';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { compressRle, decodeRle, encodeMask, rleArea, rleToBbox } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import type { ShardPlan } from '../../lib/shard-plan.ts';
-import type { ShardResultLine } from '../../lib/shard-runner.ts';
+import type { ShardPlan } from '../../lib/stage3/shard-plan.ts';
+import type { ShardResultLine } from '../../lib/stage3/shard-runner.ts';
 import { prng } from '../helpers/random.ts';
 
 const RUN = 'r1';

@@ -4,7 +4,7 @@
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { decodeBmp, readBmpHeader } from '../../lib/bmp.ts';
+import { decodeBmp, readBmpHeader } from '../../lib/images/bmp.ts';
 import {
   CorruptImageError,
   EmptyImageError,
@@ -14,7 +14,7 @@ import {
   loadImage,
   readImageHeader,
   UnsupportedImageError,
-} from '../../lib/image-io.ts';
+} from '../../lib/images/image-io.ts';
 import { PNG_SIGNATURE, pngBomb, pngChunk } from '../helpers/hand-made-images.ts';
 
 /** Deterministic bytes: top 8 bits of i · 2654435761 (the same pattern as the resize tests). */

@@ -14,9 +14,9 @@ import {
   ImageFileTooLargeError,
   ImageTooLargeError,
   loadImage,
-} from '../../lib/image-io.ts';
+} from '../../lib/images/image-io.ts';
 import type { ObjectStore } from '../../lib/object-store.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { createRunConfigSchema } from '../../lib/run-config.ts';
 
 function png(width: number, height: number): Promise<Buffer> {

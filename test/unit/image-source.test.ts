@@ -4,8 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ImageSourceError, imageUris, uriFromInventoryCsv, uriFromJsonLine } from '../../lib/image-source.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import {
+  ImageSourceError,
+  imageUris,
+  uriFromInventoryCsv,
+  uriFromJsonLine,
+} from '../../lib/images/image-source.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 
 let dir: string;
 let root: string;

@@ -1,10 +1,10 @@
-// lib/model-package.ts: model.json's AMG calibration (scripts/calibrate-amg.ts) is read and
+// lib/sam/model-package.ts: model.json's AMG calibration (scripts/calibrate-amg.ts) is read and
 // checked, and `resolveAmgThresholds` picks a run's thresholds from the config or from it.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelPackageError, readModelPackage, resolveAmgThresholds } from '../../lib/model-package.ts';
+import { ModelPackageError, readModelPackage, resolveAmgThresholds } from '../../lib/sam/model-package.ts';
 
 const REFERENCE = resolve(import.meta.dirname, '../../models/sae-ref');
 

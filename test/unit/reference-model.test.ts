@@ -4,8 +4,8 @@
 import { resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { readModelPackage } from '../../lib/model-package.ts';
-import { SamSession } from '../../lib/sam-session.ts';
+import { readModelPackage } from '../../lib/sam/model-package.ts';
+import { SamSession } from '../../lib/sam/session.ts';
 
 const dir = resolve(import.meta.dirname, '../../models/sae-ref');
 

@@ -14,8 +14,8 @@ import {
   resizeBilinearPil,
   ResizeLongestSide,
   type PixelImage,
-} from '../../lib/resize-longest-side.ts';
-import { normalizeAndPad, preprocess, preprocessHwc } from '../../lib/sam-preprocess.ts';
+} from '../../lib/sam/resize-longest-side.ts';
+import { normalizeAndPad, preprocess, preprocessHwc } from '../../lib/sam/preprocess.ts';
 
 /** The oracle's deterministic test pattern: byte i = top 8 bits of (i · 2654435761 mod 2^32). */
 function pattern(width: number, height: number, channels = 3): PixelImage {

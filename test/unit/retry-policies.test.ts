@@ -7,13 +7,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as auditErrors from '../../lib/audit/errors.ts';
-import * as datasetStats from '../../lib/dataset-stats.ts';
+import * as datasetStats from '../../lib/dataset/build.ts';
 import * as masksFile from '../../lib/dataset/masks-file.ts';
-import * as imageIo from '../../lib/image-io.ts';
-import * as imageSource from '../../lib/image-source.ts';
-import * as modelPackage from '../../lib/model-package.ts';
+import * as imageIo from '../../lib/images/image-io.ts';
+import * as imageSource from '../../lib/images/image-source.ts';
+import * as modelPackage from '../../lib/sam/model-package.ts';
 import * as objectStoreErrors from '../../lib/object-store/errors.ts';
-import * as shardRunner from '../../lib/shard-runner.ts';
+import * as shardRunner from '../../lib/stage3/shard-runner.ts';
 import * as policies from '../../workflows/retry-policies.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');

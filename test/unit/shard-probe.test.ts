@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { planShards } from '../../lib/shard-plan.ts';
-import { amgWork, probeShard, type ProbeLine } from '../../lib/shard-probe.ts';
+import { planShards } from '../../lib/stage3/shard-plan.ts';
+import { amgWork, probeShard, type ProbeLine } from '../../lib/stage3/shard-probe.ts';
 
 const settings = {
   pointsPerSide: 32,

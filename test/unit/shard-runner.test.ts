@@ -6,15 +6,15 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '../../lib/object-store.ts';
-import { StoreCache } from '../../lib/object-uri.ts';
+import { StoreCache } from '../../lib/object-store/uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { planShards, readShardEntries } from '../../lib/shard-plan.ts';
+import { planShards, readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import {
   readShardResult,
   runShard,
   ShardPartsMissingError,
   type ImageSegmenter,
-} from '../../lib/shard-runner.ts';
+} from '../../lib/stage3/shard-runner.ts';
 
 let dir: string;
 let stores: StoreCache;

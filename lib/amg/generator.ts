@@ -2,15 +2,15 @@
 // each crop, embed it, prompt it with a point grid in batches, filter and NMS the masks; then merge
 // crops and postprocess. The model-free steps live in lib/amg/; this file only sequences them and
 // times each phase (the benchmark reports the split).
-import { generateCropBoxes } from './amg/crop-boxes.ts';
-import { maskCandidatesFromBatch } from './amg/mask-filters.ts';
-import { planMaskUpsample } from './amg/mask-upsample.ts';
-import { nmsWithinCrop } from './amg/nms.ts';
-import { buildAllLayerPointGrids, scalePointGrid } from './amg/point-grids.ts';
-import { finishMasks } from './amg/postprocess.ts';
-import { DEFAULT_AMG_OPTIONS, type AmgOptions, type Box, type MaskCandidate } from './amg/types.ts';
-import type { PixelImage } from './resize-longest-side.ts';
-import { MULTIMASK_INDICES, type SamSession } from './sam-session.ts';
+import { generateCropBoxes } from './crop-boxes.ts';
+import { maskCandidatesFromBatch } from './mask-filters.ts';
+import { planMaskUpsample } from './mask-upsample.ts';
+import { nmsWithinCrop } from './nms.ts';
+import { buildAllLayerPointGrids, scalePointGrid } from './point-grids.ts';
+import { finishMasks } from './postprocess.ts';
+import { DEFAULT_AMG_OPTIONS, type AmgOptions, type Box, type MaskCandidate } from './types.ts';
+import type { PixelImage } from '../sam/resize-longest-side.ts';
+import { MULTIMASK_INDICES, type SamSession } from '../sam/session.ts';
 
 export interface GeneratorSettings extends AmgOptions {
   pointsPerSide: number;

@@ -3,10 +3,10 @@
 // run over the same images gives every image the same id. The plan is written last: once it
 // exists, the manifests are complete and a retried planning step reuses them.
 import { z } from 'zod';
-import type { ObjectStore } from './object-store.ts';
-import { imageUris, type ImageSource } from './image-source.ts';
-import type { StoreCache } from './object-uri.ts';
-import { runLayout } from './run-layout.ts';
+import type { ObjectStore } from '../object-store.ts';
+import { imageUris, type ImageSource } from '../images/image-source.ts';
+import type { StoreCache } from '../object-store/uri.ts';
+import { runLayout } from '../run-layout.ts';
 
 export interface ShardPlan {
   shardCount: number;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readModelPackage, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
 import { ResizeLongestSide } from './resize-longest-side.ts';
-import { preprocess, preprocessHwc } from './sam-preprocess.ts';
+import { preprocess, preprocessHwc } from './preprocess.ts';
 
 export interface SessionSettings {
   executionProvider?: 'cpu' | 'cuda';

@@ -12,7 +12,7 @@
 // - Embedded ICC profiles are ignored (neither cv2 nor Pillow colour-manages on load). CMYK has
 //   no raw RGB, so it goes through libvips' CMYK → sRGB conversion; expect small differences
 //   from cv2/Pillow, which use a naive formula.
-// - BMP is decoded by lib/bmp.ts, because this sharp build has no BMP loader.
+// - BMP is decoded by lib/images/bmp.ts, because this sharp build has no BMP loader.
 //
 // Safety: the file's length is checked against `maxBytes` first (callers that can HEAD an object
 // call checkImageBytes before downloading it). Then the size is read from the header and checked
@@ -24,7 +24,7 @@
 
 import sharp, { type Metadata } from 'sharp';
 import { BmpError, decodeBmp, isBmp, readBmpHeader, type BmpHeader } from './bmp.ts';
-import type { PixelImage } from './resize-longest-side.ts';
+import type { PixelImage } from '../sam/resize-longest-side.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors

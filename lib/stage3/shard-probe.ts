@@ -2,11 +2,11 @@
 // would meet: format, size, unreadable files. Writes runs/<run>/stage3/shards/<n>.probe.jsonl and
 // returns counts plus the work a real run would do (encoder runs, decoder prompts).
 import type { Readable } from 'node:stream';
-import { generateCropBoxes } from './amg/crop-boxes.ts';
-import { readImageHeader } from './image-io.ts';
-import type { ObjectStore } from './object-store.ts';
-import type { StoreCache } from './object-uri.ts';
-import { runLayout } from './run-layout.ts';
+import { generateCropBoxes } from '../amg/crop-boxes.ts';
+import { readImageHeader } from '../images/image-io.ts';
+import type { ObjectStore } from '../object-store.ts';
+import type { StoreCache } from '../object-store/uri.ts';
+import { runLayout } from '../run-layout.ts';
 import { readShardEntries, type ShardEntry } from './shard-plan.ts';
 
 /** JPEG EXIF blocks are at most 64 KiB, so the size is almost always within the first 256 KiB. */

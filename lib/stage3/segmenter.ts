@@ -5,14 +5,14 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sa1bImageJson } from './amg/records.ts';
-import { AutomaticMaskGenerator, type GeneratorSettings } from './automatic-mask-generator.ts';
-import { loadImage } from './image-io.ts';
-import { ModelPackageError, resolveAmgThresholds, type ThresholdSettings } from './model-package.ts';
-import { openObjectStore, type ObjectStoreOptions } from './object-store.ts';
-import { SamSession, type SessionSettings } from './sam-session.ts';
+import { sa1bImageJson } from '../amg/records.ts';
+import { AutomaticMaskGenerator, type GeneratorSettings } from '../amg/generator.ts';
+import { loadImage } from '../images/image-io.ts';
+import { ModelPackageError, resolveAmgThresholds, type ThresholdSettings } from '../sam/model-package.ts';
+import { openObjectStore, type ObjectStoreOptions } from '../object-store.ts';
+import { SamSession, type SessionSettings } from '../sam/session.ts';
 import type { ImageSegmenter, SegmentedImage } from './shard-runner.ts';
-import { cacheDir } from '../infra/tools.ts';
+import { cacheDir } from '../../infra/tools.ts';
 
 /** The stage3 section of a run config minus its scheduling fields (see lib/run-input.ts). */
 export interface SegmenterSettings

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_AMG_OPTIONS } from './amg/types.ts';
+import { DEFAULT_AMG_OPTIONS } from '../amg/types.ts';
 
 export class ModelPackageError extends Error {
   constructor(message: string) {

@@ -15,11 +15,11 @@
 // positive when its one-to-one partner has IoU ≥ 0.5, precision = true positives / kept masks and
 // recall = true positives / ground-truth masks, both summed over all images. Ties go to the
 // stricter pair (higher predicted-IoU threshold, then higher stability threshold).
-import { matchImage, greedyPairs } from './audit/match.ts';
-import { passesIouThresh, passesStabilityThresh } from './amg/mask-filters.ts';
-import { batchedNms } from './amg/nms.ts';
-import type { Box, MaskCandidate } from './amg/types.ts';
-import type { Rle } from './rle.ts';
+import { matchImage, greedyPairs } from '../audit/match.ts';
+import { passesIouThresh, passesStabilityThresh } from './mask-filters.ts';
+import { batchedNms } from './nms.ts';
+import type { Box, MaskCandidate } from './types.ts';
+import type { Rle } from '../rle.ts';
 
 export const CALIBRATION_MATCH_IOU = 0.5;
 

@@ -3,7 +3,7 @@
 // Inventory-style CSV). Duplicates are dropped so that each image gets exactly one mask file.
 import { createInterface } from 'node:readline';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { joinUri, splitObjectUri, type StoreCache } from './object-uri.ts';
+import { joinUri, splitObjectUri, type StoreCache } from '../object-store/uri.ts';
 
 export type ImageSource =
   { prefix: string; extensions: string[] } | { manifest: string; format: 'jsonl' | 'csv' };

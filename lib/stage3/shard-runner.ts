@@ -12,11 +12,11 @@
 // touched again; its batch is otherwise redone as usual, so every image still has exactly one line.
 // The marker lives in storage, not in a heartbeat: heartbeats are throttled (up to 80% of the
 // heartbeat timeout), so the last one the server kept may name an image several images back.
-import { ObjectNotFoundError, type ObjectStore } from './object-store.ts';
-import type { StoreCache } from './object-uri.ts';
-import { runLayout } from './run-layout.ts';
+import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
+import type { StoreCache } from '../object-store/uri.ts';
+import { runLayout } from '../run-layout.ts';
 import { readShardEntries, type ShardEntry } from './shard-plan.ts';
-import { checkImageBytes, DEFAULT_MAX_IMAGE_BYTES } from './image-io.ts';
+import { checkImageBytes, DEFAULT_MAX_IMAGE_BYTES } from '../images/image-io.ts';
 
 /** Deaths of the worker at one image (over consecutive attempts) before it is skipped as failed. */
 export const DEFAULT_CRASH_LIMIT = 3;

@@ -13,19 +13,19 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import type { ObjectStore } from './object-store.ts';
-import type { StoreCache } from './object-uri.ts';
-import { runLayout } from './run-layout.ts';
-import { readPlan } from './shard-plan.ts';
-import { readShardResult, type ShardResultLine } from './shard-runner.ts';
-import { LineSpool } from './dataset/line-spool.ts';
-import type { MaskMoments } from './dataset/mask-moments.ts';
-import { readMaskMoments, type DoneLine } from './dataset/masks-file.ts';
-import { writeReleaseCopy, type ReleaseCopy } from './dataset/release-copy.ts';
-import { DatasetStatsAccumulator, type DatasetStats, type ReleaseStats } from './dataset/statistics.ts';
+import type { ObjectStore } from '../object-store.ts';
+import type { StoreCache } from '../object-store/uri.ts';
+import { runLayout } from '../run-layout.ts';
+import { readPlan } from '../stage3/shard-plan.ts';
+import { readShardResult, type ShardResultLine } from '../stage3/shard-runner.ts';
+import { LineSpool } from './line-spool.ts';
+import type { MaskMoments } from './mask-moments.ts';
+import { readMaskMoments, type DoneLine } from './masks-file.ts';
+import { writeReleaseCopy, type ReleaseCopy } from './release-copy.ts';
+import { DatasetStatsAccumulator, type DatasetStats, type ReleaseStats } from './statistics.ts';
 
-export type { DatasetStats } from './dataset/statistics.ts';
-export { releaseSize } from './dataset/release-copy.ts';
+export type { DatasetStats } from './statistics.ts';
+export { releaseSize } from './release-copy.ts';
 
 export interface BuildDatasetOptions {
   runId: string;

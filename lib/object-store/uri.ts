@@ -6,7 +6,7 @@ import {
   InvalidStoreUriError,
   type ObjectStore,
   type ObjectStoreOptions,
-} from './object-store.ts';
+} from '../object-store.ts';
 
 export interface ObjectLocation {
   rootUri: string;
