@@ -155,6 +155,7 @@ export function createStage3Activities(deps: Stage3Deps) {
           signal: AbortSignal.any([ctx.cancellationSignal, stall.signal]),
           watchForCrashes: ctx.info.attempt > 1,
           maxImageBytes: (input.segmenter as { maxImageBytes?: number }).maxImageBytes,
+          settings: maskSettings(input),
           onProgress: progress,
           onImage: (working) => {
             beat = { ...beat, working };
@@ -175,3 +176,8 @@ export function createStage3Activities(deps: Stage3Deps) {
 }
 
 export type Stage3Activities = ReturnType<typeof createStage3Activities>;
+
+/** What a shard's masks depend on: the model and the generator's settings (not batching or timeouts). */
+export function maskSettings(input: SegmentShardInput): Record<string, unknown> {
+  return { model: input.modelUri, segmenter: input.segmenter };
+}

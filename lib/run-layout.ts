@@ -5,6 +5,9 @@ export const runLayout = {
   stage3Plan: (run: string) => `runs/${run}/stage3/plan.json`,
   shardInput: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.input.jsonl`,
   shardResult: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.result.jsonl`,
+  /** What the shard's masks are made with (model, generator settings), written before its first part. */
+  shardSettings: (run: string, shard: number) =>
+    `runs/${run}/stage3/shards/${shardName(shard)}.settings.json`,
   /** Dry run: one line per image with its format and size, or why it cannot be read. */
   shardProbe: (run: string, shard: number) => `runs/${run}/stage3/shards/${shardName(shard)}.probe.jsonl`,
   /** Results of one batch of a shard, kept until the shard's result manifest is written. */

@@ -32,7 +32,7 @@ export const BUILD_DATASET_ERRORS = [
 ];
 
 /** planShards (lib/stage3/shard-plan.ts): lists or reads the image source and writes the shard manifests. */
-export const PLAN_SHARDS_ERRORS = [...STORAGE_SETUP_ERRORS, 'ImageSourceError'];
+export const PLAN_SHARDS_ERRORS = [...STORAGE_SETUP_ERRORS, 'ImageSourceError', 'PlanMismatchError'];
 
 /** probeShard (lib/stage3/shard-probe.ts): reads image headers; an unreadable image is a result, not an error. */
 export const PROBE_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS];
@@ -41,7 +41,12 @@ export const PROBE_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS];
  * segmentShard (lib/stage3/shard-runner.ts, lib/stage3/segmenter.ts): an unreadable image is a result, not an
  * error; a broken model package or a shard whose finished parts have gone are not retried.
  */
-export const SEGMENT_SHARD_ERRORS = [...STORAGE_SETUP_ERRORS, 'ModelPackageError', 'ShardPartsMissingError'];
+export const SEGMENT_SHARD_ERRORS = [
+  ...STORAGE_SETUP_ERRORS,
+  'ModelPackageError',
+  'ShardPartsMissingError',
+  'ShardSettingsMismatchError',
+];
 
 /** auditRun (lib/audit): bad reference data or automatic masks surface as AuditInputError. */
 export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError'];

@@ -1,8 +1,11 @@
 // Cuts a run's images into shard manifests: runs/<run>/stage3/shards/<n>.input.jsonl, one line per
 // image {"id", "uri"}. Image ids are ordinals in the source's stable order, so a rerun of the same
 // run over the same images gives every image the same id. The plan is written last: once it
-// exists, the manifests are complete and a retried planning step reuses them.
+// exists, the manifests are complete and a retried planning step reuses them. The plan records
+// what the manifests were cut from (the image source and the shard size): a plan from other inputs
+// (an old run under the same id, or a dry run of another config) is refused, never reused.
 import { z } from 'zod';
+import { fingerprintOf, inputDifferences } from '../fingerprint.ts';
 import type { ObjectStore } from '../object-store.ts';
 import { imageUris, type ImageSource } from '../images/image-source.ts';
 import type { StoreCache } from '../object-store/uri.ts';
@@ -14,6 +17,29 @@ export interface ShardPlan {
   shardSize: number;
 }
 
+/** What the shard manifests depend on. */
+export interface PlanInputs extends Record<string, unknown> {
+  images: ImageSource;
+  shardSize: number;
+}
+
+/** plan.json holds its inputs too, so that a later run can tell whether the plan fits it. */
+interface StoredPlan extends ShardPlan {
+  fingerprint?: string;
+  inputs?: Record<string, unknown>;
+}
+
+/** A plan exists for this run id and output, made from other inputs. */
+export class PlanMismatchError extends Error {
+  constructor(where: string, ...differences: string[]) {
+    super(
+      `${where} was planned from other inputs (${differences.join('; ')}), so its shard manifests ` +
+        "do not fit this run. Give the run a new id, or delete that run's folder to plan it afresh.",
+    );
+    this.name = 'PlanMismatchError';
+  }
+}
+
 export interface ShardEntry {
   id: number;
   uri: string;
@@ -23,6 +49,8 @@ const planSchema = z.object({
   shardCount: z.number().int(),
   imageCount: z.number().int(),
   shardSize: z.number().int(),
+  fingerprint: z.string().optional(),
+  inputs: z.record(z.string(), z.unknown()).optional(),
 });
 const entrySchema = z.object({ id: z.number().int().nonnegative(), uri: z.string().min(1) });
 
@@ -39,8 +67,20 @@ export async function planShards(
   stores: StoreCache,
   opts: PlanOptions,
 ): Promise<ShardPlan> {
-  const existing = await readPlan(out, opts.runId);
-  if (existing) return existing;
+  const { fingerprint, inputs } = fingerprintOf<PlanInputs>({
+    images: opts.source,
+    shardSize: opts.shardSize,
+  });
+  const existing = await readStoredPlan(out, opts.runId);
+  if (existing) {
+    if (existing.fingerprint !== fingerprint) {
+      const differences = existing.inputs
+        ? inputDifferences(existing.inputs, inputs)
+        : ['made by an older sa-engine that did not record its inputs'];
+      throw new PlanMismatchError(out.uri(runLayout.stage3Plan(opts.runId)), ...differences);
+    }
+    return planOf(existing);
+  }
 
   const plan: ShardPlan = { shardCount: 0, imageCount: 0, shardSize: opts.shardSize };
   let lines: string[] = [];
@@ -56,13 +96,23 @@ export async function planShards(
     if (lines.length === opts.shardSize) await flush();
   }
   if (lines.length > 0) await flush();
-  await out.put(runLayout.stage3Plan(opts.runId), JSON.stringify(plan, null, 2) + '\n');
+  const stored: StoredPlan = { ...plan, fingerprint, inputs };
+  await out.put(runLayout.stage3Plan(opts.runId), JSON.stringify(stored, null, 2) + '\n');
   return plan;
 }
 
 export async function readPlan(out: ObjectStore, runId: string): Promise<ShardPlan | undefined> {
+  const stored = await readStoredPlan(out, runId);
+  return stored && planOf(stored);
+}
+
+async function readStoredPlan(out: ObjectStore, runId: string): Promise<StoredPlan | undefined> {
   if (!(await out.exists(runLayout.stage3Plan(runId)))) return undefined;
   return planSchema.parse(JSON.parse((await out.get(runLayout.stage3Plan(runId))).toString('utf8')));
+}
+
+function planOf({ shardCount, imageCount, shardSize }: StoredPlan): ShardPlan {
+  return { shardCount, imageCount, shardSize };
 }
 
 export async function readShardEntries(

@@ -14,6 +14,7 @@
 // heartbeat timeout), so the last one the server kept may name an image several images back.
 import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
+import { fingerprintOf, inputDifferences, type Fingerprint } from '../fingerprint.ts';
 import { runLayout } from '../run-layout.ts';
 import { readShardEntries, type ShardEntry } from './shard-plan.ts';
 import { checkImageBytes, DEFAULT_MAX_IMAGE_BYTES } from '../images/image-io.ts';
@@ -93,6 +94,22 @@ export interface RunShardOptions {
   crashLimit?: number;
   /** Images over this many bytes are recorded as failed before download; default 256 MiB. */
   maxImageBytes?: number;
+  /**
+   * What the masks are made with (model, generator settings). Recorded with the shard's first
+   * part; parts or a result made with other settings are refused, never mixed in.
+   */
+  settings: Record<string, unknown>;
+}
+
+/** The shard already holds masks made with other settings (or by an sa-engine that kept none). */
+export class ShardSettingsMismatchError extends Error {
+  constructor(where: string, ...differences: string[]) {
+    super(
+      `${where}: the shard's finished masks were made with other settings (${differences.join('; ')}). ` +
+        "Give the run a new id, or delete that run's stage3 folder to segment it afresh.",
+    );
+    this.name = 'ShardSettingsMismatchError';
+  }
 }
 
 export async function runShard(
@@ -100,6 +117,7 @@ export async function runShard(
   stores: StoreCache,
   opts: RunShardOptions,
 ): Promise<ShardCounts> {
+  await claimShard(out, opts);
   const done = await readShardResult(out, opts.runId, opts.shard);
   if (done) return countLines(done, done.length); // finished before a crash; the retry just reports
   const entries = await readShardEntries(out, opts.runId, opts.shard);
@@ -372,6 +390,40 @@ function countLines(lines: ShardResultLine[], images: number): ShardCounts {
   };
 }
 
+/** A batch's part file (the crash watch's marker sits beside them). */
+const PART_FILE = /\/\d{9}\.jsonl$/;
+
+/**
+ * Records the settings this shard's masks are made with, or checks them against those recorded:
+ * a resumed or retried shard goes on only with the settings its finished parts were made with.
+ */
+async function claimShard(out: ObjectStore, opts: RunShardOptions): Promise<void> {
+  const key = runLayout.shardSettings(opts.runId, opts.shard);
+  const current = fingerprintOf(opts.settings);
+  const body = JSON.stringify(current, null, 2) + '\n';
+  if (!(await out.exists(key))) {
+    if (await hasOutput(out, opts.runId, opts.shard))
+      throw new ShardSettingsMismatchError(
+        out.uri(key),
+        ...['made by an sa-engine that did not record them'],
+      );
+    if (await out.putIfAbsent(key, body, { contentType: 'application/json' })) return;
+  }
+  const stored = JSON.parse((await out.get(key)).toString('utf8')) as Partial<Fingerprint>;
+  if (stored.fingerprint === current.fingerprint) return;
+  throw new ShardSettingsMismatchError(
+    out.uri(key),
+    ...inputDifferences(stored.inputs ?? {}, current.inputs),
+  );
+}
+
+async function hasOutput(out: ObjectStore, runId: string, shard: number): Promise<boolean> {
+  if (await out.exists(runLayout.shardResult(runId, shard))) return true;
+  for await (const key of out.listKeys(runLayout.shardPartsPrefix(runId, shard)))
+    if (PART_FILE.test(key)) return true;
+  return false;
+}
+
 export async function readShardResult(
   out: ObjectStore,
   runId: string,
@@ -398,7 +450,7 @@ async function finishShard(
 ): Promise<ShardCounts> {
   const partKeys: string[] = [];
   for await (const key of out.listKeys(runLayout.shardPartsPrefix(runId, shard))) {
-    if (/\/\d{9}\.jsonl$/.test(key)) partKeys.push(key);
+    if (PART_FILE.test(key)) partKeys.push(key);
   }
   partKeys.sort(); // zero-padded batch starts: lexical order is manifest order
   const lines: ShardResultLine[] = [];

@@ -8,11 +8,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { planShards, readShardEntries } from '../../lib/stage3/shard-plan.ts';
+import { PlanMismatchError, planShards, readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import {
   readShardResult,
   runShard,
   ShardPartsMissingError,
+  ShardSettingsMismatchError,
   type ImageSegmenter,
 } from '../../lib/stage3/shard-runner.ts';
 
@@ -56,6 +57,8 @@ function standInSegmenter(crashAfter = Infinity): ImageSegmenter & { calls: stri
 }
 
 const source = () => ({ prefix: images.rootUri, extensions: ['jpg'] });
+/** What the stand-in segmenter's masks are made with, as segmentShard records it. */
+const SETTINGS = { model: 'file:///models/stand-in', segmenter: { pointsPerSide: 4 } };
 
 describe('planShards', () => {
   it('writes shard manifests with ordinal ids in listing order and skips other extensions', async () => {
@@ -73,9 +76,65 @@ describe('planShards', () => {
     const again = await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
     expect(again.imageCount).toBe(8);
   });
+
+  it('refuses a plan cut from other inputs, naming what differs', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
+    const other = planShards(out, stores, { runId: 'r1', source: source(), shardSize: 4 });
+    await expect(other).rejects.toThrow(PlanMismatchError);
+    await expect(other).rejects.toThrow(/shardSize: 3, now 4/);
+    const png = planShards(out, stores, {
+      runId: 'r1',
+      source: { ...source(), extensions: ['png'] },
+      shardSize: 3,
+    });
+    await expect(png).rejects.toThrow(/images: .*"jpg".*now .*"png"/);
+  });
+
+  it('refuses a plan that does not say what it was cut from', async () => {
+    await out.put(runLayout.stage3Plan('r1'), JSON.stringify({ shardCount: 1, imageCount: 8, shardSize: 8 }));
+    await expect(planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 })).rejects.toThrow(
+      /older sa-engine that did not record its inputs/,
+    );
+  });
 });
 
 describe('runShard', () => {
+  it('goes on only with the settings its finished masks were made with', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    const opts = { runId: 'r1', shard: 0, batchImages: 3, resumeFrom: 0, settings: SETTINGS };
+    await runShard(out, stores, { ...opts, segmenter: standInSegmenter() });
+
+    const again = standInSegmenter();
+    expect(await runShard(out, stores, { ...opts, segmenter: again })).toEqual({
+      images: 8,
+      done: 7,
+      failed: 1,
+      masks: 7,
+    });
+    expect(again.calls).toEqual([]); // the finished result is reported, not redone
+
+    const otherModel = { ...SETTINGS, model: 'file:///models/other' };
+    const refused = runShard(out, stores, { ...opts, segmenter: standInSegmenter(), settings: otherModel });
+    await expect(refused).rejects.toThrow(ShardSettingsMismatchError);
+    await expect(refused).rejects.toThrow(
+      /model: "file:\/\/\/models\/stand-in", now "file:\/\/\/models\/other"/,
+    );
+  });
+
+  it('refuses parts left by an sa-engine that did not record their settings', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
+    await out.put(runLayout.shardPart('r1', 0, 0), '{"id":0,"status":"failed","error":"x","count":0}\n');
+    const run = runShard(out, stores, {
+      runId: 'r1',
+      shard: 0,
+      batchImages: 3,
+      segmenter: standInSegmenter(),
+      resumeFrom: 0,
+      settings: SETTINGS,
+    });
+    await expect(run).rejects.toThrow(/did not record them/);
+  });
+
   it('segments every image, records failures with their error, writes one result line per image', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
     const counts = await runShard(out, stores, {
@@ -84,6 +143,7 @@ describe('runShard', () => {
       batchImages: 3,
       segmenter: standInSegmenter(),
       resumeFrom: 0,
+      settings: SETTINGS,
     });
     expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
     const lines = (await readShardResult(out, 'r1', 0))!;
@@ -109,6 +169,7 @@ describe('runShard', () => {
         batchImages: 3,
         segmenter: crashing,
         resumeFrom: 0,
+        settings: SETTINGS,
         onBatchDone: (n) => beats.push(n),
       }),
     ).rejects.toThrow('worker died');
@@ -121,6 +182,7 @@ describe('runShard', () => {
       batchImages: 3,
       segmenter: retry,
       resumeFrom: beats.at(-1)!,
+      settings: SETTINGS,
     });
     expect(retry.calls).toEqual(['img-2.jpg', 'img-3.jpg', 'img-4.jpg', 'img-5.jpg', 'img-6.jpg']);
     expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
@@ -136,6 +198,7 @@ describe('runShard', () => {
       batchImages: 8,
       segmenter: standInSegmenter(),
       resumeFrom: 0,
+      settings: SETTINGS,
     });
     const again = standInSegmenter();
     const counts = await runShard(out, stores, {
@@ -144,6 +207,7 @@ describe('runShard', () => {
       batchImages: 8,
       segmenter: again,
       resumeFrom: 0,
+      settings: SETTINGS,
     });
     expect(again.calls).toEqual([]);
     expect(counts.done).toBe(7);
@@ -158,6 +222,7 @@ describe('runShard', () => {
       batchImages: 4,
       segmenter: standInSegmenter(),
       resumeFrom: 0,
+      settings: SETTINGS,
     });
     const line = (await readShardResult(out, 'r1', 0))!.find((l) => l.id === 4)!;
     expect(line.status).toBe('failed');
@@ -174,6 +239,7 @@ describe('runShard', () => {
       batchImages: 4,
       segmenter,
       resumeFrom: 0,
+      settings: SETTINGS,
       maxImageBytes: 2 * 1024 * 1024,
     });
     expect(counts).toEqual({ images: 8, done: 6, failed: 2, masks: 6 });
@@ -189,7 +255,7 @@ describe('runShard', () => {
   it('a lost part file fails the shard with ShardPartsMissingError', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
     const beats: number[] = [];
-    const opts = { runId: 'r1', shard: 0, batchImages: 3, resumeFrom: 0 };
+    const opts = { runId: 'r1', shard: 0, batchImages: 3, resumeFrom: 0, settings: SETTINGS };
     await expect(
       runShard(out, stores, { ...opts, segmenter: standInSegmenter(4), onBatchDone: (n) => beats.push(n) }),
     ).rejects.toThrow('worker died');
@@ -198,6 +264,7 @@ describe('runShard', () => {
       ...opts,
       segmenter: standInSegmenter(),
       resumeFrom: beats.at(-1)!,
+      settings: SETTINGS,
     }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(ShardPartsMissingError);
     expect((error as Error).name).toBe('ShardPartsMissingError');
@@ -245,6 +312,7 @@ describe('runShard with an image that kills the worker', () => {
       batchImages: 3,
       segmenter,
       resumeFrom,
+      settings: SETTINGS,
       watchForCrashes,
       onBatchDone: (n) => beats.push(n),
     });
@@ -308,6 +376,7 @@ describe('runShard with an image that kills the worker', () => {
       batchImages: 3,
       segmenter: standInSegmenter(),
       resumeFrom: beats.at(-1)!,
+      settings: SETTINGS,
       watchForCrashes: true,
     });
     expect(counts).toEqual({ images: 8, done: 7, failed: 1, masks: 7 });
