@@ -4,7 +4,8 @@ import { Context } from '@temporalio/activity';
 import { buildDataset as buildDatasetFiles, type DatasetSummary } from '../lib/dataset/build.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
-import { runLayout } from '../lib/run-layout.ts';
+import type { RunConfig } from '../lib/run-config.ts';
+import { runIdentity, writeRunRecord, type RunStatus } from '../lib/run-record.ts';
 
 export type { DatasetSummary };
 
@@ -13,7 +14,7 @@ export interface RunRecordInput {
   outputUri: string;
   config: unknown;
   /** 'running' while it runs; how it ended afterwards, with the reason in `result.error` unless completed. */
-  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  status: RunStatus;
   result?: unknown;
 }
 
@@ -27,18 +28,14 @@ export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
   const stores = new StoreCache(storeOptions);
   return {
     async recordRun(input: RunRecordInput): Promise<void> {
-      const record = {
+      await writeRunRecord(stores.open(input.outputUri), {
         run: input.runId,
         status: input.status,
         updatedAt: new Date().toISOString(),
+        identity: runIdentity(input.config as RunConfig),
         config: input.config,
         result: input.result,
-      };
-      await stores
-        .open(input.outputUri)
-        .put(runLayout.runRecord(input.runId), JSON.stringify(record, null, 2) + '\n', {
-          contentType: 'application/json',
-        });
+      });
     },
 
     async buildDataset(input: BuildDatasetInput): Promise<DatasetSummary> {

@@ -23,16 +23,25 @@ import {
 } from '../workflows/dataset-run.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
 
+/** The run id is taken on this Temporal server by a run that is running or has completed. */
 export class RunAlreadyExistsError extends Error {
-  constructor(runId: string) {
+  constructor(runId: string, status: string) {
+    const what =
+      status === 'RUNNING'
+        ? `is running; watch it with \`sa-engine status ${runId}\``
+        : `has ${status.toLowerCase()} and its outputs are kept; see them with \`sa-engine status ${runId}\``;
     super(
-      `a run with id "${runId}" already exists on this Temporal server, so it was not started again. ` +
-        `Watch it with \`sa-engine status ${runId}\`, or give the new run another \`run:\` id.`,
+      `run "${runId}" already exists on this Temporal server and ${what}, or give the new run another \`run:\` id.`,
     );
     this.name = 'RunAlreadyExistsError';
   }
 }
 
+/**
+ * Starts a dataset run, or resumes one under its own id that failed, was cancelled or terminated:
+ * the new execution reuses the stage-3 plan and every finished shard when its inputs match those
+ * recorded in storage (lib/run-record.ts); a running or completed run is not started again.
+ */
 export async function startRun(
   client: Client,
   config: RunConfig,
@@ -42,8 +51,7 @@ export async function startRun(
     return await client.workflow.start(datasetRun, {
       taskQueue: TASK_QUEUES.orchestration,
       workflowId: config.run,
-      // A finished run's outputs are in storage under its id: refuse to run it again, too.
-      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [input],
       memo: { config: input.configSummary },
       typedSearchAttributes: [
@@ -53,8 +61,9 @@ export async function startRun(
       ],
     });
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new RunAlreadyExistsError(config.run);
-    throw err;
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const { status } = await client.workflow.getHandle(config.run).describe();
+    throw new RunAlreadyExistsError(config.run, status.name);
   }
 }
 

@@ -21,7 +21,11 @@ export const STORAGE_SETUP_ERRORS = [
 export const IMAGE_ERRORS = ['EmptyImageError', 'UnsupportedImageError', 'CorruptImageError'] as const;
 
 /** recordRun: writes run.json. */
-export const RECORD_RUN_ERRORS = [...STORAGE_SETUP_ERRORS];
+export const RECORD_RUN_ERRORS = [
+  ...STORAGE_SETUP_ERRORS,
+  'RunAlreadyCompletedError',
+  'RunIdentityMismatchError',
+];
 
 /** buildDataset (lib/dataset/build.ts): reads the stage-3 results and SA-1B files, decodes images for release copies. */
 export const BUILD_DATASET_ERRORS = [

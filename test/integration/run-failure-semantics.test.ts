@@ -48,6 +48,14 @@ async function runRecord(config: RunConfig): Promise<RunRecord> {
   return JSON.parse((await out.get(runLayout.runRecord(config.run))).toString('utf8')) as RunRecord;
 }
 
+/** The failure at the bottom of a chain (workflow → activity or child → application error). */
+function innermost(err: unknown): ApplicationFailure {
+  let inner = err as { cause?: unknown };
+  while (inner.cause) inner = inner.cause as { cause?: unknown };
+  expect(inner).toBeInstanceOf(ApplicationFailure);
+  return inner as ApplicationFailure;
+}
+
 /** The run's failure, or a test failure when it completes. */
 async function failureOf(handle: WorkflowHandle<typeof datasetRun>): Promise<WorkflowFailedError> {
   const outcome = await handle.result().then(
@@ -115,6 +123,50 @@ describe('how a dataset run ends', () => {
     expect(record.result?.error).toMatch(/^ModelPackageError: cannot read the model package/);
     // Tried once, not retried.
     expect(await activityAttempts(client, shardWorkflowId(config.run, 0))).toEqual({ segmentShard: 1 });
+  });
+
+  it('a failed run resumes under its own id once fixed; other inputs, or a completed run, are refused', async () => {
+    workers = await startTestWorkers(stack);
+    const fixture = await writeStage3Images(stack, 2);
+    const noModel = mkdtempSync(join(tmpdir(), 'sae-no-model-'));
+    tempDirs.push(noModel);
+    const good = stage3Config(fixture, stack);
+    const broken = createRunConfigSchema().parse({ ...good, models: { sam: pathToFileURL(noModel).href } });
+    await failureOf(await startRun(client, broken));
+    const failedRecord = await runRecord(good);
+    expect(failedRecord.status).toBe('failed');
+
+    // Resuming with another shard size would mix two plans: refused before anything is written.
+    const otherShards = createRunConfigSchema().parse({ ...good, stage3: { ...good.stage3, shardSize: 1 } });
+    const mismatch = innermost(await failureOf(await startRun(client, otherShards)));
+    expect(mismatch.type).toBe('RunIdentityMismatchError');
+    expect(mismatch.message).toMatch(/shardSize: 3, now 1/);
+    expect(await runRecord(good)).toEqual(failedRecord);
+
+    // The model fixed, the same images and shard size: the run resumes under its id and completes.
+    const resumed = await startRun(client, good);
+    expect((await resumed.result()).dataset.images).toBe(2);
+    expect((await runRecord(good)).status).toBe('completed');
+
+    // A completed run is not started again: Temporal refuses while it remembers the run, and once
+    // its retention has dropped it (here: deleted), the record in storage still does.
+    await expect(startRun(client, good)).rejects.toThrow(/has completed and its outputs are kept/);
+    await client.workflowService.deleteWorkflowExecution({
+      namespace: stack.temporal.namespace,
+      workflowExecution: { workflowId: good.run },
+    });
+    await waitFor('the deleted run to be gone', async () =>
+      client.workflow
+        .getHandle(good.run)
+        .describe()
+        .then(
+          () => false,
+          () => true,
+        ),
+    );
+    const completed = innermost(await failureOf(await startRun(client, good)));
+    expect(completed.type).toBe('RunAlreadyCompletedError');
+    expect((await runRecord(good)).status).toBe('completed');
   });
 
   it('a cancelled run ends as cancelled in run.json, recorded while it was being cancelled', async () => {

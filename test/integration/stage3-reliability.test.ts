@@ -338,11 +338,13 @@ describe('stage 3 on bad input and repeated commands', () => {
     const whileRunning = await startRun(client, config).catch((err: unknown) => err);
     expect(whileRunning).toBeInstanceOf(RunAlreadyExistsError);
     expect((whileRunning as Error).message).toBe(
-      `a run with id "${config.run}" already exists on this Temporal server, so it was not started again. ` +
-        `Watch it with \`sa-engine status ${config.run}\`, or give the new run another \`run:\` id.`,
+      `run "${config.run}" already exists on this Temporal server and is running; watch it with ` +
+        `\`sa-engine status ${config.run}\`, or give the new run another \`run:\` id.`,
     );
     await handle.result();
-    await expect(startRun(client, config)).rejects.toBeInstanceOf(RunAlreadyExistsError);
+    const afterwards = startRun(client, config);
+    await expect(afterwards).rejects.toBeInstanceOf(RunAlreadyExistsError);
+    await expect(afterwards).rejects.toThrow(/has completed and its outputs are kept/);
     const { runId } = await handle.describe();
 
     const executions: string[] = [];

@@ -1,6 +1,6 @@
 // The fully automatic stage end to end on the real dev stack: images in the S3 server, the
 // reference model through onnxruntime-node, workflows on the Temporal dev server.
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun } from '../../client/run-status.ts';
 import { RunAlreadyExistsError, runDryRun, startRun } from '../../client/runs.ts';
@@ -49,6 +49,14 @@ describe('a stage-3 dataset run', () => {
     // 4×4 points, no crop layers: one encoder run and 16 prompts per readable image.
     expect(result.work).toMatchObject({ encoderRuns: 5, prompts: 5 * 16 });
     expect(await fixture.out.exists(runLayout.masks(config.run, 0))).toBe(false);
+
+    // The real run will use the dry run's plan; a dry run of another shard size may not.
+    const otherShards = stage3Config(fixture, stack, { shardSize: 2 });
+    const refused = runDryRun(client, { ...otherShards, run: config.run });
+    await expect(refused).rejects.toThrow(WorkflowFailedError);
+    await expect(refused.catch((err: Error) => innermostMessage(err))).resolves.toMatch(
+      /planned from other inputs \(shardSize: 3, now 2\)/,
+    );
   });
 
   it('segments every image, records broken ones, writes statistics, and refuses a second start', async () => {
@@ -105,3 +113,9 @@ describe('a stage-3 dataset run', () => {
     expect(status).toContain(`manifest ${fixture.out.uri(runLayout.datasetManifest(config.run))}`);
   });
 });
+
+function innermostMessage(err: Error): string {
+  let inner: Error = err;
+  while (inner.cause instanceof Error) inner = inner.cause;
+  return inner.message;
+}

@@ -13,6 +13,7 @@ import * as imageIo from '../../lib/images/image-io.ts';
 import * as imageSource from '../../lib/images/image-source.ts';
 import * as modelPackage from '../../lib/sam/model-package.ts';
 import * as objectStoreErrors from '../../lib/object-store/errors.ts';
+import * as runRecord from '../../lib/run-record.ts';
 import * as shardPlan from '../../lib/stage3/shard-plan.ts';
 import * as shardRunner from '../../lib/stage3/shard-runner.ts';
 import * as policies from '../../workflows/retry-policies.ts';
@@ -31,6 +32,7 @@ for (const module of [
   imageSource,
   modelPackage,
   objectStoreErrors,
+  runRecord,
   shardPlan,
   shardRunner,
 ]) {
