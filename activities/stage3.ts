@@ -5,7 +5,11 @@ import type { ImageSource } from '../lib/images/image-source.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import type { SegmenterFactory, SegmenterSettings } from '../lib/stage3/segmenter.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
-import { planShards as planShardManifests, type ShardPlan } from '../lib/stage3/shard-plan.ts';
+import {
+  planShards as planShardManifests,
+  type PlanCursor,
+  type ShardPlan,
+} from '../lib/stage3/shard-plan.ts';
 import { runShard, ShardStalledError, type ShardCounts } from '../lib/stage3/shard-runner.ts';
 import { probeShard as probeShardImages } from '../lib/stage3/shard-probe.ts';
 import { DEFAULT_GENERATOR_SETTINGS } from '../lib/amg/generator.ts';
@@ -82,12 +86,14 @@ export function createStage3Activities(deps: Stage3Deps) {
 
   return {
     async planShards(spec: Stage3Spec): Promise<Stage3Plan> {
-      const out = stores.open(spec.outputUri);
-      return planShardManifests(out, stores, {
+      const ctx = Context.current();
+      return planShardManifests(stores.open(spec.outputUri), stores, {
         runId: spec.runId,
         source: spec.images,
         shardSize: spec.shardSize,
-        onShard: (plan) => Context.current().heartbeat(plan),
+        // A retry goes on after the last shard manifest the failed attempt heartbeated.
+        resume: ctx.info.heartbeatDetails as PlanCursor | undefined,
+        onShard: (cursor) => ctx.heartbeat(cursor),
       });
     },
 

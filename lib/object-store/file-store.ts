@@ -113,6 +113,7 @@ export class FileObjectStore implements ObjectStore {
     const cut = prefix.lastIndexOf('/') + 1;
     let page: ObjectInfo[] = [];
     for await (const info of this.walk(prefix.slice(0, cut), prefix.slice(cut))) {
+      if (options.startAfter !== undefined && compareKeys(info.key, options.startAfter) <= 0) continue;
       page.push(info);
       if (page.length >= pageSize) {
         yield page;

@@ -172,6 +172,7 @@ export class S3ObjectStore implements ObjectStore {
             Prefix: this.prefix + prefix,
             MaxKeys: pageSizeOf(options),
             ContinuationToken: token,
+            StartAfter: options.startAfter === undefined ? undefined : this.prefix + options.startAfter,
           }),
         ),
       );

@@ -26,6 +26,8 @@ export interface ObjectInfo {
 export interface ListOptions {
   /** Keys per page; S3 caps this at 1000, which is also the default. */
   pageSize?: number;
+  /** Only keys that sort after this one (S3's StartAfter): resume a listing where it stopped. */
+  startAfter?: string;
 }
 
 /**

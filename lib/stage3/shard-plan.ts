@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { fingerprintOf, inputDifferences } from '../fingerprint.ts';
 import type { ObjectStore } from '../object-store.ts';
-import { imageUris, type ImageSource } from '../images/image-source.ts';
+import { imageUris, type ImageSource, type SourcePosition } from '../images/image-source.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { runLayout } from '../run-layout.ts';
 
@@ -54,12 +54,21 @@ const planSchema = z.object({
 });
 const entrySchema = z.object({ id: z.number().int().nonnegative(), uri: z.string().min(1) });
 
+/** How far an interrupted planning got: shards written, and the source position after the last. */
+export interface PlanCursor {
+  shardCount: number;
+  imageCount: number;
+  position?: SourcePosition;
+}
+
 export interface PlanOptions {
   runId: string;
   source: ImageSource;
   shardSize: number;
-  /** Called every shard written, e.g. to heartbeat. */
-  onShard?: (plan: ShardPlan) => void;
+  /** Where an earlier attempt stopped (its last heartbeat): its shard manifests are kept. */
+  resume?: PlanCursor;
+  /** Called with the cursor after every shard written: heartbeat it. */
+  onShard?: (cursor: PlanCursor) => void;
 }
 
 export async function planShards(
@@ -82,23 +91,38 @@ export async function planShards(
     return planOf(existing);
   }
 
-  const plan: ShardPlan = { shardCount: 0, imageCount: 0, shardSize: opts.shardSize };
+  // Memory stays one shard's lines, whatever the number of images.
+  const cursor: PlanCursor = resumeAt(opts.resume);
   let lines: string[] = [];
+  let position: SourcePosition | undefined;
   const flush = async () => {
-    await out.put(runLayout.shardInput(opts.runId, plan.shardCount), lines.join('\n') + '\n');
-    plan.shardCount += 1;
+    await out.put(runLayout.shardInput(opts.runId, cursor.shardCount), lines.join('\n') + '\n');
+    cursor.shardCount += 1;
+    cursor.position = position;
     lines = [];
-    opts.onShard?.(plan);
+    opts.onShard?.({ ...cursor });
   };
-  for await (const uri of imageUris(opts.source, stores)) {
-    lines.push(JSON.stringify({ id: plan.imageCount, uri } satisfies ShardEntry));
-    plan.imageCount += 1;
+  for await (const image of imageUris(opts.source, stores, cursor.position)) {
+    lines.push(JSON.stringify({ id: cursor.imageCount, uri: image.uri } satisfies ShardEntry));
+    cursor.imageCount += 1;
+    position = image.position;
     if (lines.length === opts.shardSize) await flush();
   }
   if (lines.length > 0) await flush();
+  const plan: ShardPlan = {
+    shardCount: cursor.shardCount,
+    imageCount: cursor.imageCount,
+    shardSize: opts.shardSize,
+  };
   const stored: StoredPlan = { ...plan, fingerprint, inputs };
   await out.put(runLayout.stage3Plan(opts.runId), JSON.stringify(stored, null, 2) + '\n');
   return plan;
+}
+
+/** A cursor to resume from; one without a source position (none yet, or an older worker's) starts over. */
+function resumeAt(resume: PlanCursor | undefined): PlanCursor {
+  if (!resume?.position) return { shardCount: 0, imageCount: 0 };
+  return { shardCount: resume.shardCount, imageCount: resume.imageCount, position: resume.position };
 }
 
 export async function readPlan(out: ObjectStore, runId: string): Promise<ShardPlan | undefined> {

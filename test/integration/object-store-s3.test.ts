@@ -111,6 +111,10 @@ describe('s3:// listing', () => {
     const smallPages = await collect(store.list('many/000', { pageSize: 40 }));
     expect(smallPages.map((p) => p.length)).toEqual([40, 40, 20]);
     expect(await collect(store.list('nothing-here/'))).toEqual([]);
+
+    // A listing resumed after a key (S3 StartAfter) goes on with the next one, across pages.
+    const resumed = await collect(store.listKeys('many/', { startAfter: 'many/01499.txt' }));
+    expect(resumed).toEqual(keys.slice(1500));
   });
 });
 

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ImageSourceError,
   imageUris,
+  type SourcedImage,
   uriFromInventoryCsv,
   uriFromJsonLine,
 } from '../../lib/images/image-source.ts';
@@ -26,9 +27,9 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
+async function collect(iterable: AsyncIterable<SourcedImage>): Promise<string[]> {
   const all: string[] = [];
-  for await (const item of iterable) all.push(item);
+  for await (const item of iterable) all.push(item.uri);
   return all;
 }
 
@@ -48,6 +49,25 @@ describe('imageUris', () => {
     );
     const uris = await collect(imageUris({ manifest: store.uri('lists/m.jsonl'), format: 'jsonl' }, stores));
     expect(uris).toEqual([store.uri('lists/x/a.jpg'), store.uri('lists/x/b.jpg'), 's3://bkt/c.jpg']);
+  });
+
+  it('resumes a prefix listing right after the last key handed out', async () => {
+    const store = stores.open(root);
+    for (const key of ['a.jpg', 'b.jpg', 'c/d.jpg', 'c/e.jpg', 'f.jpg']) await store.put(key, 'x');
+    const source = { prefix: root, extensions: ['jpg'] };
+    const all: SourcedImage[] = [];
+    for await (const image of imageUris(source, stores)) all.push(image);
+    expect(all[2]!.position).toEqual({ afterKey: 'c/d.jpg' });
+    const rest = await collect(imageUris(source, stores, all[2]!.position));
+    expect(rest).toEqual([store.uri('c/e.jpg'), store.uri('f.jpg')]);
+  });
+
+  it('resumes a manifest after its line, still dropping duplicates of earlier lines', async () => {
+    const store = stores.open(root);
+    await store.put('m.jsonl', ['"a.jpg"', '"b.jpg"', '"c.jpg"', '"a.jpg"', '"d.jpg"'].join('\n'));
+    const source = { manifest: store.uri('m.jsonl'), format: 'jsonl' as const };
+    const rest = await collect(imageUris(source, stores, { line: 2 }));
+    expect(rest).toEqual([store.uri('c.jpg'), store.uri('d.jpg')]);
   });
 
   it('names the manifest line that is not JSON', async () => {

@@ -8,7 +8,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { PlanMismatchError, planShards, readShardEntries } from '../../lib/stage3/shard-plan.ts';
+import {
+  PlanMismatchError,
+  planShards,
+  readShardEntries,
+  type PlanCursor,
+} from '../../lib/stage3/shard-plan.ts';
 import {
   readShardResult,
   runShard,
@@ -75,6 +80,36 @@ describe('planShards', () => {
     await images.put('img-9.jpg', 'late arrival');
     const again = await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 3 });
     expect(again.imageCount).toBe(8);
+  });
+
+  it('resumes an interrupted planning after its last shard, with the same manifests as one pass', async () => {
+    const whole = await planShards(out, stores, { runId: 'once', source: source(), shardSize: 2 });
+    const cursors: PlanCursor[] = [];
+    const dies = planShards(out, stores, {
+      runId: 'r1',
+      source: source(),
+      shardSize: 2,
+      onShard: (cursor) => {
+        cursors.push(cursor);
+        if (cursor.shardCount === 2) throw new Error('worker died');
+      },
+    });
+    await expect(dies).rejects.toThrow('worker died');
+    expect(await out.exists(runLayout.stage3Plan('r1'))).toBe(false);
+
+    const resumed: number[] = [];
+    const plan = await planShards(out, stores, {
+      runId: 'r1',
+      source: source(),
+      shardSize: 2,
+      resume: cursors.at(-1),
+      onShard: (cursor) => resumed.push(cursor.shardCount),
+    });
+    expect(resumed).toEqual([3, 4]); // shards 0 and 1 were not written again
+    expect(plan).toEqual(whole);
+    for (let shard = 0; shard < whole.shardCount; shard++) {
+      expect(await readShardEntries(out, 'r1', shard)).toEqual(await readShardEntries(out, 'once', shard));
+    }
   });
 
   it('refuses a plan cut from other inputs, naming what differs', async () => {
