@@ -1,6 +1,7 @@
 // Activities of the fully automatic stage: thin adapters from Temporal (heartbeats, cancellation,
 // retry classification) to lib/stage3/shard-plan.ts and lib/stage3/shard-runner.ts.
 import { Context } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
 import type { ImageSource } from '../lib/images/image-source.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import type { SegmenterFactory, SegmenterSettings } from '../lib/stage3/segmenter.ts';
@@ -10,7 +11,12 @@ import {
   type PlanCursor,
   type ShardPlan,
 } from '../lib/stage3/shard-plan.ts';
-import { runShard, ShardStalledError, type ShardCounts } from '../lib/stage3/shard-runner.ts';
+import {
+  runShard,
+  ShardFailedError,
+  ShardStalledError,
+  type ShardCounts,
+} from '../lib/stage3/shard-runner.ts';
 import { probeShard as probeShardImages } from '../lib/stage3/shard-probe.ts';
 import { DEFAULT_GENERATOR_SETTINGS } from '../lib/amg/generator.ts';
 import { DEFAULT_MAX_PIXELS } from '../lib/images/image-io.ts';
@@ -95,6 +101,25 @@ export function createStage3Activities(deps: Stage3Deps) {
         resume: ctx.info.heartbeatDetails as PlanCursor | undefined,
         onShard: (cursor) => ctx.heartbeat(cursor),
       });
+    },
+
+    /**
+     * The result of a shard workflow that an earlier run of the stage started before it continued
+     * as new: the stage's window stays full across that boundary (workflows/automatic-stage.ts).
+     */
+    async awaitShard(input: { workflowId: string }): Promise<ShardResult> {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), 10_000);
+      try {
+        const result = ctx.client.workflow.getHandle(input.workflowId).result() as Promise<ShardResult>;
+        return await Promise.race([result, cancelled(ctx.cancellationSignal)]);
+      } catch (err) {
+        if (err instanceof WorkflowFailedError)
+          throw new ShardFailedError(input.workflowId, innermostMessage(err));
+        throw err;
+      } finally {
+        clearInterval(beat);
+      }
     },
 
     async probeShard(input: SegmentShardInput): Promise<ShardResult> {
@@ -182,6 +207,19 @@ export function createStage3Activities(deps: Stage3Deps) {
 }
 
 export type Stage3Activities = ReturnType<typeof createStage3Activities>;
+
+function cancelled(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+function innermostMessage(err: Error): string {
+  let inner: Error = err;
+  while (inner.cause instanceof Error) inner = inner.cause;
+  return inner.message;
+}
 
 /** What a shard's masks depend on: the model and the generator's settings (not batching or timeouts). */
 export function maskSettings(input: SegmentShardInput): Record<string, unknown> {

@@ -1,11 +1,18 @@
 // Stage 3 of the data engine, fully automatic: plan shard manifests, then run shard child workflows
 // through a bounded sliding window. The history grows with every shard, so after a batch of shards
-// the workflow drains its window and continues as new with an explicit cursor.
+// the workflow continues as new with an explicit cursor. The window stays full across that
+// boundary: the shards still running are handed over in the cursor (their children are abandoned,
+// not cancelled, when this run closes) and the next run awaits their results through an activity.
 import {
+  ActivityFailure,
+  CancellationScope,
   condition,
   continueAsNew,
   defineQuery,
+  getExternalWorkflowHandle,
+  isCancellation,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -21,7 +28,7 @@ import type {
 } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { automaticShard } from './automatic-shard.ts';
-import { PLAN_SHARDS_ERRORS, retryPolicy } from './retry-policies.ts';
+import { AWAIT_SHARD_ERRORS, PLAN_SHARDS_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_MASKS, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
 const { planShards } = proxyActivities<Stage3Activities>({
@@ -30,6 +37,17 @@ const { planShards } = proxyActivities<Stage3Activities>({
   heartbeatTimeout: '1 minute',
   retry: retryPolicy(PLAN_SHARDS_ERRORS),
 });
+
+// Waits on a shard child an earlier run of this workflow started; as long as the shard may take.
+const { awaitShard } = proxyActivities<Stage3Activities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '7 days',
+  heartbeatTimeout: '1 minute',
+  retry: retryPolicy(AWAIT_SHARD_ERRORS),
+});
+
+/** Runs that keep the window full across continue-as-new; older histories drained it first. */
+const HAND_OVER_RUNNING_SHARDS = 'stage3-hand-over-running-shards';
 
 export interface Stage3Totals {
   shardsDone: number;
@@ -44,6 +62,8 @@ export interface Stage3Cursor {
   plan: Stage3Plan;
   nextShard: number;
   totals: Stage3Totals;
+  /** Shards an earlier run started that were still running when it continued as new. */
+  running?: number[];
 }
 
 export interface AutomaticStageInput {
@@ -86,55 +106,86 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     images: plan.imageCount,
     running: running.size,
   }));
+  const handOver = patched(HAND_OVER_RUNNING_SHARDS);
+  const idOf = (shard: number) => shardWorkflowId(spec.workflowIdBase ?? spec.runId, shard);
 
   const startedHere = nextShard;
-  const addResult = (result: ShardResult) => {
-    totals.shardsDone += 1;
-    totals.imagesDone += result.done;
-    totals.imagesFailed += result.failed;
-    totals.masks += result.masks;
-    if (result.work) totals.work = addWork(totals.work, result.work);
-    upsertSearchAttributes([
-      { key: SAE_IMAGES_DONE, value: totals.imagesDone },
-      { key: SAE_IMAGES_FAILED, value: totals.imagesFailed },
-      { key: SAE_MASKS, value: totals.masks },
-    ]);
-  };
-
   let shardFailure: unknown;
-  const roomForMoreHistory = () =>
-    nextShard - startedHere < spec.shardsPerWorkflowRun && !workflowInfo().continueAsNewSuggested;
-
-  while (nextShard < plan.shardCount && roomForMoreHistory() && shardFailure === undefined) {
-    await condition(() => running.size < spec.maxConcurrentShards || shardFailure !== undefined);
-    if (shardFailure !== undefined) break;
-    const shard = nextShard++;
+  const track = (shard: number, result: Promise<ShardResult>) => {
     running.add(shard);
-    const child = await startChild(automaticShard, {
-      workflowId: shardWorkflowId(spec.workflowIdBase ?? spec.runId, shard),
-      args: [{ ...spec.shardTemplate, runId: spec.runId, outputUri: spec.outputUri, shard }],
-      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-      typedSearchAttributes: [
-        { key: SAE_RUN, value: spec.runId },
-        { key: SAE_STAGE, value: 'stage3' },
-      ],
-    });
-    child
-      .result()
+    result
       .then(
-        (result) => addResult(result),
+        (r) => addResult(totals, r),
         (err: unknown) => (shardFailure ??= err), // a shard fails only on errors a retry cannot fix
       )
       .finally(() => running.delete(shard));
+  };
+  for (const shard of input.cursor?.running ?? []) track(shard, awaitShard({ workflowId: idOf(shard) }));
+
+  const roomForMoreHistory = () =>
+    nextShard - startedHere < spec.shardsPerWorkflowRun && !workflowInfo().continueAsNewSuggested;
+
+  try {
+    while (nextShard < plan.shardCount && roomForMoreHistory() && shardFailure === undefined) {
+      await condition(() => running.size < spec.maxConcurrentShards || shardFailure !== undefined);
+      if (shardFailure !== undefined) break;
+      const shard = nextShard++;
+      const child = await startChild(automaticShard, {
+        workflowId: idOf(shard),
+        args: [{ ...spec.shardTemplate, runId: spec.runId, outputUri: spec.outputUri, shard }],
+        // Abandoned, so that a shard running at continue-as-new goes on for the next run to await.
+        parentClosePolicy: handOver ? ParentClosePolicy.ABANDON : ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: [
+          { key: SAE_RUN, value: spec.runId },
+          { key: SAE_STAGE, value: 'stage3' },
+        ],
+      });
+      track(shard, child.result());
+    }
+    // Older runs drained the window here; now only the last run waits for its shards.
+    if (!handOver || nextShard >= plan.shardCount || shardFailure !== undefined)
+      await condition(() => running.size === 0);
+  } catch (err) {
+    // Cancelled: the shards this run inherited are no children of it; cancel them by id.
+    if (isCancellation(err) && handOver)
+      await CancellationScope.nonCancellable(() => cancelShards([...running].map(idOf)));
+    throw err;
   }
-  // Drain the window: a continue-as-new must not leave children whose results it would never see.
-  await condition(() => running.size === 0);
-  if (shardFailure !== undefined) throw shardFailure;
+  if (shardFailure !== undefined) throw unwrapAwaitedFailure(shardFailure);
 
   if (nextShard < plan.shardCount) {
-    await continueAsNew<typeof automaticStage>({ spec, cursor: { plan, nextShard, totals } });
+    const cursor: Stage3Cursor = { plan, nextShard, totals, ...(handOver ? { running: [...running] } : {}) };
+    await continueAsNew<typeof automaticStage>({ spec, cursor });
   }
   return { ...totals, shards: plan.shardCount, images: plan.imageCount };
+}
+
+function addResult(totals: Stage3Totals, result: ShardResult): void {
+  totals.shardsDone += 1;
+  totals.imagesDone += result.done;
+  totals.imagesFailed += result.failed;
+  totals.masks += result.masks;
+  if (result.work) totals.work = addWork(totals.work, result.work);
+  upsertSearchAttributes([
+    { key: SAE_IMAGES_DONE, value: totals.imagesDone },
+    { key: SAE_IMAGES_FAILED, value: totals.imagesFailed },
+    { key: SAE_MASKS, value: totals.masks },
+  ]);
+}
+
+async function cancelShards(workflowIds: string[]): Promise<void> {
+  await Promise.all(
+    workflowIds.map((id) =>
+      getExternalWorkflowHandle(id)
+        .cancel()
+        .catch(() => undefined),
+    ),
+  );
+}
+
+/** A handed-over shard's failure comes through awaitShard: report the shard's own error. */
+function unwrapAwaitedFailure(err: unknown): unknown {
+  return err instanceof ActivityFailure && err.cause ? err.cause : err;
 }
 
 function addWork(total: WorkEstimate | undefined, more: WorkEstimate): WorkEstimate {

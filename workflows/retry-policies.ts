@@ -52,6 +52,9 @@ export const SEGMENT_SHARD_ERRORS = [
   'ShardSettingsMismatchError',
 ];
 
+/** awaitShard: waits on a shard workflow started by an earlier run of the stage. */
+export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
+
 /** auditRun (lib/audit): bad reference data or automatic masks surface as AuditInputError. */
 export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError'];
 

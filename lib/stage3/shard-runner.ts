@@ -101,6 +101,14 @@ export interface RunShardOptions {
   settings: Record<string, unknown>;
 }
 
+/** A shard's workflow failed for good; seen by a later run of the stage that inherited the shard. */
+export class ShardFailedError extends Error {
+  constructor(workflowId: string, reason: string) {
+    super(`shard workflow ${workflowId} failed: ${reason}`);
+    this.name = 'ShardFailedError';
+  }
+}
+
 /** The shard already holds masks made with other settings (or by an sa-engine that kept none). */
 export class ShardSettingsMismatchError extends Error {
   constructor(where: string, ...differences: string[]) {

@@ -49,6 +49,7 @@ const TS_LISTS = {
   PLAN_SHARDS_ERRORS: policies.PLAN_SHARDS_ERRORS,
   PROBE_SHARD_ERRORS: policies.PROBE_SHARD_ERRORS,
   SEGMENT_SHARD_ERRORS: policies.SEGMENT_SHARD_ERRORS,
+  AWAIT_SHARD_ERRORS: policies.AWAIT_SHARD_ERRORS,
   AUDIT_RUN_ERRORS: policies.AUDIT_RUN_ERRORS,
   PROBE_STORAGE_ERRORS: policies.PROBE_STORAGE_ERRORS,
 };
@@ -103,7 +104,8 @@ describe('activity stubs in workflows/', () => {
         );
       }
     }
-    // recordRun, buildDataset, planShards, segmentShard, probeShard, auditRun, training, storage check
-    expect(stubs).toBe(8);
+    // recordRun, buildDataset, planShards, awaitShard, segmentShard, probeShard, auditRun, training,
+    // storage check
+    expect(stubs).toBe(9);
   });
 });
