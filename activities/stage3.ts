@@ -105,7 +105,7 @@ export function createStage3Activities(deps: Stage3Deps) {
 
     /**
      * The result of a shard workflow that an earlier run of the stage started before it continued
-     * as new: the stage's window stays full across that boundary (workflows/automatic-stage.ts).
+     * as new: the stage's window stays full across that boundary (workflows/stage3.ts).
      */
     async awaitShard(input: { workflowId: string }): Promise<ShardResult> {
       const ctx = Context.current();

@@ -21,7 +21,7 @@ import { runDryRun } from '../client/runs.ts';
 import { startDevStack, stopProcess, type DevStack } from '../infra/dev-stack.ts';
 import { createRunConfigSchema } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { stage3ProgressQuery } from '../workflows/automatic-stage.ts';
+import { stage3ProgressQuery } from '../workflows/stage3.ts';
 import { dryRunWorkflowId } from '../workflows/dry-run.ts';
 import { REFERENCE_PACKAGE } from './amg-common.ts';
 

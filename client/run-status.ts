@@ -2,7 +2,7 @@
 // result or failure in the history once closed), so no worker needs to be up for a closed run.
 import type { Client } from '@temporalio/client';
 import { joinUri } from '../lib/object-store/uri.ts';
-import type { Stage3Progress } from '../workflows/automatic-stage.ts';
+import type { Stage3Progress } from '../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult } from '../workflows/dataset-run.ts';
 import { readProgress } from './runs.ts';
 

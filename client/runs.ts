@@ -9,11 +9,7 @@ import {
 import type { RunConfig } from '../lib/run-config.ts';
 import { datasetRunInput } from '../lib/run-input.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import {
-  stage3ProgressQuery,
-  type AutomaticStageResult,
-  type Stage3Progress,
-} from '../workflows/automatic-stage.ts';
+import { stage3ProgressQuery, type AutomaticStageResult, type Stage3Progress } from '../workflows/stage3.ts';
 import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
 import {
   datasetRun,

@@ -39,7 +39,7 @@ import { ANNOTATIONS_KEY, generateSynthDataset } from '../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import { auditWorkflowId } from '../workflows/audit.ts';
-import { shardWorkflowId } from '../workflows/automatic-stage.ts';
+import { shardWorkflowId } from '../workflows/stage3.ts';
 import { datasetRun, runProgressQuery, stage3WorkflowId } from '../workflows/dataset-run.ts';
 import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
 import { retrainSam } from '../workflows/retrain.ts';

@@ -26,7 +26,7 @@ import type { AuditSummary } from '../lib/audit/audit.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
-import { automaticStage, type AutomaticStageResult } from './automatic-stage.ts';
+import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 

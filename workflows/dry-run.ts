@@ -4,7 +4,7 @@
 // stays free; the shard manifests it writes are the ones the real run will use.
 import { executeChild } from '@temporalio/workflow';
 import type { Stage3Spec } from '../activities/stage3.ts';
-import { automaticStage, type AutomaticStageResult } from './automatic-stage.ts';
+import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
 export function dryRunWorkflowId(runId: string): string {

@@ -4,7 +4,7 @@ import { describeRun, describeStage3 } from '../../client/run-status.ts';
 import { follow, runDryRun, startRun } from '../../client/runs.ts';
 import { ensureEmbeddedStack } from '../../infra/dev-control.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
-import type { AutomaticStageResult } from '../../workflows/automatic-stage.ts';
+import type { AutomaticStageResult } from '../../workflows/stage3.ts';
 import type { DatasetRunResult } from '../../workflows/dataset-run.ts';
 import { SAE_STAGE } from '../../workflows/search-attributes.ts';
 import {

@@ -23,7 +23,7 @@ import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.t
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { auditStage, auditWorkflowId, manualAuditWorkflowId } from '../../workflows/audit.ts';
-import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
+import { shardWorkflowId } from '../../workflows/stage3.ts';
 import { runProgressQuery, type datasetRun } from '../../workflows/dataset-run.ts';
 import { testStack } from '../helpers/stack.ts';
 import {

@@ -18,7 +18,7 @@ import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import { readShardResult, type ImageSegmenter } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { createWorker } from '../../workers/create-worker.ts';
-import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
+import { shardWorkflowId } from '../../workflows/stage3.ts';
 import { readLog } from '../helpers/processes.ts';
 import { testStack } from '../helpers/stack.ts';
 import {

@@ -23,7 +23,7 @@ import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
-import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
+import { shardWorkflowId } from '../../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult } from '../../workflows/dataset-run.ts';
 import { pngBomb } from '../helpers/hand-made-images.ts';
 import { readLog, spawnWorkerProcess, type WorkerProcess } from '../helpers/processes.ts';

@@ -8,7 +8,7 @@ import { decompressRle, decodeRle, rleArea } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
-import { shardWorkflowId } from '../../workflows/automatic-stage.ts';
+import { shardWorkflowId } from '../../workflows/stage3.ts';
 import { stage3WorkflowId } from '../../workflows/dataset-run.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_RUN, SAE_STAGE } from '../../workflows/search-attributes.ts';
 import { testStack } from '../helpers/stack.ts';

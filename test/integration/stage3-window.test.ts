@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
-import { shardWorkflowId, type Stage3Cursor } from '../../workflows/automatic-stage.ts';
+import { shardWorkflowId, type Stage3Cursor } from '../../workflows/stage3.ts';
 import { datasetRun, stage3WorkflowId } from '../../workflows/dataset-run.ts';
 import { stage3Config, startTestWorkers, writeStage3Images } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';

@@ -27,7 +27,7 @@ import type {
   WorkEstimate,
 } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { automaticShard } from './automatic-shard.ts';
+import { automaticShard } from './stage3-shard.ts';
 import { AWAIT_SHARD_ERRORS, PLAN_SHARDS_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_MASKS, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 
