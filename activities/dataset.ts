@@ -1,13 +1,22 @@
-// Activities around a whole run: its record in storage (run.json) and the final dataset manifest,
-// statistics and release copies (lib/dataset/build.ts).
+// Activities around a whole run: its record in storage (run.json) and the dataset manifest,
+// statistics and release copies (lib/dataset/build.ts), built one stage-3 shard at a time by the
+// dataset-build workflow.
 import { Context } from '@temporalio/activity';
-import { buildDataset as buildDatasetFiles, type DatasetSummary } from '../lib/dataset/build.ts';
+import {
+  buildDataset as buildDatasetFiles,
+  buildDatasetShard as buildDatasetShardFiles,
+  finishDataset as finishDatasetFiles,
+  requireStage3Plan,
+  type DatasetShardResult,
+  type DatasetSummary,
+} from '../lib/dataset/build.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import type { RunConfig } from '../lib/run-config.ts';
 import { runIdentity, writeRunRecord, type RunStatus } from '../lib/run-record.ts';
+import type { ShardPlan } from '../lib/stage3/shard-plan.ts';
 
-export type { DatasetSummary };
+export type { DatasetShardResult, DatasetSummary };
 
 export interface RunRecordInput {
   runId: string;
@@ -24,6 +33,10 @@ export interface BuildDatasetInput {
   release?: { shortestSide: number };
 }
 
+export interface BuildDatasetShardInput extends BuildDatasetInput {
+  shard: number;
+}
+
 export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
   const stores = new StoreCache(storeOptions);
   return {
@@ -38,6 +51,34 @@ export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
       });
     },
 
+    /** The stage-3 plan the dataset is built from: how many shards to fan out over. */
+    async planDataset(input: BuildDatasetInput): Promise<ShardPlan> {
+      return requireStage3Plan(stores.open(input.outputUri), input.runId);
+    },
+
+    async buildDatasetShard(input: BuildDatasetShardInput): Promise<DatasetShardResult> {
+      const ctx = Context.current();
+      return buildDatasetShardFiles(stores.open(input.outputUri), stores, {
+        runId: input.runId,
+        shard: input.shard,
+        release: input.release,
+        onProgress: (progress) => ctx.heartbeat(progress),
+      });
+    },
+
+    async finishDataset(input: BuildDatasetInput): Promise<DatasetSummary> {
+      const ctx = Context.current();
+      return finishDatasetFiles(stores.open(input.outputUri), {
+        runId: input.runId,
+        release: input.release,
+        onProgress: (progress) => ctx.heartbeat(progress),
+      });
+    },
+
+    /**
+     * The whole dataset in one activity: what runs started before the dataset-build workflow
+     * existed still call (workflows/dataset-run.ts keeps them replaying). New runs never do.
+     */
     async buildDataset(input: BuildDatasetInput): Promise<DatasetSummary> {
       const ctx = Context.current();
       return buildDatasetFiles(stores.open(input.outputUri), stores, {

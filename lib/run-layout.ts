@@ -19,6 +19,14 @@ export const runLayout = {
   datasetManifest: (run: string) => `runs/${run}/dataset/manifest.jsonl`,
   datasetStats: (run: string) => `runs/${run}/dataset/stats.json`,
   datasetFailed: (run: string) => `runs/${run}/dataset/failed.jsonl`,
+  /** One shard's share of the dataset, merged into the files above by the last step. */
+  datasetShardManifest: (run: string, shard: number) =>
+    `runs/${run}/dataset/shards/${shardName(shard)}.manifest.jsonl`,
+  datasetShardFailed: (run: string, shard: number) =>
+    `runs/${run}/dataset/shards/${shardName(shard)}.failed.jsonl`,
+  /** Written last: while it exists, the shard's manifest and failed parts are complete. */
+  datasetShardSummary: (run: string, shard: number) =>
+    `runs/${run}/dataset/shards/${shardName(shard)}.summary.json`,
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
   /** Everything the quality audit writes lives under this prefix, and nothing else does. */
   auditPrefix: (run: string) => `runs/${run}/audit/`,

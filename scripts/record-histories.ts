@@ -39,6 +39,7 @@ import { ANNOTATIONS_KEY, generateSynthDataset } from '../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import { auditWorkflowId } from '../workflows/audit.ts';
+import { datasetWorkflowId } from '../workflows/dataset-build.ts';
 import { shardWorkflowId } from '../workflows/stage3.ts';
 import { datasetRun, runProgressQuery, stage3WorkflowId } from '../workflows/dataset-run.ts';
 import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
@@ -91,7 +92,8 @@ async function main(): Promise<void> {
     };
     // Without an inference worker, the shards of the next run wait: it is surely mid-stage-3.
     await inference.shutdown();
-    histories['dataset-run-cancelled'] = await recordCancelledRun(client, stack, `${runId}-cancelled`);
+    if (!only || only.includes('dataset-run-cancelled'))
+      histories['dataset-run-cancelled'] = await recordCancelledRun(client, stack, `${runId}-cancelled`);
     mkdirSync(values.out, { recursive: true });
     for (const [name, history] of Object.entries(histories)) {
       if (only && !only.includes(name)) continue;
@@ -134,6 +136,7 @@ async function recordDatasetRun(
     'automatic-stage-continued-as-new': continued!,
     'automatic-stage-final-run': finalRun!,
     'automatic-shard': await client.workflow.getHandle(shardWorkflowId(runId, 0)).fetchHistory(),
+    'dataset-build': await client.workflow.getHandle(datasetWorkflowId(runId)).fetchHistory(),
     'audit-stage': await client.workflow.getHandle(auditWorkflowId(runId)).fetchHistory(),
   };
 }

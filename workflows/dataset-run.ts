@@ -3,17 +3,20 @@
 // runs/<run>/run.json says how the run ended in every case: completed, failed (with the reason) or
 // cancelled; the final record is written even while the run is being cancelled.
 //
+// The dataset is built by a child workflow (`<run>/dataset`, workflows/dataset-build.ts) that fans
+// out over stage 3's shards; runs started before it existed built it in one activity and still do.
+//
 // A run whose config disables stage 3 builds its dataset (and audit, release copies) from the
 // stage-3 output an earlier run with the same id left under the same output prefix; where there is
 // none, it fails at once with a NoStage3OutputError that says so (never retried).
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
   defineQuery,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   TemporalFailure,
@@ -26,6 +29,7 @@ import type { AuditSummary } from '../lib/audit/audit.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
+import { datasetBuild, datasetWorkflowId } from './dataset-build.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
@@ -36,12 +40,15 @@ const { recordRun } = proxyActivities<DatasetActivities>({
   retry: retryPolicy(RECORD_RUN_ERRORS),
 });
 
+/** Histories recorded before the dataset-build workflow built the dataset in this one activity. */
 const { buildDataset } = proxyActivities<DatasetActivities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '2 minutes',
   retry: retryPolicy(BUILD_DATASET_ERRORS),
 });
+
+const DATASET_BUILD_WORKFLOW = 'dataset-build-workflow';
 
 export interface DatasetRunInput {
   runId: string;
@@ -61,6 +68,7 @@ export type RunStage = 'starting' | 'stage3' | 'dataset' | 'audit' | 'done';
 export interface RunProgress {
   stage: RunStage;
   stage3WorkflowId?: string;
+  datasetWorkflowId?: string;
 }
 
 export interface DatasetRunResult {
@@ -106,7 +114,7 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
     }
 
     enterStage(progress, 'dataset');
-    dataset = await buildDataset({ runId, outputUri, release: input.release }).catch((err: unknown) => {
+    dataset = await runDatasetBuild(input, progress).catch((err: unknown) => {
       throw input.stage3 ? err : explainNoStage3(runId, outputUri, err);
     });
 
@@ -139,9 +147,23 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   return { runId, stage3, dataset, audit };
 }
 
+function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise<DatasetSummary> {
+  const { runId, outputUri, release } = input;
+  if (!patched(DATASET_BUILD_WORKFLOW)) return buildDataset({ runId, outputUri, release });
+  progress.datasetWorkflowId = datasetWorkflowId(runId);
+  return executeChild(datasetBuild, {
+    workflowId: progress.datasetWorkflowId,
+    args: [{ runId, outputUri, release }],
+    typedSearchAttributes: [
+      { key: SAE_RUN, value: runId },
+      { key: SAE_STAGE, value: 'dataset' },
+    ],
+  });
+}
+
 /** With stage 3 off, "no stage-3 output" means the config asked for a dataset of nothing: say so. */
 function explainNoStage3(runId: string, outputUri: string, err: unknown): unknown {
-  const cause = err instanceof ActivityFailure ? err.cause : undefined;
+  const cause = innermostFailure(err);
   if (!(cause instanceof ApplicationFailure && cause.type === 'NoStage3OutputError')) return err;
   return ApplicationFailure.nonRetryable(
     `run ${runId} disables stage 3, so it builds on the stage-3 output an earlier run ${runId} left under ` +
@@ -150,10 +172,16 @@ function explainNoStage3(runId: string, outputUri: string, err: unknown): unknow
   );
 }
 
-/** The innermost failure's type and message: what actually went wrong, not "Child Workflow execution failed". */
-function failureReason(err: unknown): string {
+/** The failure at the bottom of a chain (child workflow → activity → the error it threw). */
+function innermostFailure(err: unknown): unknown {
   let inner = err;
   while (inner instanceof TemporalFailure && inner.cause) inner = inner.cause;
+  return inner;
+}
+
+/** The innermost failure's type and message: what actually went wrong, not "Child Workflow execution failed". */
+function failureReason(err: unknown): string {
+  const inner = innermostFailure(err);
   if (inner instanceof ApplicationFailure && inner.type && inner !== err)
     return `${inner.type}: ${inner.message}`;
   return inner instanceof Error ? inner.message : String(inner);

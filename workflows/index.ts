@@ -9,3 +9,4 @@ export { automaticShard } from './stage3-shard.ts';
 export { retrainSam } from './retrain.ts';
 export { auditStage } from './audit.ts';
 export { dryRun } from './dry-run.ts';
+export { datasetBuild } from './dataset-build.ts';

@@ -27,11 +27,15 @@ export const RECORD_RUN_ERRORS = [
   'RunIdentityMismatchError',
 ];
 
-/** buildDataset (lib/dataset/build.ts): reads the stage-3 results and SA-1B files, decodes images for release copies. */
+/**
+ * planDataset, buildDatasetShard, finishDataset and the older buildDataset (lib/dataset/build.ts):
+ * read the stage-3 results and SA-1B files, decode images for release copies, merge the shards.
+ */
 export const BUILD_DATASET_ERRORS = [
   ...STORAGE_SETUP_ERRORS,
   'NoStage3OutputError',
   'MasksFileError',
+  'DatasetShardError',
   ...IMAGE_ERRORS,
 ];
 

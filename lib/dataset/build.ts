@@ -5,24 +5,39 @@
 //   runs/<run>/dataset/stats.json       the SAM paper's §5 statistics (lib/dataset/statistics.ts)
 //   runs/<run>/dataset/images/<id>.jpg  optional release copies (lib/dataset/release-copy.ts)
 //
-// It walks the shards' result manifests in order and reads each image's SA-1B JSON once, a few
-// images at a time, keeping only counters and fixed-size tables; the manifest lines go to a local
-// temp file (lib/dataset/line-spool.ts). Nothing depends on time or on the order in which
-// concurrent reads finish, so running it twice writes the same bytes.
+// It is built like stage 3 ran, one stage-3 shard at a time, so that a million images spread over
+// many workers and a retry redoes one shard at most:
+//
+//   1. buildDatasetShard, once per shard (in parallel, in any order): reads the shard's result lines
+//      and each image's SA-1B JSON once, a few images at a time, writes the release copies and
+//      stores the shard's manifest lines, failed lines and statistics under dataset/shards/. The
+//      summary is stored last, so a shard with a summary is complete and is not built again.
+//   2. finishDataset: walks the shards in order, appending their manifest parts to a local temp file
+//      (lib/dataset/line-spool.ts) and merging their statistics (fixed-size tables), then stores
+//      the three files. Memory holds one shard's parts, never the run's.
+//
+// Nothing depends on time or on the order in which concurrent reads finish, so building twice
+// writes the same bytes.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
+import { z } from 'zod';
 import type { ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { runLayout } from '../run-layout.ts';
-import { readPlan } from '../stage3/shard-plan.ts';
+import { readPlan, type ShardPlan } from '../stage3/shard-plan.ts';
 import { readShardResult, type ShardResultLine } from '../stage3/shard-runner.ts';
 import { LineSpool } from './line-spool.ts';
 import type { MaskMoments } from './mask-moments.ts';
 import { readMaskMoments, type DoneLine } from './masks-file.ts';
 import { writeReleaseCopy, type ReleaseCopy } from './release-copy.ts';
-import { DatasetStatsAccumulator, type DatasetStats, type ReleaseStats } from './statistics.ts';
+import {
+  DatasetStatsAccumulator,
+  datasetStatsStateSchema,
+  type DatasetStats,
+  type ReleaseStats,
+} from './statistics.ts';
 
 export type { DatasetStats } from './statistics.ts';
 export { releaseSize } from './release-copy.ts';
@@ -31,7 +46,7 @@ export interface BuildDatasetOptions {
   runId: string;
   /** Write release copies with this shortest side (the paper: 1500); left out, none are written. */
   release?: { shortestSide: number };
-  /** Called every few images, e.g. to heartbeat; the object is small. */
+  /** Called after each shard; the object is small. */
   onProgress?: (progress: DatasetProgress) => void;
 }
 
@@ -95,31 +110,190 @@ const MASK_READS = 8;
 /** Decoding and resizing a 16 MP image is CPU work; more at once than cores only costs memory. */
 const RELEASE_ENCODES = 2;
 
+/** What a finished dataset shard stored beside its parts; its `stats` are merged by finishDataset. */
+const shardSummarySchema = z.object({
+  run: z.string(),
+  shard: z.number().int().nonnegative(),
+  release: z.object({ shortestSide: z.number().int().positive() }).nullable(),
+  /** Result lines of the shard (segmented and failed), and the first and last image id among them. */
+  lines: z.number().int().nonnegative(),
+  firstId: z.number().int().nullable(),
+  lastId: z.number().int().nullable(),
+  releaseImages: z.number().int().nonnegative(),
+  stats: datasetStatsStateSchema,
+});
+type ShardSummary = z.infer<typeof shardSummarySchema>;
+
+/** Counts only: this goes into a Temporal workflow history. */
+export interface DatasetShardResult {
+  shard: number;
+  images: number;
+  imagesFailed: number;
+  masks: number;
+  releaseImages: number;
+  /** True when an earlier attempt had built it with the same settings. */
+  reused: boolean;
+}
+
+export interface BuildDatasetShardOptions {
+  runId: string;
+  shard: number;
+  release?: { shortestSide: number };
+  /** Called every few images (e.g. to heartbeat) with the shard's result lines handled so far. */
+  onProgress?: (progress: { shard: number; lines: number; linesDone: number }) => void;
+}
+
+/** A dataset shard is missing or was built with other settings when the dataset is put together. */
+export class DatasetShardError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetShardError';
+  }
+}
+
+/** Builds one shard's part of the dataset, or returns the part an earlier attempt finished. */
+export async function buildDatasetShard(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: BuildDatasetShardOptions,
+): Promise<DatasetShardResult> {
+  checkRelease(opts.release);
+  const { runId, shard } = opts;
+  const release = opts.release ?? null;
+  const earlier = await readShardSummary(out, runId, shard);
+  if (earlier && sameRelease(earlier.release, release)) return shardResult(earlier, true);
+
+  const lines = await readShardLines(out, runId, shard);
+  const builder = new ShardBuilder(out, stores, runId, shard, opts.release);
+  for (let start = 0; start < lines.length; start += WINDOW) {
+    const window = lines.slice(start, start + WINDOW);
+    const prepared = await settleAll(window.map((line) => builder.prepare(line)));
+    for (const image of prepared) builder.record(image);
+    opts.onProgress?.({ shard, lines: lines.length, linesDone: start + window.length });
+  }
+  const summary: ShardSummary = {
+    run: runId,
+    shard,
+    release,
+    lines: lines.length,
+    firstId: lines[0]?.id ?? null,
+    lastId: lines.at(-1)?.id ?? null,
+    releaseImages: builder.releaseImages,
+    stats: builder.stats.state(),
+  };
+  const jsonl = { contentType: 'application/x-ndjson' };
+  await out.put(runLayout.datasetShardManifest(runId, shard), builder.manifest.join(''), jsonl);
+  await out.put(runLayout.datasetShardFailed(runId, shard), builder.failed.join(''), jsonl);
+  await out.put(runLayout.datasetShardSummary(runId, shard), JSON.stringify(summary) + '\n', {
+    contentType: 'application/json',
+  });
+  return shardResult(summary, false);
+}
+
+export interface FinishDatasetOptions {
+  runId: string;
+  release?: { shortestSide: number };
+  /** Called after each shard is merged, e.g. to heartbeat. */
+  onProgress?: (progress: DatasetProgress) => void;
+}
+
+/** Puts the built shards together into manifest.jsonl, failed.jsonl and stats.json. */
+export async function finishDataset(out: ObjectStore, opts: FinishDatasetOptions): Promise<DatasetSummary> {
+  const { runId } = opts;
+  const plan = await requireStage3Plan(out, runId);
+  const tempDir = await mkdtemp(path.join(tmpdir(), 'sae-dataset-'));
+  const manifest = await LineSpool.create(tempDir, 'manifest.jsonl');
+  const failed = await LineSpool.create(tempDir, 'failed.jsonl');
+  try {
+    const stats = new DatasetStatsAccumulator();
+    const progress: DatasetProgress = {
+      shardsDone: 0,
+      shardCount: plan.shardCount,
+      images: 0,
+      imagesFailed: 0,
+      masks: 0,
+    };
+    let lines = 0;
+    let releaseImages = 0;
+    let lastId: number | null = null;
+    for (let shard = 0; shard < plan.shardCount; shard++) {
+      const summary = await requireShardSummary(out, runId, shard, opts.release ?? null);
+      if (summary.firstId !== null && lastId !== null && summary.firstId <= lastId) {
+        throw new Error(
+          `shard ${shard} of run ${runId} starts at image ${summary.firstId}, not after ${lastId}`,
+        );
+      }
+      lastId = summary.lastId ?? lastId;
+      await manifest.appendLines(await out.get(runLayout.datasetShardManifest(runId, shard)));
+      await failed.appendLines(await out.get(runLayout.datasetShardFailed(runId, shard)));
+      stats.merge(summary.stats);
+      lines += summary.lines;
+      releaseImages += summary.releaseImages;
+      progress.shardsDone += 1;
+      progress.images += summary.stats.images;
+      progress.imagesFailed += summary.stats.imagesFailed;
+      progress.masks += summary.stats.masks;
+      opts.onProgress?.({ ...progress });
+    }
+    if (lines !== plan.imageCount) {
+      throw new Error(`run ${runId}: the shard results list ${lines} images, the plan ${plan.imageCount}`);
+    }
+    const keys = {
+      manifestKey: runLayout.datasetManifest(runId),
+      failedKey: runLayout.datasetFailed(runId),
+      statsKey: runLayout.datasetStats(runId),
+    };
+    await manifest.upload(out, keys.manifestKey);
+    await failed.upload(out, keys.failedKey);
+    const result = stats.result(runId, releaseStats(opts.release, releaseImages));
+    await out.put(keys.statsKey, formatStats(result), { contentType: 'application/json' });
+    const { images, imagesFailed, masks } = progress;
+    return { images, imagesFailed, masks, ...keys, releaseImages };
+  } finally {
+    await manifest.close();
+    await failed.close();
+    await rm(tempDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The whole dataset in this process: every shard in turn, then the merge. The dataset-build
+ * workflow runs the same two steps as activities spread over workers; this is for a single
+ * process (tests, the library).
+ */
 export async function buildDataset(
   out: ObjectStore,
   stores: StoreCache,
   opts: BuildDatasetOptions,
 ): Promise<DatasetSummary> {
   checkRelease(opts.release);
-  const plan = await readPlan(out, opts.runId);
-  if (!plan) {
-    throw new NoStage3OutputError(
-      `run ${opts.runId} has no stage-3 plan at ${out.uri(runLayout.stage3Plan(opts.runId))}: ` +
-        'the dataset is built from a finished stage 3',
-    );
+  const plan = await requireStage3Plan(out, opts.runId);
+  const progress: DatasetProgress = {
+    shardsDone: 0,
+    shardCount: plan.shardCount,
+    images: 0,
+    imagesFailed: 0,
+    masks: 0,
+  };
+  for (let shard = 0; shard < plan.shardCount; shard++) {
+    const built = await buildDatasetShard(out, stores, { runId: opts.runId, shard, release: opts.release });
+    progress.shardsDone += 1;
+    progress.images += built.images;
+    progress.imagesFailed += built.imagesFailed;
+    progress.masks += built.masks;
+    opts.onProgress?.({ ...progress });
   }
-  const tempDir = await mkdtemp(path.join(tmpdir(), 'sae-dataset-'));
-  try {
-    const builder = await DatasetBuilder.create(out, stores, opts, plan.shardCount, tempDir);
-    try {
-      for (let shard = 0; shard < plan.shardCount; shard++) await builder.addShard(shard);
-      return await builder.finish(plan.imageCount);
-    } finally {
-      await builder.close();
-    }
-  } finally {
-    await rm(tempDir, { recursive: true, force: true });
-  }
+  return finishDataset(out, { runId: opts.runId, release: opts.release });
+}
+
+/** The stage-3 plan the dataset is built from, or NoStage3OutputError. */
+export async function requireStage3Plan(out: ObjectStore, runId: string): Promise<ShardPlan> {
+  const plan = await readPlan(out, runId);
+  if (plan) return plan;
+  throw new NoStage3OutputError(
+    `run ${runId} has no stage-3 plan at ${out.uri(runLayout.stage3Plan(runId))}: ` +
+      'the dataset is built from a finished stage 3',
+  );
 }
 
 function checkRelease(release: BuildDatasetOptions['release']): void {
@@ -128,133 +302,109 @@ function checkRelease(release: BuildDatasetOptions['release']): void {
   }
 }
 
+function sameRelease(a: ShardSummary['release'], b: ShardSummary['release']): boolean {
+  return (a?.shortestSide ?? null) === (b?.shortestSide ?? null);
+}
+
+function shardResult(summary: ShardSummary, reused: boolean): DatasetShardResult {
+  const { images, imagesFailed, masks } = summary.stats;
+  return { shard: summary.shard, images, imagesFailed, masks, releaseImages: summary.releaseImages, reused };
+}
+
+async function readShardSummary(
+  out: ObjectStore,
+  runId: string,
+  shard: number,
+): Promise<ShardSummary | undefined> {
+  const key = runLayout.datasetShardSummary(runId, shard);
+  if (!(await out.exists(key))) return undefined;
+  const parsed = shardSummarySchema.safeParse(JSON.parse((await out.get(key)).toString('utf8')));
+  // A summary this code cannot read is rebuilt by buildDatasetShard, refused by finishDataset.
+  return parsed.success ? parsed.data : undefined;
+}
+
+async function requireShardSummary(
+  out: ObjectStore,
+  runId: string,
+  shard: number,
+  release: ShardSummary['release'],
+): Promise<ShardSummary> {
+  const summary = await readShardSummary(out, runId, shard);
+  const key = out.uri(runLayout.datasetShardSummary(runId, shard));
+  if (!summary)
+    throw new DatasetShardError(`dataset shard ${shard} of run ${runId} has not been built (${key})`);
+  if (!sameRelease(summary.release, release)) {
+    throw new DatasetShardError(
+      `dataset shard ${shard} of run ${runId} was built with release copies ${JSON.stringify(summary.release)}, ` +
+        `not ${JSON.stringify(release)} (${key})`,
+    );
+  }
+  return summary;
+}
+
+function releaseStats(release: BuildDatasetOptions['release'], images: number): ReleaseStats | null {
+  if (!release) return null;
+  return {
+    shortestSide: release.shortestSide,
+    images,
+    maskResolution: 'original',
+    note:
+      'Release copies are downscaled (never upscaled) to this shortest side; masks stay at the original ' +
+      "resolution. Multiply mask coordinates by the manifest line's releaseScale to draw them on a copy.",
+  };
+}
+
 /** What one image contributes, gathered concurrently and then recorded in id order. */
 type PreparedImage =
   | { kind: 'done'; line: DoneLine; masks: MaskMoments[]; release: ReleaseCopy | undefined }
   | { kind: 'failed'; line: ShardResultLine };
 
-class DatasetBuilder {
-  private readonly stats = new DatasetStatsAccumulator();
-  private readonly progress: DatasetProgress;
+/** One shard's manifest lines, failed lines and statistics, in memory (a shard is small). */
+class ShardBuilder {
+  readonly stats = new DatasetStatsAccumulator();
+  readonly manifest: string[] = [];
+  readonly failed: string[] = [];
+  releaseImages = 0;
   private readonly maskReads = pLimit(MASK_READS);
   private readonly releaseEncodes = pLimit(RELEASE_ENCODES);
-  private lastId = -1;
-  private lines = 0;
-  private releaseImages = 0;
 
-  private constructor(
+  constructor(
     private readonly out: ObjectStore,
     private readonly stores: StoreCache,
-    private readonly opts: BuildDatasetOptions,
-    private readonly manifest: LineSpool,
-    private readonly failed: LineSpool,
-    shardCount: number,
-  ) {
-    this.progress = { shardsDone: 0, shardCount, images: 0, imagesFailed: 0, masks: 0 };
-  }
-
-  static async create(
-    out: ObjectStore,
-    stores: StoreCache,
-    opts: BuildDatasetOptions,
-    shardCount: number,
-    tempDir: string,
-  ): Promise<DatasetBuilder> {
-    const manifest = await LineSpool.create(tempDir, 'manifest.jsonl');
-    const failed = await LineSpool.create(tempDir, 'failed.jsonl');
-    return new DatasetBuilder(out, stores, opts, manifest, failed, shardCount);
-  }
-
-  async addShard(shard: number): Promise<void> {
-    const lines = await readShardLines(this.out, this.opts.runId, shard);
-    const first = lines[0];
-    if (first && first.id <= this.lastId) {
-      throw new Error(
-        `shard ${shard} of run ${this.opts.runId} starts at image ${first.id}, not after ${this.lastId}`,
-      );
-    }
-    for (let start = 0; start < lines.length; start += WINDOW) {
-      const window = lines.slice(start, start + WINDOW);
-      const prepared = await settleAll(window.map((line) => this.prepare(shard, line)));
-      for (const image of prepared) await this.record(image);
-      this.opts.onProgress?.({ ...this.progress });
-    }
-    this.lastId = lines.at(-1)?.id ?? this.lastId;
-    this.lines += lines.length;
-    this.progress.shardsDone += 1;
-    this.opts.onProgress?.({ ...this.progress });
-  }
+    private readonly runId: string,
+    private readonly shard: number,
+    private readonly release: { shortestSide: number } | undefined,
+  ) {}
 
   /** Reads the image's masks (and writes its release copy); nothing here touches shared state. */
-  private async prepare(shard: number, line: ShardResultLine): Promise<PreparedImage> {
+  async prepare(line: ShardResultLine): Promise<PreparedImage> {
     if (line.status === 'failed') return { kind: 'failed', line };
-    const done = asDoneLine(shard, line);
-    const release = this.opts.release;
+    const done = asDoneLine(this.shard, line);
+    const release = this.release;
     const [masks, copy] = await settleAll([
       this.maskReads(() => readMaskMoments(this.out, done)),
       release
         ? this.releaseEncodes(() =>
-            writeReleaseCopy(this.out, this.stores, this.opts.runId, done, release.shortestSide),
+            writeReleaseCopy(this.out, this.stores, this.runId, done, release.shortestSide),
           )
         : Promise.resolve(undefined),
     ] as const);
     return { kind: 'done', line: done, masks, release: copy };
   }
 
-  /** Adds one image to the manifests and statistics; called in id order. */
-  private async record(image: PreparedImage): Promise<void> {
+  /** Adds one image to the parts and statistics; called in id order. */
+  record(image: PreparedImage): void {
     const { line } = image;
     this.stats.addProcessing(line.model, line.ms);
     if (image.kind === 'failed') {
       this.stats.addFailedImage();
-      this.progress.imagesFailed += 1;
-      await this.failed.push({
-        id: line.id,
-        image: line.key,
-        error: line.error ?? 'no error recorded',
-      } satisfies FailedLine);
+      const failed: FailedLine = { id: line.id, image: line.key, error: line.error ?? 'no error recorded' };
+      this.failed.push(JSON.stringify(failed) + '\n');
       return;
     }
     this.stats.addImage(image.line.w, image.line.h, image.masks);
-    this.progress.images += 1;
-    this.progress.masks += image.masks.length;
     if (image.release) this.releaseImages += 1;
-    await this.manifest.push(manifestLine(image.line, image.release));
-  }
-
-  async finish(imageCount: number): Promise<DatasetSummary> {
-    const run = this.opts.runId;
-    if (this.lines !== imageCount) {
-      throw new Error(`run ${run}: the shard results list ${this.lines} images, the plan ${imageCount}`);
-    }
-    const keys = {
-      manifestKey: runLayout.datasetManifest(run),
-      failedKey: runLayout.datasetFailed(run),
-      statsKey: runLayout.datasetStats(run),
-    };
-    await this.manifest.upload(this.out, keys.manifestKey);
-    await this.failed.upload(this.out, keys.failedKey);
-    const stats = this.stats.result(run, this.releaseStats());
-    await this.out.put(keys.statsKey, formatStats(stats), { contentType: 'application/json' });
-    const { images, imagesFailed, masks } = this.progress;
-    return { images, imagesFailed, masks, ...keys, releaseImages: this.releaseImages };
-  }
-
-  private releaseStats(): ReleaseStats | null {
-    if (!this.opts.release) return null;
-    return {
-      shortestSide: this.opts.release.shortestSide,
-      images: this.releaseImages,
-      maskResolution: 'original',
-      note:
-        'Release copies are downscaled (never upscaled) to this shortest side; masks stay at the original ' +
-        "resolution. Multiply mask coordinates by the manifest line's releaseScale to draw them on a copy.",
-    };
-  }
-
-  async close(): Promise<void> {
-    await this.manifest.close();
-    await this.failed.close();
+    this.manifest.push(JSON.stringify(manifestLine(image.line, image.release)) + '\n');
   }
 }
 

@@ -33,6 +33,14 @@ export class LineSpool {
     if (this.pendingBytes >= CHUNK_BYTES) await this.flush();
   }
 
+  /** Appends lines serialised elsewhere (e.g. a stored part of the manifest), newline-terminated. */
+  async appendLines(text: Buffer): Promise<void> {
+    if (text.length === 0) return;
+    await this.flush();
+    await this.handle.write(text);
+    if (text[text.length - 1] !== 0x0a) await this.handle.write('\n');
+  }
+
   /** Closes the local file and stores it under `key`. */
   async upload(out: ObjectStore, key: string): Promise<void> {
     await this.flush();

@@ -4,6 +4,9 @@
 // - relative mask size, sqrt(mask area / image area), over 1-2-5 (log-ish) bins, plus the COCO size
 //   classes in absolute pixels (small < 32², medium < 96², large);
 // - where mask centres fall in the image: a 32×32 grid of counts, image-normalised.
+// Each dataset shard keeps its own accumulator and stores its state; the final statistics are the
+// states merged in shard order (every table is a sum, so merging loses nothing).
+import { z } from 'zod';
 import { centroidCell, type MaskMoments } from './mask-moments.ts';
 
 /** One histogram bin: values in [min, max], both inclusive; `max` null means "and above". */
@@ -82,6 +85,27 @@ export const COCO_SMALL_BELOW = 32 * 32;
 export const COCO_MEDIUM_BELOW = 96 * 96;
 export const CENTRE_GRID = 32;
 
+/** What an accumulator has counted, as JSON: one dataset shard's contribution to the statistics. */
+export const datasetStatsStateSchema = z.object({
+  images: z.number().int().nonnegative(),
+  imagesFailed: z.number().int().nonnegative(),
+  masks: z.number().int().nonnegative(),
+  emptyMasks: z.number().int().nonnegative(),
+  /** [mask count, images with that many masks], sorted by mask count. */
+  imagesByMaskCount: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])),
+  relativeSizeSum: z.number().nonnegative(),
+  sizeBins: z.array(z.number().int().nonnegative()).length(RELATIVE_SIZE_EDGES_PERCENT.length - 1),
+  coco: z.object({
+    small: z.number().int().nonnegative(),
+    medium: z.number().int().nonnegative(),
+    large: z.number().int().nonnegative(),
+  }),
+  centres: z.array(z.number().int().nonnegative()).length(CENTRE_GRID * CENTRE_GRID),
+  models: z.array(z.string()),
+  processingMs: z.number().nonnegative(),
+});
+export type DatasetStatsState = z.infer<typeof datasetStatsStateSchema>;
+
 export class DatasetStatsAccumulator {
   private images = 0;
   private imagesFailed = 0;
@@ -112,6 +136,41 @@ export class DatasetStatsAccumulator {
   addProcessing(model: string, ms: number): void {
     this.models.add(model);
     this.processingMs += ms;
+  }
+
+  /** Everything counted so far, small and fixed-size (the mask-count table has one entry per distinct count). */
+  state(): DatasetStatsState {
+    return {
+      images: this.images,
+      imagesFailed: this.imagesFailed,
+      masks: this.masks,
+      emptyMasks: this.emptyMasks,
+      imagesByMaskCount: [...this.imagesByMaskCount].sort((a, b) => a[0] - b[0]),
+      relativeSizeSum: this.relativeSizeSum,
+      sizeBins: [...this.sizeBins],
+      coco: { ...this.coco },
+      centres: [...this.centres],
+      models: [...this.models].sort(),
+      processingMs: this.processingMs,
+    };
+  }
+
+  /** Adds what another accumulator counted (e.g. one shard's stored state). */
+  merge(other: DatasetStatsState): void {
+    this.images += other.images;
+    this.imagesFailed += other.imagesFailed;
+    this.masks += other.masks;
+    this.emptyMasks += other.emptyMasks;
+    for (const [count, images] of other.imagesByMaskCount)
+      this.imagesByMaskCount.set(count, (this.imagesByMaskCount.get(count) ?? 0) + images);
+    this.relativeSizeSum += other.relativeSizeSum;
+    other.sizeBins.forEach((n, i) => (this.sizeBins[i]! += n));
+    this.coco.small += other.coco.small;
+    this.coco.medium += other.coco.medium;
+    this.coco.large += other.coco.large;
+    other.centres.forEach((n, i) => (this.centres[i]! += n));
+    for (const model of other.models) this.models.add(model);
+    this.processingMs += other.processingMs;
   }
 
   private addMask(width: number, height: number, mask: MaskMoments): void {

@@ -23,6 +23,7 @@ import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.t
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { auditStage, auditWorkflowId, manualAuditWorkflowId } from '../../workflows/audit.ts';
+import { datasetWorkflowId } from '../../workflows/dataset-build.ts';
 import { shardWorkflowId } from '../../workflows/stage3.ts';
 import { runProgressQuery, type datasetRun } from '../../workflows/dataset-run.ts';
 import { testStack } from '../helpers/stack.ts';
@@ -211,7 +212,7 @@ describe('how a dataset run ends', () => {
     expect(failure.cause).toBeInstanceOf(ApplicationFailure);
     expect((failure.cause as ApplicationFailure).type).toBe('NoStage3OutputError');
     expect(failure.cause?.message).toMatch(/disables stage 3.*no stage-3 plan at/);
-    expect(await activityAttempts(client, config.run)).toMatchObject({ buildDataset: 1 });
+    expect(await activityAttempts(client, datasetWorkflowId(config.run))).toMatchObject({ planDataset: 1 });
     const record = await runRecord(config);
     expect(record.status).toBe('failed');
     expect(record.result?.error).toMatch(/disables stage 3/);

@@ -9,6 +9,8 @@ import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildDataset,
+  buildDatasetShard,
+  finishDataset,
   releaseSize,
   type DatasetProgress,
   type DatasetStats,
@@ -117,6 +119,17 @@ function resultLine(image: FakeImage): ShardResultLine {
 
 async function readJson<T>(key: string): Promise<T> {
   return JSON.parse((await out.get(key)).toString('utf8')) as T;
+}
+
+async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of store.listKeys(prefix)) keys.push(key);
+  return keys;
+}
+
+/** Everything the dataset build wrote, so the next build starts from scratch. */
+async function removeDataset(): Promise<void> {
+  for (const key of await keysUnder(out, 'runs/r1/dataset/')) await out.delete(key);
 }
 
 async function readLines(key: string): Promise<unknown[]> {
@@ -308,15 +321,15 @@ describe('buildDataset on a fake run', () => {
     expect(text.split('\n').length).toBeLessThan(100);
   });
 
-  it('reports progress per window and per shard', async () => {
+  it('reports progress per shard', async () => {
     await writeRun(mainRun);
     const seen: DatasetProgress[] = [];
     await buildDataset(out, stores, { runId: RUN, onProgress: (p) => seen.push(p) });
     expect(seen.at(-1)).toEqual({ shardsDone: 2, shardCount: 2, images: 5, imagesFailed: 1, masks: 22 });
-    expect(seen.map((p) => p.shardsDone)).toEqual([0, 1, 1, 2]);
+    expect(seen.map((p) => p.shardsDone)).toEqual([1, 2]);
   });
 
-  it('writes identical bytes when run twice', async () => {
+  it('writes identical bytes when built again from scratch', async () => {
     await writeRun(mainRun);
     const keys = [
       'runs/r1/dataset/manifest.jsonl',
@@ -325,9 +338,62 @@ describe('buildDataset on a fake run', () => {
     ];
     await buildDataset(out, stores, { runId: RUN });
     const first = await Promise.all(keys.map((k) => out.get(k)));
+    await removeDataset();
     await buildDataset(out, stores, { runId: RUN });
     const second = await Promise.all(keys.map((k) => out.get(k)));
     expect(second).toEqual(first);
+  });
+
+  it('builds shards in any order into the same files, one shard part each', async () => {
+    await writeRun(mainRun);
+    await buildDataset(out, stores, { runId: RUN });
+    const inOrder = await out.get('runs/r1/dataset/stats.json');
+    const manifest = await out.get('runs/r1/dataset/manifest.jsonl');
+    await removeDataset();
+    expect(await buildDatasetShard(out, stores, { runId: RUN, shard: 1 })).toEqual({
+      shard: 1,
+      images: 3,
+      imagesFailed: 0,
+      masks: 16,
+      releaseImages: 0,
+      reused: false,
+    });
+    await buildDatasetShard(out, stores, { runId: RUN, shard: 0 });
+    await finishDataset(out, { runId: RUN });
+    expect(await out.get('runs/r1/dataset/stats.json')).toEqual(inOrder);
+    expect(await out.get('runs/r1/dataset/manifest.jsonl')).toEqual(manifest);
+    expect(await keysUnder(out, 'runs/r1/dataset/shards/')).toEqual([
+      'runs/r1/dataset/shards/000000.failed.jsonl',
+      'runs/r1/dataset/shards/000000.manifest.jsonl',
+      'runs/r1/dataset/shards/000000.summary.json',
+      'runs/r1/dataset/shards/000001.failed.jsonl',
+      'runs/r1/dataset/shards/000001.manifest.jsonl',
+      'runs/r1/dataset/shards/000001.summary.json',
+    ]);
+  });
+
+  it('reuses a built shard (a retry redoes no image) unless its release settings differ', async () => {
+    await writeRun(mainRun);
+    await buildDatasetShard(out, stores, { runId: RUN, shard: 0 });
+    // Were shard 0 read again, its missing masks file would fail the build.
+    await out.delete('runs/r1/masks/0.json');
+    expect(await buildDatasetShard(out, stores, { runId: RUN, shard: 0 })).toMatchObject({ reused: true });
+    await expect(
+      buildDatasetShard(out, stores, { runId: RUN, shard: 0, release: { shortestSide: 15 } }),
+    ).rejects.toThrow(/masks\/0\.json/);
+  });
+
+  it('refuses to finish while a shard is not built, or built with other release settings', async () => {
+    await writeRun(mainRun);
+    await buildDatasetShard(out, stores, { runId: RUN, shard: 0 });
+    await expect(finishDataset(out, { runId: RUN })).rejects.toThrow(
+      /dataset shard 1 of run r1 has not been built .*000001\.summary\.json/,
+    );
+    await buildDatasetShard(out, stores, { runId: RUN, shard: 1 });
+    await expect(finishDataset(out, { runId: RUN, release: { shortestSide: 15 } })).rejects.toThrow(
+      /dataset shard 0 of run r1 was built with release copies null, not \{"shortestSide":15\}/,
+    );
+    expect(await out.exists('runs/r1/dataset/manifest.jsonl')).toBe(false);
   });
 
   it('handles a run with no images', async () => {

@@ -104,8 +104,8 @@ describe('activity stubs in workflows/', () => {
         );
       }
     }
-    // recordRun, buildDataset, planShards, awaitShard, segmentShard, probeShard, auditRun, training,
-    // storage check
-    expect(stubs).toBe(9);
+    // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
+    // segmentShard, probeShard, auditRun, training, storage check
+    expect(stubs).toBe(11);
   });
 });
