@@ -1,7 +1,8 @@
 // The quality audit of a finished stage 3 (DESIGN.md stage 4; the paper's §5 mask-quality check):
 //
-//   1. list the images stage 3 segmented and find their human masks in the reference;
-//   2. draw a seeded sample of those (same seed → same images);
+//   1. draw a seeded sample of the images stage 3 segmented that have human masks in the
+//      reference (same seed → same images), in one pass over the shards (./sample.ts);
+//   2. the reference is read once and kept while the audit runs (it is the human sample, not the run);
 //   3. per image, match the automatic masks with the human ones (./match.ts);
 //   4. compute the figures (./figures.ts) and check them against the gate (./gate.ts);
 //   5. write runs/<run>/audit/: rows.jsonl, gallery/*.jpg, report.json, and report.html last.
@@ -23,13 +24,7 @@ import { renderOverlay } from './overlay.ts';
 import { renderReportHtml } from './report-html.ts';
 import { PAPER_FIGURES, type AuditReport, type AuditRow, type GalleryEntry } from './report.ts';
 import { openReference, type HumanMasks, type ReferenceSet } from './reference.ts';
-import {
-  listSegmentedImages,
-  uriFileName,
-  seededSample,
-  type DoneLine,
-  type SegmentedImages,
-} from './sample.ts';
+import { drawAuditSample, uriFileName, type AuditSample, type DoneLine } from './sample.ts';
 import { readRunStats } from './run-stats.ts';
 
 export { AuditGateError, AuditInputError } from './errors.ts';
@@ -83,10 +78,21 @@ export async function runAudit(
   opts: RunAuditOptions,
 ): Promise<AuditSummary> {
   const source = requireReference(out, opts);
-  const segmented = await listSegmentedImages(out, opts.runId);
   const reference = await openReference(stores, source);
-  const candidates = matchedImages(segmented, reference);
-  const sample = seededSample(candidates, opts.audit.sampleSize, opts.audit.seed);
+  const matchedReferences = new Set<string>();
+  const drawn = await drawAuditSample(
+    out,
+    opts.runId,
+    (line) => {
+      const name = reference.find(line.key);
+      if (name !== undefined) matchedReferences.add(name);
+      return name !== undefined;
+    },
+    opts.audit.sampleSize,
+    opts.audit.seed,
+  );
+  requireCandidates(drawn, reference);
+  const { sample } = drawn;
   const audited = await auditSample(out, reference, sample, opts.onProgress);
 
   const exhaustive = opts.exhaustive ?? readExhaustiveFlag(source);
@@ -112,18 +118,18 @@ export async function runAudit(
       ignoreValue: source.ignoreValue,
       exhaustive,
       images: reference.imageCount,
-      unmatchedImages: reference.imageCount - new Set(candidates.map((c) => reference.find(c.key))).size,
+      unmatchedImages: reference.imageCount - matchedReferences.size,
     },
     runImages: {
-      segmented: segmented.done.length,
-      failed: segmented.failed,
-      unfinishedShards: segmented.unfinishedShards,
-      withoutReference: segmented.done.length - candidates.length,
+      segmented: drawn.segmented,
+      failed: drawn.failed,
+      unfinishedShards: drawn.unfinishedShards,
+      withoutReference: drawn.segmented - drawn.candidates,
     },
     sample: {
       requested: opts.audit.sampleSize,
       seed: opts.audit.seed,
-      candidates: candidates.length,
+      candidates: drawn.candidates,
       audited: sample.length,
     },
     masks: {
@@ -147,7 +153,7 @@ export async function runAudit(
     worst: worst.slice(0, WORST_ROWS_IN_REPORT),
     gallery: gallery.entries,
     heatmap: runStats.heatmap,
-    notes: [...runStats.notes, ...sampleNotes(segmented, candidates.length)],
+    notes: [...runStats.notes, ...sampleNotes(drawn)],
     keys: {
       json: runLayout.auditReportJson(opts.runId),
       html: runLayout.auditReportHtml(opts.runId),
@@ -223,16 +229,15 @@ function summarise(report: AuditReport): AuditSummary {
   };
 }
 
-/** Segmented images the reference has masks for; none at all is an error, not an empty report. */
-function matchedImages(segmented: SegmentedImages, reference: ReferenceSet): DoneLine[] {
-  const matched = segmented.done.filter((line) => reference.find(line.key) !== undefined);
-  if (matched.length > 0) return matched;
+/** No segmented image has human masks in the reference: an error, not an empty report. */
+function requireCandidates(drawn: AuditSample, reference: ReferenceSet): void {
+  if (drawn.candidates > 0) return;
   const examples = (names: string[]) => names.map((n) => `"${n}"`).join(', ');
-  const runNames = segmented.done.slice(0, 3).map((line) => uriFileName(line.key));
+  const runNames = drawn.examples.map(uriFileName);
   throw new AuditInputError(
     reference.uri,
     `none of the reference's ${reference.imageCount} images (e.g. ${examples(reference.examples(3)) || 'none'}) ` +
-      `matches one of the run's ${segmented.done.length} segmented images (e.g. ${examples(runNames) || 'none'}); ` +
+      `matches one of the run's ${drawn.segmented} segmented images (e.g. ${examples(runNames) || 'none'}); ` +
       (reference.format === 'coco'
         ? 'COCO images are matched by the file name in file_name'
         : 'mask files are matched by the image file name without its extension'),
@@ -243,14 +248,14 @@ function readExhaustiveFlag(source: MaskSourceConfig): boolean {
   return (source as MaskSourceConfig & { exhaustive?: unknown }).exhaustive === true;
 }
 
-function sampleNotes(segmented: SegmentedImages, candidates: number): string[] {
+function sampleNotes(drawn: AuditSample): string[] {
   const notes: string[] = [];
-  if (segmented.unfinishedShards > 0) {
+  if (drawn.unfinishedShards > 0) {
     notes.push(
-      `${segmented.unfinishedShards} stage-3 shard(s) have no results yet; their images were not considered.`,
+      `${drawn.unfinishedShards} stage-3 shard(s) have no results yet; their images were not considered.`,
     );
   }
-  const without = segmented.done.length - candidates;
+  const without = drawn.segmented - drawn.candidates;
   if (without > 0)
     notes.push(`${without} segmented image(s) have no human masks in the reference and were not audited.`);
   return notes;

@@ -15,17 +15,33 @@ import { AuditInputError } from './errors.ts';
 
 export type { DoneLine } from '../dataset/masks-file.ts';
 
-export interface SegmentedImages {
-  /** Images stage 3 segmented, in id order. */
-  done: DoneLine[];
-  /** Images stage 3 could not segment (never audited). */
+/** The sample the audit looks at, and what the pass over the run's results counted. */
+export interface AuditSample {
+  /** The sampled images, in id order. */
+  sample: DoneLine[];
+  /** Images stage 3 segmented, and images it could not segment (never audited). */
+  segmented: number;
   failed: number;
   /** Shards without a result manifest yet: their images are left out of the audit. */
   unfinishedShards: number;
+  /** Segmented images the reference has human masks for: what the sample is drawn from. */
+  candidates: number;
+  /** The first few segmented images, for error messages. */
+  examples: string[];
 }
 
-/** Reads every shard's result manifest; needs the stage-3 plan to know how many there are. */
-export async function listSegmentedImages(out: ObjectStore, runId: string): Promise<SegmentedImages> {
+/**
+ * Draws the seeded sample (see seededSample) in one pass over the shards' result manifests, one
+ * shard at a time: memory holds one shard and the sample, never the run's list of images.
+ * `isCandidate` says whether the reference has human masks for an image.
+ */
+export async function drawAuditSample(
+  out: ObjectStore,
+  runId: string,
+  isCandidate: (line: DoneLine) => boolean,
+  size: number,
+  seed: number,
+): Promise<AuditSample> {
   const plan = await readPlan(out, runId);
   if (!plan) {
     throw new AuditInputError(
@@ -33,20 +49,33 @@ export async function listSegmentedImages(out: ObjectStore, runId: string): Prom
       `run ${runId} has no stage-3 plan: the audit compares the masks of a finished stage 3`,
     );
   }
-  const result: SegmentedImages = { done: [], failed: 0, unfinishedShards: 0 };
+  const lowest = new LowestRanks<DoneLine>(size, seed);
+  const drawn: Omit<AuditSample, 'sample'> = {
+    segmented: 0,
+    failed: 0,
+    unfinishedShards: 0,
+    candidates: 0,
+    examples: [],
+  };
   for (let shard = 0; shard < plan.shardCount; shard++) {
     const lines = await readShardResult(out, runId, shard);
     if (!lines) {
-      result.unfinishedShards += 1;
+      drawn.unfinishedShards += 1;
       continue;
     }
     for (const line of lines) {
-      if (isDone(line)) result.done.push(line);
-      else result.failed += 1;
+      if (!isDone(line)) {
+        drawn.failed += 1;
+        continue;
+      }
+      drawn.segmented += 1;
+      if (drawn.examples.length < 3) drawn.examples.push(line.key);
+      if (!isCandidate(line)) continue;
+      drawn.candidates += 1;
+      lowest.add(line);
     }
   }
-  result.done.sort((a, b) => a.id - b.id);
-  return result;
+  return { sample: lowest.result(), ...drawn };
 }
 
 function isDone(line: { status: string; w?: number; h?: number; masks?: string }): line is DoneLine {
@@ -66,14 +95,37 @@ const AUDIT_SALT = 0x61756474; // "audt"
  * `id` must be unique per item (image ids are).
  */
 export function seededSample<T extends { id: number }>(items: readonly T[], size: number, seed: number): T[] {
-  if (!Number.isInteger(size) || size < 0)
-    throw new RangeError(`sample size must be a whole number, got ${size}`);
-  const ranked = items.map((item) => ({ item, rank: hash32(seed, item.id, AUDIT_SALT) }));
-  ranked.sort((a, b) => a.rank - b.rank || a.item.id - b.item.id);
-  return ranked
-    .slice(0, size)
-    .map((r) => r.item)
-    .sort((a, b) => a.id - b.id);
+  const lowest = new LowestRanks<T>(size, seed);
+  for (const item of items) lowest.add(item);
+  return lowest.result();
+}
+
+/** The `size` items of lowest rank (ties by id) seen so far, in at most 2 × size memory. */
+class LowestRanks<T extends { id: number }> {
+  private kept: Array<{ item: T; rank: number }> = [];
+
+  constructor(
+    private readonly size: number,
+    private readonly seed: number,
+  ) {
+    if (!Number.isInteger(size) || size < 0)
+      throw new RangeError(`sample size must be a whole number, got ${size}`);
+  }
+
+  add(item: T): void {
+    this.kept.push({ item, rank: hash32(this.seed, item.id, AUDIT_SALT) });
+    if (this.kept.length >= 2 * this.size + 1) this.trim();
+  }
+
+  result(): T[] {
+    this.trim();
+    return this.kept.map((r) => r.item).sort((a, b) => a.id - b.id);
+  }
+
+  private trim(): void {
+    this.kept.sort((a, b) => a.rank - b.rank || a.item.id - b.item.id);
+    this.kept.length = Math.min(this.kept.length, this.size);
+  }
 }
 
 /**

@@ -14,7 +14,7 @@ import { readAutomaticMasks } from '../../lib/audit/automatic.ts';
 import { matchImage } from '../../lib/audit/match.ts';
 import { rleFromPolygons } from '../../lib/audit/polygon.ts';
 import { openReference } from '../../lib/audit/reference.ts';
-import { listSegmentedImages } from '../../lib/audit/sample.ts';
+import { drawAuditSample } from '../../lib/audit/sample.ts';
 import { loadImage } from '../../lib/images/image-io.ts';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
@@ -88,7 +88,9 @@ async function auditAgainstOracle(
   const report = JSON.parse((await runStore.get(summary.reportJsonKey)).toString('utf8')) as AuditReport;
 
   const reference = await openReference(stores, audit.reference!);
-  const lines = (await listSegmentedImages(runStore, runId)).done.filter((l) => reference.find(l.key));
+  const every = Number.MAX_SAFE_INTEGER; // a sample of every image with human masks
+  const isCandidate = (line: { key: string }) => reference.find(line.key) !== undefined;
+  const lines = (await drawAuditSample(runStore, runId, isCandidate, every, 0)).sample;
   const ours: number[][][] = [];
   const request: OracleImage[] = [];
   for (const line of lines) {

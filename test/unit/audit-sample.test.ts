@@ -1,5 +1,18 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { lastSegment, seededSample, stem, uriFileName } from '../../lib/audit/sample.ts';
+import {
+  drawAuditSample,
+  lastSegment,
+  seededSample,
+  stem,
+  uriFileName,
+  type DoneLine,
+} from '../../lib/audit/sample.ts';
+import { openObjectStore } from '../../lib/object-store.ts';
+import { runLayout } from '../../lib/run-layout.ts';
 
 const items = Array.from({ length: 100 }, (_, i) => ({ id: i * 3 }));
 
@@ -55,5 +68,52 @@ describe('file names', () => {
     expect(stem('a.b.png')).toBe('a.b');
     expect(stem('.hidden')).toBe('.hidden');
     expect(stem('noext')).toBe('noext');
+  });
+});
+
+describe('drawAuditSample', () => {
+  it('draws the same sample as seededSample over every candidate, one shard at a time', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'sae-audit-sample-'));
+    try {
+      const out = openObjectStore(pathToFileURL(root).href);
+      // 4 shards of 25 images; every 7th failed; shard 3 has no results yet.
+      const line = (id: number) =>
+        id % 7 === 0
+          ? { key: `s3://b/${id}.jpg`, id, model: 'm', ms: 1, status: 'failed', error: 'x' }
+          : {
+              key: `s3://b/${id}.jpg`,
+              id,
+              model: 'm',
+              ms: 1,
+              status: 'done',
+              w: 4,
+              h: 4,
+              count: 0,
+              masks: `m/${id}`,
+            };
+      await out.put(
+        runLayout.stage3Plan('r'),
+        JSON.stringify({ shardCount: 4, imageCount: 100, shardSize: 25 }),
+      );
+      for (let shard = 0; shard < 3; shard++) {
+        const lines = Array.from({ length: 25 }, (_, i) => JSON.stringify(line(shard * 25 + i)));
+        await out.put(runLayout.shardResult('r', shard), lines.join('\n') + '\n');
+      }
+      const isCandidate = (l: DoneLine) => l.id % 2 === 0; // the reference has the even ids
+      const drawn = await drawAuditSample(out, 'r', isCandidate, 5, 9);
+
+      const done = Array.from({ length: 75 }, (_, id) => line(id)).filter((l) => l.status === 'done');
+      const candidates = done.filter((l) => l.id % 2 === 0);
+      expect(drawn.sample.map((l) => l.id)).toEqual(seededSample(candidates, 5, 9).map((l) => l.id));
+      expect(drawn).toMatchObject({
+        segmented: done.length,
+        failed: 75 - done.length,
+        unfinishedShards: 1,
+        candidates: candidates.length,
+        examples: ['s3://b/1.jpg', 's3://b/2.jpg', 's3://b/3.jpg'],
+      });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
