@@ -1,19 +1,24 @@
 // Stage 4's quality audit: compare a sample of automatic masks with human ones and apply the gate.
 // A run that misses its gate fails with the figures in the message; its outputs stay in storage.
-import { ApplicationFailure, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import type { AuditActivities, AuditRunInput } from '../activities/audit.ts';
 import type { AuditSummary } from '../lib/audit/audit.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { AUDIT_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_STAGE } from './search-attributes.ts';
 
-const { auditRun } = proxyActivities<AuditActivities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '2 minutes',
-  // Bad reference data does not fix itself on a retry.
-  retry: retryPolicy(AUDIT_RUN_ERRORS),
-});
+// Matching masks and drawing the gallery is CPU work: it runs on the inference pool, which owns the
+// cores. Audits started before that ran on the orchestration pool and replay there.
+const AUDIT_ON_INFERENCE_POOL = 'audit-on-inference-pool';
+
+const onPool = (taskQueue: string) =>
+  proxyActivities<AuditActivities>({
+    taskQueue,
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout: '2 minutes',
+    // Bad reference data does not fix itself on a retry.
+    retry: retryPolicy(AUDIT_RUN_ERRORS),
+  });
 
 /** The audit a run runs itself, as its child (workflows/dataset-run.ts). */
 export function auditWorkflowId(runId: string): string {
@@ -32,7 +37,8 @@ export function manualAuditWorkflowId(runId: string): string {
 
 export async function auditStage(input: AuditRunInput): Promise<AuditSummary> {
   upsertSearchAttributes([{ key: SAE_STAGE, value: 'audit' }]);
-  const summary = await auditRun(input);
+  const pool = patched(AUDIT_ON_INFERENCE_POOL) ? TASK_QUEUES.inference : TASK_QUEUES.orchestration;
+  const summary = await onPool(pool).auditRun(input);
   if (!summary.gate.passed) {
     throw ApplicationFailure.nonRetryable(
       `the mask quality audit failed its gate: ${summary.gate.failures.join('; ')} (report: ${summary.reportHtmlKey})`,
