@@ -6,9 +6,8 @@ import { createStage3Activities, type Stage3Deps } from '../activities/stage3.ts
 import { createStorageCheckActivities } from '../activities/storage-check.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends Stage3Deps {
   storeOptions: ObjectStoreOptions;
-  segmenterFor: Stage3Deps['segmenterFor'];
 }
 
 export function createActivities(deps: ActivityDeps) {

@@ -10,13 +10,13 @@ import { temporal } from '@temporalio/proto';
 import { NativeConnection } from '@temporalio/worker';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createStage3Activities } from '../../activities/stage3.ts';
 import { startRun } from '../../client/runs.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
 import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import { readShardResult, type ImageSegmenter } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
+import { createActivities } from '../../workers/activities.ts';
 import { createWorker } from '../../workers/create-worker.ts';
 import { shardWorkflowId } from '../../workflows/stage3.ts';
 import { readLog } from '../helpers/processes.ts';
@@ -194,7 +194,8 @@ describe('stage 3 with a segmenter call that hangs', () => {
         connection,
         namespace: stack.temporal.namespace,
         taskQueue: TASK_QUEUES.inference,
-        activities: createStage3Activities({ storeOptions, segmenterFor, stallTimeoutMs: 12_000 }),
+        // Every activity of the pool: the run's dataset shards come to this queue too.
+        activities: createActivities({ storeOptions, segmenterFor, stallTimeoutMs: 12_000 }),
         runWorkflows: false,
         maxConcurrentActivityTaskExecutions: 1,
       });
