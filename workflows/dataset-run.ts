@@ -29,6 +29,7 @@ import type { AuditSummary } from '../lib/audit/audit.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
+import { executeContinuingChild } from './continuing-child.ts';
 import { datasetBuild, datasetWorkflowId } from './dataset-build.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
@@ -102,7 +103,7 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
     if (input.stage3) {
       enterStage(progress, 'stage3');
       progress.stage3WorkflowId = stage3WorkflowId(runId);
-      stage3 = await executeChild(automaticStage, {
+      stage3 = await executeContinuingChild(automaticStage, {
         workflowId: progress.stage3WorkflowId,
         args: [{ spec: { ...input.stage3, runId, outputUri } }],
         typedSearchAttributes: [
@@ -151,7 +152,7 @@ function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise
   const { runId, outputUri, release } = input;
   if (!patched(DATASET_BUILD_WORKFLOW)) return buildDataset({ runId, outputUri, release });
   progress.datasetWorkflowId = datasetWorkflowId(runId);
-  return executeChild(datasetBuild, {
+  return executeContinuingChild(datasetBuild, {
     workflowId: progress.datasetWorkflowId,
     args: [{ runId, outputUri, release }],
     typedSearchAttributes: [

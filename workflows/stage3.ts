@@ -9,7 +9,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  getExternalWorkflowHandle,
   isCancellation,
   ParentClosePolicy,
   patched,
@@ -27,6 +26,7 @@ import type {
   WorkEstimate,
 } from '../activities/stage3.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { cancelByWorkflowId } from './continuing-child.ts';
 import { automaticShard } from './stage3-shard.ts';
 import { AWAIT_SHARD_ERRORS, PLAN_SHARDS_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_IMAGES_DONE, SAE_IMAGES_FAILED, SAE_MASKS, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
@@ -48,6 +48,8 @@ const { awaitShard } = proxyActivities<Stage3Activities>({
 
 /** Runs that keep the window full across continue-as-new; older histories drained it first. */
 const HAND_OVER_RUNNING_SHARDS = 'stage3-hand-over-running-shards';
+/** Cancelled runs that cancel every shard not yet done; older ones missed some (see the catch). */
+const CANCEL_EVERY_UNFINISHED_SHARD = 'stage3-cancel-every-unfinished-shard';
 
 export interface Stage3Totals {
   shardsDone: number;
@@ -111,11 +113,17 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
 
   const startedHere = nextShard;
   let shardFailure: unknown;
+  // Started or inherited by this run and not done; unlike `running`, a cancelled await leaves it.
+  const unfinished = new Set<number>();
   const track = (shard: number, result: Promise<ShardResult>) => {
     running.add(shard);
+    unfinished.add(shard);
     result
       .then(
-        (r) => addResult(totals, r),
+        (r) => {
+          unfinished.delete(shard);
+          addResult(totals, r);
+        },
         (err: unknown) => (shardFailure ??= err), // a shard fails only on errors a retry cannot fix
       )
       .finally(() => running.delete(shard));
@@ -146,9 +154,13 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     if (!handOver || nextShard >= plan.shardCount || shardFailure !== undefined)
       await condition(() => running.size === 0);
   } catch (err) {
-    // Cancelled: the shards this run inherited are no children of it; cancel them by id.
-    if (isCancellation(err) && handOver)
-      await CancellationScope.nonCancellable(() => cancelShards([...running].map(idOf)));
+    // Cancelled: the shards this run inherited are no children of it; cancel them by id. The
+    // cancel rejects their awaitShard activities at once, which takes them out of `running`
+    // before this runs, so count on `unfinished`.
+    if (isCancellation(err) && handOver) {
+      const shards = patched(CANCEL_EVERY_UNFINISHED_SHARD) ? unfinished : running;
+      await CancellationScope.nonCancellable(() => cancelByWorkflowId([...shards].map(idOf)));
+    }
     throw err;
   }
   if (shardFailure !== undefined) throw unwrapAwaitedFailure(shardFailure);
@@ -171,16 +183,6 @@ function addResult(totals: Stage3Totals, result: ShardResult): void {
     { key: SAE_IMAGES_FAILED, value: totals.imagesFailed },
     { key: SAE_MASKS, value: totals.masks },
   ]);
-}
-
-async function cancelShards(workflowIds: string[]): Promise<void> {
-  await Promise.all(
-    workflowIds.map((id) =>
-      getExternalWorkflowHandle(id)
-        .cancel()
-        .catch(() => undefined),
-    ),
-  );
 }
 
 /** A handed-over shard's failure comes through awaitShard: report the shard's own error. */

@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRun } from '../../client/runs.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
+import { datasetRunInput } from '../../lib/run-input.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
@@ -25,7 +26,7 @@ import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { auditStage, auditWorkflowId, manualAuditWorkflowId } from '../../workflows/audit.ts';
 import { datasetWorkflowId } from '../../workflows/dataset-build.ts';
 import { shardWorkflowId } from '../../workflows/stage3.ts';
-import { runProgressQuery, type datasetRun } from '../../workflows/dataset-run.ts';
+import { datasetRun, runProgressQuery, stage3WorkflowId } from '../../workflows/dataset-run.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
   REFERENCE_MODEL_URI,
@@ -197,6 +198,53 @@ describe('how a dataset run ends', () => {
     expect(record.status).toBe('cancelled');
     expect(record.result?.error).toBe('cancelled during stage3');
   });
+
+  it('a run cancelled after stage 3 has continued as new ends cancelled, and so do the stage and its shards', async () => {
+    // Temporal sends a parent's cancel to the child's first run only (temporalio/features#503): the
+    // run used to wait forever for a stage that never heard it.
+    workers = await startTestWorkers(stack, [TASK_QUEUES.orchestration]); // shards wait: no inference
+    const fixture = await writeStage3Images(stack, 3);
+    const config = stage3Config(fixture, stack, { shardSize: 1, maxConcurrentShards: 2, batchImages: 1 });
+    const input = datasetRunInput(config);
+    input.stage3!.shardsPerWorkflowRun = 1; // the config has no knob: continue as new every shard
+    const handle = await client.workflow.start(datasetRun, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: config.run,
+      args: [input],
+    });
+    const stage3Id = stage3WorkflowId(config.run);
+    // Shard 1 is started by the stage's second run, which holds shard 0 from the first.
+    await waitFor('stage 3 to continue as new and start shard 1', async () => {
+      const shard1 = client.workflow.getHandle(shardWorkflowId(config.run, 1));
+      const started = await shard1.describe().then(
+        () => true,
+        () => false,
+      );
+      return started && (await executionsOf(stage3Id)).length >= 2;
+    });
+
+    await handle.cancel();
+    const failure = await failureOf(handle);
+    expect(failure.cause).toBeInstanceOf(CancelledFailure);
+    expect((await client.workflow.getHandle(stage3Id).describe()).status.name).toBe('CANCELLED');
+    for (const shard of [0, 1]) {
+      await waitFor(`shard ${shard} to close`, async () => {
+        const status = (await client.workflow.getHandle(shardWorkflowId(config.run, shard)).describe())
+          .status;
+        return status.name !== 'RUNNING';
+      });
+      const status = (await client.workflow.getHandle(shardWorkflowId(config.run, shard)).describe()).status;
+      expect(status.name).toBe('CANCELLED');
+    }
+    expect((await runRecord(config)).result?.error).toBe('cancelled during stage3');
+  });
+
+  async function executionsOf(workflowId: string): Promise<string[]> {
+    const runIds: string[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+      runIds.push(wf.runId);
+    return runIds;
+  }
 
   it('a run with stage 3 off and no stage-3 output to build on fails at once and says so', async () => {
     workers = await startTestWorkers(stack, [TASK_QUEUES.orchestration]);
