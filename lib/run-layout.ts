@@ -33,6 +33,13 @@ export const runLayout = {
   auditReportJson: (run: string) => `runs/${run}/audit/report.json`,
   auditReportHtml: (run: string) => `runs/${run}/audit/report.html`,
   auditRows: (run: string) => `runs/${run}/audit/rows.jsonl`,
+  /** The audit's sample: what was drawn, then the images in chunks with their reference entries. */
+  auditSample: (run: string) => `runs/${run}/audit/sample.json`,
+  auditSamplePrefix: (run: string) => `runs/${run}/audit/sample/`,
+  auditSampleChunk: (run: string, chunk: number) => `runs/${run}/audit/sample/${chunk}.json`,
+  auditMatchedPrefix: (run: string) => `runs/${run}/audit/matched/`,
+  /** A chunk's matches of automatic with human masks. */
+  auditMatchedChunk: (run: string, chunk: number) => `runs/${run}/audit/matched/${chunk}.json`,
   auditGalleryPrefix: (run: string) => `runs/${run}/audit/gallery/`,
   /** The gallery's images in rank order (0 = the worst image); the report embeds them too. */
   auditGalleryImage: (run: string, rank: number) =>

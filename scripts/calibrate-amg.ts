@@ -24,7 +24,7 @@ import {
   type CalibrationFigures,
   type CalibrationImage,
 } from '../lib/amg/calibration.ts';
-import { openReference } from '../lib/audit/reference.ts';
+import { loadHumanMasks, openReference } from '../lib/audit/reference.ts';
 import { AutomaticMaskGenerator } from '../lib/amg/generator.ts';
 import { loadImage } from '../lib/images/image-io.ts';
 import { openObjectStore } from '../lib/object-store.ts';
@@ -140,7 +140,7 @@ async function calibrationImages(settings: Settings, cache: string | undefined):
       write: (k, bytes) => store.put(k, Buffer.from(bytes)),
     });
     const coco = JSON.parse((await store.get(ANNOTATIONS_KEY)).toString('utf8')) as {
-      images: { file_name: string }[];
+      images: { file_name: string; width: number; height: number }[];
     };
     const stores = new StoreCache();
     const reference = await openReference(stores, {
@@ -156,16 +156,15 @@ async function calibrationImages(settings: Settings, cache: string | undefined):
       stabilityScoreThresh: 0,
       boxNmsThresh: 1,
     });
+    const runImages = coco.images.map((c) => ({ key: `${root}/${c.file_name}`, w: c.width, h: c.height }));
+    const entries = await reference.entries(runImages);
     const images: CalibrationImage[] = [];
     for (const [i, { file_name }] of coco.images.entries()) {
       const started = performance.now();
       const decoded = await loadImage(await store.get(file_name));
       const { masks } = await amg.generate(decoded);
-      const humans = await reference.load({
-        key: `${root}/${file_name}`,
-        w: decoded.width,
-        h: decoded.height,
-      });
+      const image = { key: `${root}/${file_name}`, w: decoded.width, h: decoded.height };
+      const humans = await loadHumanMasks(stores, entries[i]!, image);
       images.push(
         calibrationImage(
           masks,

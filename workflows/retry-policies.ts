@@ -59,8 +59,11 @@ export const SEGMENT_SHARD_ERRORS = [
 /** awaitShard: waits on a shard workflow started by an earlier run of the stage. */
 export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
 
-/** auditRun (lib/audit): bad reference data or automatic masks surface as AuditInputError. */
-export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError'];
+/**
+ * The audit's activities (lib/audit): bad reference data or automatic masks surface as
+ * AuditInputError; a sample and matches that do not belong together as AuditSampleError.
+ */
+export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError', 'AuditSampleError'];
 
 /** probeStorage (activities/storage-check.ts). */
 export const PROBE_STORAGE_ERRORS = [...STORAGE_SETUP_ERRORS];

@@ -1,33 +1,46 @@
-// The quality audit of a finished stage 3 (DESIGN.md stage 4; the paper's §5 mask-quality check):
+// The quality audit of a finished stage 3 (DESIGN.md stage 4; the paper's §5 mask-quality check),
+// in three steps that a workflow runs as activities (workflows/audit.ts) and runAudit runs in turn:
 //
-//   1. draw a seeded sample of the images stage 3 segmented that have human masks in the
-//      reference (same seed → same images), in one pass over the shards (./sample.ts);
-//   2. the reference is read once and kept while the audit runs (it is the human sample, not the run);
-//   3. per image, match the automatic masks with the human ones (./match.ts);
-//   4. compute the figures (./figures.ts) and check them against the gate (./gate.ts);
-//   5. write runs/<run>/audit/: rows.jsonl, gallery/*.jpg, report.json, and report.html last.
+//   1. drawAuditSample: a seeded sample of the images stage 3 segmented that have human masks in
+//      the reference (same seed → same images), drawn in one pass over the shards (./sample.ts);
+//      written in chunks, each image with its reference entry (./reference.ts), so the reference
+//      is read here and nowhere else: audit/sample.json and audit/sample/<k>.json;
+//   2. auditChunk, per chunk: match each image's automatic masks with the human ones (./match.ts)
+//      and store what the figures need, audit/matched/<k>.json. A chunk whose input has not
+//      changed is not matched again, so a retried or resumed audit redoes only the rest;
+//   3. finishAudit: compute the figures (./figures.ts), check them against the gate (./gate.ts),
+//      write audit/rows.jsonl, gallery/*.jpg, report.json, and report.html last.
 //
-// The audit only ever writes under runs/<run>/audit/. It returns keys and headline numbers only,
-// small enough for a Temporal workflow history; the workflow throws AuditGateError on a failed gate.
+// Memory holds the sample (at most audit.sampleSize images), never the run's list of images, and
+// the reference's image names, never its annotations beyond the sample's. The audit only ever
+// writes under runs/<run>/audit/. What the steps return is small enough for a workflow history;
+// the workflow throws AuditGateError on a failed gate.
+import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
-import type { ObjectStore } from '../object-store.ts';
+import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import type { AuditConfig, MaskSourceConfig } from '../run-config.ts';
 import { runLayout } from '../run-layout.ts';
 import { rleArea } from '../rle.ts';
 import { readAutomaticMasks } from './automatic.ts';
-import { AuditInputError } from './errors.ts';
+import { AuditInputError, AuditSampleError } from './errors.ts';
 import { computeFigures, countSummary, mean, type AutoRecord, type HumanRecord } from './figures.ts';
 import { evaluateGate, type GateResult } from './gate.ts';
 import { matchImage } from './match.ts';
 import { renderOverlay } from './overlay.ts';
 import { renderReportHtml } from './report-html.ts';
 import { PAPER_FIGURES, type AuditReport, type AuditRow, type GalleryEntry } from './report.ts';
-import { openReference, type HumanMasks, type ReferenceSet } from './reference.ts';
+import {
+  loadHumanMasks,
+  openReference,
+  type HumanMasks,
+  type ReferenceEntry,
+  type ReferenceSet,
+} from './reference.ts';
 import { drawAuditSample, uriFileName, type AuditSample, type DoneLine } from './sample.ts';
 import { readRunStats } from './run-stats.ts';
 
-export { AuditGateError, AuditInputError } from './errors.ts';
+export { AuditGateError, AuditInputError, AuditSampleError } from './errors.ts';
 export type { AuditReport, AuditRow } from './report.ts';
 
 export interface RunAuditOptions {
@@ -38,16 +51,19 @@ export interface RunAuditOptions {
    * run config has no such field yet; `audit.reference.exhaustive` is read too if it appears.
    */
   exhaustive?: boolean;
+  /** Images per chunk of the sample (one auditChunk each); default AUDIT_CHUNK_IMAGES. */
+  chunkImages?: number;
   /** Images in the report's gallery of worst cases; default 8. */
   galleryImages?: number;
   /** Called every image or so, e.g. to heartbeat; the object is small. */
   onProgress?: (progress: AuditProgress) => void;
 }
 
+/** Shards read while sampling; images in the other phases. */
 export interface AuditProgress {
-  phase: 'matching' | 'gallery' | 'writing';
-  imagesDone: number;
-  imagesTotal: number;
+  phase: 'sampling' | 'matching' | 'gallery' | 'writing';
+  done: number;
+  total: number;
 }
 
 /** Keys and headline figures only: this goes into a workflow history. */
@@ -72,11 +88,58 @@ const WORST_ROWS_IN_REPORT = 20;
 /** Images matched at once: overlaps storage reads with matching; 2 CPU cores do the rest. */
 const CONCURRENT_IMAGES = 4;
 
+/** What drawAuditSample returns: how many chunks to audit. */
+export interface DrawnSample {
+  runId: string;
+  images: number;
+  chunks: number;
+}
+
+/** Images per chunk: one activity's worth of matching, a minute or so on 2 cores. */
+export const AUDIT_CHUNK_IMAGES = 50;
+
+/** audit/sample.json: what the draw found, for the report. */
+interface StoredSample {
+  run: string;
+  reference: {
+    uri: string;
+    format: MaskSourceConfig['format'];
+    ignoreValue: number | null;
+    images: number;
+    unmatchedImages: number;
+  };
+  drawn: Omit<AuditSample, 'sample' | 'examples'>;
+  images: number;
+  chunks: number;
+}
+
+/** audit/sample/<k>.json: a chunk of the sample, each image with where its human masks are. */
+interface SampleChunk {
+  images: Array<{ line: DoneLine; reference: ReferenceEntry }>;
+}
+
+/** audit/matched/<k>.json: a chunk's matches; `input` is the digest of the chunk it matched. */
+interface MatchedChunk {
+  input: string;
+  images: AuditedImage[];
+}
+
 export async function runAudit(
   out: ObjectStore,
   stores: StoreCache,
   opts: RunAuditOptions,
 ): Promise<AuditSummary> {
+  const drawn = await drawSample(out, stores, opts);
+  for (let chunk = 0; chunk < drawn.chunks; chunk++) await auditChunk(out, stores, opts, chunk);
+  return finishAudit(out, stores, opts);
+}
+
+/** Step 1: draws the sample and writes it in chunks with the reference entries of its images. */
+export async function drawSample(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunAuditOptions,
+): Promise<DrawnSample> {
   const source = requireReference(out, opts);
   const reference = await openReference(stores, source);
   const matchedReferences = new Set<string>();
@@ -90,10 +153,101 @@ export async function runAudit(
     },
     opts.audit.sampleSize,
     opts.audit.seed,
+    (shard, shards) => opts.onProgress?.({ phase: 'sampling', done: shard + 1, total: shards }),
   );
   requireCandidates(drawn, reference);
-  const { sample } = drawn;
-  const audited = await auditSample(out, reference, sample, opts.onProgress);
+  const { sample, examples: _examples, ...counts } = drawn;
+  const entries = await reference.entries(sample);
+  const chunkImages = opts.chunkImages ?? AUDIT_CHUNK_IMAGES;
+  const chunks = Math.ceil(sample.length / chunkImages);
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const first = chunk * chunkImages;
+    const images = sample
+      .slice(first, first + chunkImages)
+      .map((line, i) => ({ line, reference: entries[first + i]! }));
+    await out.put(
+      runLayout.auditSampleChunk(opts.runId, chunk),
+      JSON.stringify({ images } satisfies SampleChunk),
+      {
+        contentType: 'application/json',
+      },
+    );
+  }
+  const stored: StoredSample = {
+    run: opts.runId,
+    reference: {
+      uri: reference.uri,
+      format: source.format,
+      ignoreValue: source.ignoreValue,
+      images: reference.imageCount,
+      unmatchedImages: reference.imageCount - matchedReferences.size,
+    },
+    drawn: counts,
+    images: sample.length,
+    chunks,
+  };
+  await out.put(runLayout.auditSample(opts.runId), JSON.stringify(stored, null, 2) + '\n', {
+    contentType: 'application/json',
+  });
+  await removeChunksFrom(out, runLayout.auditSamplePrefix(opts.runId), chunks);
+  await removeChunksFrom(out, runLayout.auditMatchedPrefix(opts.runId), chunks);
+  return { runId: opts.runId, images: sample.length, chunks };
+}
+
+/** Step 2: matches one chunk's images, unless its stored matches are of this very chunk. */
+export async function auditChunk(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunAuditOptions,
+  chunk: number,
+): Promise<{ chunk: number; images: number; reused: boolean }> {
+  const { input, images } = await readSampleChunk(out, opts.runId, chunk);
+  const done = await readMatchedChunk(out, opts.runId, chunk);
+  if (done?.input === input) return { chunk, images: done.images.length, reused: true };
+  const limit = pLimit(CONCURRENT_IMAGES);
+  let imagesDone = 0;
+  const audited = await Promise.all(
+    images.map(({ line, reference }) =>
+      limit(async () => {
+        const result = await auditImage(out, stores, reference, line);
+        imagesDone += 1;
+        opts.onProgress?.({ phase: 'matching', done: imagesDone, total: images.length });
+        return result;
+      }),
+    ),
+  );
+  const matched: MatchedChunk = { input, images: audited };
+  await out.put(runLayout.auditMatchedChunk(opts.runId, chunk), JSON.stringify(matched), {
+    contentType: 'application/json',
+  });
+  return { chunk, images: audited.length, reused: false };
+}
+
+/** Step 3: figures, gate, gallery and report from the stored sample and matches. */
+export async function finishAudit(
+  out: ObjectStore,
+  stores: StoreCache,
+  opts: RunAuditOptions,
+): Promise<AuditSummary> {
+  const source = requireReference(out, opts);
+  const stored = await readStoredSample(out, opts.runId);
+  const audited: AuditedImage[] = [];
+  const chunkOf = new Map<number, number>();
+  for (let chunk = 0; chunk < stored.chunks; chunk++) {
+    const { input } = await readSampleChunk(out, opts.runId, chunk);
+    const matched = await readMatchedChunk(out, opts.runId, chunk);
+    if (matched?.input !== input) {
+      throw new AuditSampleError(
+        `chunk ${chunk} of run ${opts.runId}'s audit sample has not been matched ` +
+          `(${out.uri(runLayout.auditMatchedChunk(opts.runId, chunk))}): run auditChunk first; ` +
+          'or another audit of this run is writing its own sample',
+      );
+    }
+    for (const image of matched.images) {
+      audited.push(image);
+      chunkOf.set(image.row.imageId, chunk);
+    }
+  }
 
   const exhaustive = opts.exhaustive ?? readExhaustiveFlag(source);
   const figures = computeFigures(
@@ -106,19 +260,20 @@ export async function runAudit(
   const worst = worstFirst(rows);
 
   const galleryRows = worst.slice(0, opts.galleryImages ?? DEFAULT_GALLERY_IMAGES);
-  const gallery = await writeGallery(out, stores, reference, opts, galleryRows, sample);
+  const gallery = await writeGallery(out, stores, opts, galleryRows, chunkOf);
 
-  opts.onProgress?.({ phase: 'writing', imagesDone: sample.length, imagesTotal: sample.length });
+  opts.onProgress?.({ phase: 'writing', done: audited.length, total: audited.length });
   const runStats = await readRunStats(out, opts.runId);
+  const { drawn } = stored;
   const report: AuditReport = {
     run: opts.runId,
     reference: {
-      uri: reference.uri,
-      format: source.format,
-      ignoreValue: source.ignoreValue,
+      uri: stored.reference.uri,
+      format: stored.reference.format,
+      ignoreValue: stored.reference.ignoreValue,
       exhaustive,
-      images: reference.imageCount,
-      unmatchedImages: reference.imageCount - matchedReferences.size,
+      images: stored.reference.images,
+      unmatchedImages: stored.reference.unmatchedImages,
     },
     runImages: {
       segmented: drawn.segmented,
@@ -130,7 +285,7 @@ export async function runAudit(
       requested: opts.audit.sampleSize,
       seed: opts.audit.seed,
       candidates: drawn.candidates,
-      audited: sample.length,
+      audited: audited.length,
     },
     masks: {
       human: figures.overall.humanMasks,
@@ -164,32 +319,46 @@ export async function runAudit(
   return summarise(report);
 }
 
+async function readStoredSample(out: ObjectStore, runId: string): Promise<StoredSample> {
+  const key = runLayout.auditSample(runId);
+  const bytes = await out.get(key).catch((err: unknown) => {
+    if (err instanceof ObjectNotFoundError)
+      throw new Error(
+        `run ${runId}'s audit sample ${out.uri(key)} does not exist: run drawAuditSample first`,
+        { cause: err },
+      );
+    throw err;
+  });
+  return JSON.parse(bytes.toString('utf8')) as StoredSample;
+}
+
+async function readSampleChunk(
+  out: ObjectStore,
+  runId: string,
+  chunk: number,
+): Promise<{ input: string; images: SampleChunk['images'] }> {
+  const bytes = await out.get(runLayout.auditSampleChunk(runId, chunk));
+  const input = createHash('sha256').update(bytes).digest('hex');
+  return { input, images: (JSON.parse(bytes.toString('utf8')) as SampleChunk).images };
+}
+
+async function readMatchedChunk(
+  out: ObjectStore,
+  runId: string,
+  chunk: number,
+): Promise<MatchedChunk | undefined> {
+  const bytes = await out.get(runLayout.auditMatchedChunk(runId, chunk)).catch((err: unknown) => {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  });
+  return bytes && (JSON.parse(bytes.toString('utf8')) as MatchedChunk);
+}
+
 function requireReference(out: ObjectStore, opts: RunAuditOptions): MaskSourceConfig {
   if (opts.audit.reference) return opts.audit.reference;
   throw new AuditInputError(
     out.uri(runLayout.runRecord(opts.runId)),
     'audit.reference is not set: no human masks to compare with',
-  );
-}
-
-/** Audits the sampled images a few at a time; results come back in sample (id) order. */
-async function auditSample(
-  out: ObjectStore,
-  reference: ReferenceSet,
-  sample: readonly DoneLine[],
-  onProgress: RunAuditOptions['onProgress'],
-): Promise<AuditedImage[]> {
-  const limit = pLimit(CONCURRENT_IMAGES);
-  let imagesDone = 0;
-  return Promise.all(
-    sample.map((line) =>
-      limit(async () => {
-        const result = await auditImage(out, reference, line);
-        imagesDone += 1;
-        onProgress?.({ phase: 'matching', imagesDone, imagesTotal: sample.length });
-        return result;
-      }),
-    ),
   );
 }
 
@@ -248,7 +417,7 @@ function readExhaustiveFlag(source: MaskSourceConfig): boolean {
   return (source as MaskSourceConfig & { exhaustive?: unknown }).exhaustive === true;
 }
 
-function sampleNotes(drawn: AuditSample): string[] {
+function sampleNotes(drawn: StoredSample['drawn']): string[] {
   const notes: string[] = [];
   if (drawn.unfinishedShards > 0) {
     notes.push(
@@ -273,8 +442,16 @@ interface AuditedImage {
   skippedEmpty: number;
 }
 
-async function auditImage(out: ObjectStore, reference: ReferenceSet, line: DoneLine): Promise<AuditedImage> {
-  const [human, autos] = await Promise.all([reference.load(line), readAutomaticMasks(out, line)]);
+async function auditImage(
+  out: ObjectStore,
+  stores: StoreCache,
+  reference: ReferenceEntry,
+  line: DoneLine,
+): Promise<AuditedImage> {
+  const [human, autos] = await Promise.all([
+    loadHumanMasks(stores, reference, line),
+    readAutomaticMasks(out, line),
+  ]);
   const match = matchImage(
     human.masks.map((m) => m.rle),
     autos,
@@ -346,17 +523,18 @@ interface Gallery {
 async function writeGallery(
   out: ObjectStore,
   stores: StoreCache,
-  reference: ReferenceSet,
   opts: RunAuditOptions,
   rows: readonly AuditRow[],
-  sample: readonly DoneLine[],
+  chunkOf: ReadonlyMap<number, number>,
 ): Promise<Gallery> {
-  const lines = new Map(sample.map((line) => [line.id, line]));
+  const chunks = new Map<number, SampleChunk['images']>();
   const gallery: Gallery = { entries: [], jpegs: new Map() };
   for (const [rank, row] of rows.entries()) {
-    opts.onProgress?.({ phase: 'gallery', imagesDone: rank, imagesTotal: rows.length });
-    const line = lines.get(row.imageId)!;
-    const jpeg = await renderWorstPair(out, stores, reference, line, row);
+    opts.onProgress?.({ phase: 'gallery', done: rank, total: rows.length });
+    const chunk = chunkOf.get(row.imageId)!;
+    if (!chunks.has(chunk)) chunks.set(chunk, (await readSampleChunk(out, opts.runId, chunk)).images);
+    const image = chunks.get(chunk)!.find((i) => i.line.id === row.imageId)!;
+    const jpeg = await renderWorstPair(out, stores, image.reference, image.line, row);
     const key = runLayout.auditGalleryImage(opts.runId, rank);
     await out.put(key, jpeg, { contentType: 'image/jpeg' });
     gallery.jpegs.set(key, jpeg);
@@ -378,14 +556,14 @@ async function writeGallery(
 async function renderWorstPair(
   out: ObjectStore,
   stores: StoreCache,
-  reference: ReferenceSet,
+  reference: ReferenceEntry,
   line: DoneLine,
   row: AuditRow,
 ): Promise<Buffer> {
   const { store, key } = stores.locate(line.key);
   const [photo, human, autos] = await Promise.all([
     store.get(key),
-    reference.load(line),
+    loadHumanMasks(stores, reference, line),
     readAutomaticMasks(out, line),
   ]);
   return renderOverlay(photo, line.key, {
@@ -393,6 +571,16 @@ async function renderWorstPair(
     auto: row.worstAutoIndex === null ? null : autos[row.worstAutoIndex]!,
     ignore: human.ignore,
   });
+}
+
+/** A smaller sample than last time must not leave the old sample's extra chunks behind. */
+async function removeChunksFrom(out: ObjectStore, prefix: string, chunks: number): Promise<void> {
+  const stale: string[] = [];
+  for await (const key of out.listKeys(prefix)) {
+    const chunk = Number(key.slice(prefix.length).replace(/\.json$/, ''));
+    if (!(Number.isInteger(chunk) && chunk < chunks)) stale.push(key);
+  }
+  for (const key of stale) await out.delete(key);
 }
 
 /** A rerun with a smaller gallery must not leave the old run's extra pictures behind. */

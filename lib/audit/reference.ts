@@ -3,12 +3,18 @@
 // - coco: a COCO instances JSON. Its images are matched to the run's by file name (the last path
 //   segment of `file_name` against the last segment of the image URI). Segmentations may be
 //   compressed or uncompressed RLE, or polygons (rasterised as pycocotools does, ./polygon.ts).
-//   Crowd annotations (iscrowd = 1) mark groups, not objects, and are left out.
+//   Crowd annotations (iscrowd = 1) mark groups, not objects, and are left out. The file is read
+//   as a stream, never whole: opening keeps its image list; `entries` reads it once more and keeps
+//   only the annotations of the images asked for (the audit's sample).
 // - png: a folder of label images (PNG, BMP, ...) named like the photos with their own extension
 //   ("gt/124080.bmp" for "images/124080.jpg"); 0 is background, each other value one object, and
 //   `ignoreValue` a region left out of IoU (./labels.ts).
 //
+// `entries` gives each sampled image a ReferenceEntry, small and self-contained, that is stored
+// with the sample; `loadHumanMasks` turns one into masks without the reference set.
+//
 // Every problem is an AuditInputError naming the file at fault.
+import { JSONParser } from '@streamparser/json';
 import { z } from 'zod';
 import { ImageDecodeError, loadImage } from '../images/image-io.ts';
 import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
@@ -56,13 +62,27 @@ export interface ReferenceSet {
   find(imageUri: string): string | undefined;
   /** A few reference names, for error messages. */
   examples(count: number): string[];
-  /** The human masks of a run image that `find` matched; checks they have the image's size. */
-  load(image: RunImage): Promise<HumanMasks>;
+  /** The entries of run images that `find` matched, in their order. */
+  entries(images: readonly RunImage[]): Promise<ReferenceEntry[]>;
 }
+
+/** Where one image's human masks are: stored with the audit's sample, loaded by loadHumanMasks. */
+export type ReferenceEntry =
+  | { format: 'coco'; file: string; image: CocoImage; annotations: CocoAnnotation[] }
+  | { format: 'png'; file: string; ignoreValue: number | null };
 
 export async function openReference(stores: StoreCache, source: MaskSourceConfig): Promise<ReferenceSet> {
   if (source.format === 'coco') return CocoReference.open(stores, source.uri);
   return LabelImageReference.open(stores, source.uri, source.ignoreValue);
+}
+
+/** The human masks of a run image; checks they have the image's size. */
+export async function loadHumanMasks(
+  stores: StoreCache,
+  entry: ReferenceEntry,
+  image: RunImage,
+): Promise<HumanMasks> {
+  return entry.format === 'coco' ? cocoHumanMasks(entry, image) : labelImageHumanMasks(stores, entry, image);
 }
 
 /** "w×h" the way every size message writes it. */
@@ -79,42 +99,34 @@ const rleSchema = z.object({
   size: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
   counts: z.union([z.string(), z.array(z.number().int().nonnegative())]),
 });
-const cocoSchema = z.object({
-  images: z.array(
-    z.object({
-      id: z.number().int(),
-      file_name: z.string().min(1),
-      width: z.number().int().positive(),
-      height: z.number().int().positive(),
-    }),
-  ),
-  annotations: z.array(
-    z.object({
-      id: z.number().int(),
-      image_id: z.number().int(),
-      segmentation: z.union([polygonsSchema, rleSchema]),
-      iscrowd: z.union([z.literal(0), z.literal(1), z.boolean()]).optional(),
-    }),
-  ),
+const cocoImageSchema = z.object({
+  id: z.number().int(),
+  file_name: z.string().min(1),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
 });
-type CocoFile = z.infer<typeof cocoSchema>;
-type CocoImage = CocoFile['images'][number];
-type CocoAnnotation = CocoFile['annotations'][number];
+const cocoAnnotationSchema = z.object({
+  id: z.number().int(),
+  image_id: z.number().int(),
+  segmentation: z.union([polygonsSchema, rleSchema]),
+  iscrowd: z.union([z.literal(0), z.literal(1), z.boolean()]).optional(),
+});
+type CocoImage = z.infer<typeof cocoImageSchema>;
+type CocoAnnotation = z.infer<typeof cocoAnnotationSchema>;
 
 class CocoReference implements ReferenceSet {
   readonly format = 'coco';
 
   private constructor(
     readonly uri: string,
+    private readonly stores: StoreCache,
     private readonly byName: Map<string, CocoImage>,
-    private readonly annotations: Map<number, CocoAnnotation[]>,
   ) {}
 
   static async open(stores: StoreCache, uri: string): Promise<CocoReference> {
-    const { store, key } = stores.locate(uri);
-    const file = parseCoco(uri, await getReferenceFile(store, key, 'COCO instances JSON'));
     const byName = new Map<string, CocoImage>();
-    for (const image of file.images) {
+    await streamCoco(stores, uri, 'images', (value, index) => {
+      const image = parseElement(uri, cocoImageSchema, value, `images[${index}]`);
       const name = lastSegment(image.file_name);
       const other = byName.get(name);
       if (other) {
@@ -125,11 +137,8 @@ class CocoReference implements ReferenceSet {
         );
       }
       byName.set(name, image);
-    }
-    const annotations = new Map<number, CocoAnnotation[]>();
-    for (const a of file.annotations)
-      annotations.set(a.image_id, [...(annotations.get(a.image_id) ?? []), a]);
-    return new CocoReference(uri, byName, annotations);
+    });
+    return new CocoReference(uri, stores, byName);
   }
 
   get imageCount(): number {
@@ -145,56 +154,125 @@ class CocoReference implements ReferenceSet {
     return [...this.byName.keys()].slice(0, count);
   }
 
-  async load(image: RunImage): Promise<HumanMasks> {
-    const name = uriFileName(image.key);
-    const entry = this.byName.get(name);
-    if (!entry) throw new Error(`no reference image named "${name}" (call find first)`);
-    if (entry.width !== image.w || entry.height !== image.h) {
-      throw new AuditInputError(
-        this.uri,
-        `image ${entry.id} ("${entry.file_name}") is ${size(entry.width, entry.height)} in the reference, ` +
-          `expected ${size(image.w, image.h)} like the run's image ${image.key}`,
-      );
-    }
-    const result: HumanMasks = { file: this.uri, masks: [], ignore: null, skippedCrowd: 0, skippedEmpty: 0 };
-    for (const annotation of this.annotations.get(entry.id) ?? []) {
-      if (annotation.iscrowd === 1 || annotation.iscrowd === true) {
-        result.skippedCrowd += 1;
-        continue;
-      }
-      const rle = this.annotationRle(annotation, entry);
-      const area = rleArea(rle);
-      if (area === 0) result.skippedEmpty += 1;
-      else result.masks.push({ rle, area, label: `annotation ${annotation.id}` });
-    }
-    return result;
-  }
-
-  private annotationRle(annotation: CocoAnnotation, image: CocoImage): Rle {
-    const where = `annotation ${annotation.id} of image ${image.id} ("${image.file_name}")`;
-    const { segmentation } = annotation;
-    try {
-      if (Array.isArray(segmentation)) return rleFromPolygons(segmentation, image.height, image.width);
-      const [h, w] = segmentation.size;
-      if (h !== image.height || w !== image.width) {
-        throw new Error(
-          `its RLE is ${size(w, h)}, expected ${size(image.width, image.height)} like its image`,
-        );
-      }
-      if (typeof segmentation.counts === 'string')
-        return decompressRle({ size: [h, w], counts: segmentation.counts });
-      const rle: Rle = { size: [h, w], counts: segmentation.counts };
-      checkRle(rle);
-      return rle;
-    } catch (err) {
-      throw new AuditInputError(this.uri, `${where}: ${(err as Error).message}`, { cause: err });
-    }
+  async entries(images: readonly RunImage[]): Promise<ReferenceEntry[]> {
+    const wanted = new Map<number, CocoAnnotation[]>();
+    const cocoImages = images.map((image) => {
+      const name = uriFileName(image.key);
+      const entry = this.byName.get(name);
+      if (!entry) throw new Error(`no reference image named "${name}" (call find first)`);
+      wanted.set(entry.id, []);
+      return entry;
+    });
+    await streamCoco(this.stores, this.uri, 'annotations', (value, index) => {
+      const imageId = (value as { image_id?: unknown } | null)?.image_id;
+      if (typeof imageId !== 'number' || !wanted.has(imageId)) return;
+      wanted.get(imageId)!.push(parseElement(this.uri, cocoAnnotationSchema, value, `annotations[${index}]`));
+    });
+    return cocoImages.map((image) => ({
+      format: 'coco',
+      file: this.uri,
+      image,
+      annotations: wanted.get(image.id)!,
+    }));
   }
 }
 
-async function getReferenceFile(store: ObjectStore, key: string, what: string): Promise<Buffer> {
+function cocoHumanMasks(entry: Extract<ReferenceEntry, { format: 'coco' }>, image: RunImage): HumanMasks {
+  const { image: cocoImage, file } = entry;
+  if (cocoImage.width !== image.w || cocoImage.height !== image.h) {
+    throw new AuditInputError(
+      file,
+      `image ${cocoImage.id} ("${cocoImage.file_name}") is ${size(cocoImage.width, cocoImage.height)} in the reference, ` +
+        `expected ${size(image.w, image.h)} like the run's image ${image.key}`,
+    );
+  }
+  const result: HumanMasks = { file, masks: [], ignore: null, skippedCrowd: 0, skippedEmpty: 0 };
+  for (const annotation of entry.annotations) {
+    if (annotation.iscrowd === 1 || annotation.iscrowd === true) {
+      result.skippedCrowd += 1;
+      continue;
+    }
+    const rle = annotationRle(file, annotation, cocoImage);
+    const area = rleArea(rle);
+    if (area === 0) result.skippedEmpty += 1;
+    else result.masks.push({ rle, area, label: `annotation ${annotation.id}` });
+  }
+  return result;
+}
+
+function annotationRle(file: string, annotation: CocoAnnotation, image: CocoImage): Rle {
+  const where = `annotation ${annotation.id} of image ${image.id} ("${image.file_name}")`;
+  const { segmentation } = annotation;
   try {
-    return await store.get(key);
+    if (Array.isArray(segmentation)) return rleFromPolygons(segmentation, image.height, image.width);
+    const [h, w] = segmentation.size;
+    if (h !== image.height || w !== image.width) {
+      throw new Error(`its RLE is ${size(w, h)}, expected ${size(image.width, image.height)} like its image`);
+    }
+    if (typeof segmentation.counts === 'string')
+      return decompressRle({ size: [h, w], counts: segmentation.counts });
+    const rle: Rle = { size: [h, w], counts: segmentation.counts };
+    checkRle(rle);
+    return rle;
+  } catch (err) {
+    throw new AuditInputError(file, `${where}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Calls `onElement` for each element of the COCO file's top-level array `array` ("images" or
+ * "annotations"), reading the file as a stream: memory holds one element, not the file.
+ */
+async function streamCoco(
+  stores: StoreCache,
+  uri: string,
+  array: 'images' | 'annotations',
+  onElement: (value: unknown, index: number) => void,
+): Promise<void> {
+  const { store, key } = stores.locate(uri);
+  const parser = new JSONParser({ paths: [`$.${array}.*`], keepStack: false });
+  let failure: unknown;
+  parser.onValue = ({ value, key: index }) => {
+    if (failure === undefined) {
+      try {
+        onElement(value, index as number);
+      } catch (err) {
+        failure = err;
+      }
+    }
+  };
+  // The parser throws on bad JSON; an element's own error is kept and thrown as it is.
+  const feed = (write: () => void) => {
+    try {
+      write();
+    } catch (err) {
+      failure ??= new AuditInputError(uri, `not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  let bytes = 0;
+  for await (const chunk of await openReferenceStream(store, key, 'COCO instances JSON')) {
+    bytes += (chunk as Buffer).length;
+    if (!parser.isEnded) feed(() => parser.write(chunk as Buffer));
+    if (failure !== undefined) throw failure;
+  }
+  if (bytes === 0) throw new AuditInputError(uri, 'the COCO instances JSON is empty (0 bytes)');
+  if (!parser.isEnded) feed(() => parser.end());
+  if (failure !== undefined) throw failure;
+}
+
+function parseElement<T>(uri: string, schema: z.ZodType<T>, value: unknown, where: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new AuditInputError(uri, `not a COCO instances file: ${where}: ${z.prettifyError(parsed.error)}`);
+}
+
+async function openReferenceStream(
+  store: ObjectStore,
+  key: string,
+  what: string,
+): Promise<AsyncIterable<unknown>> {
+  try {
+    return await store.getStream(key);
   } catch (err) {
     if (err instanceof ObjectNotFoundError) {
       throw new AuditInputError(store.uri(key), `the audit reference (${what}) does not exist`, {
@@ -203,21 +281,6 @@ async function getReferenceFile(store: ObjectStore, key: string, what: string): 
     }
     throw err;
   }
-}
-
-function parseCoco(uri: string, bytes: Buffer): CocoFile {
-  if (bytes.length === 0) throw new AuditInputError(uri, 'the COCO instances JSON is empty (0 bytes)');
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new AuditInputError(uri, `not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  const parsed = cocoSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new AuditInputError(uri, `not a COCO instances file: ${z.prettifyError(parsed.error)}`);
-  }
-  return parsed.data;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,25 +336,36 @@ class LabelImageReference implements ReferenceSet {
     return [...this.byStem.values()].slice(0, count);
   }
 
-  async load(image: RunImage): Promise<HumanMasks> {
-    const key = this.find(image.key);
-    if (!key) throw new Error(`no reference mask for ${image.key} (call find first)`);
-    const file = this.store.uri(key);
-    const rgb = await decodeMask(file, await this.store.get(key));
-    if (rgb.width !== image.w || rgb.height !== image.h) {
-      throw new AuditInputError(
-        file,
-        `the mask is ${size(rgb.width, rgb.height)}, expected ${size(image.w, image.h)} like the run's image ${image.key}`,
-      );
-    }
-    const labels = splitLabels(rgb.data, rgb.height, rgb.width, this.ignoreValue);
-    const masks = labels.objects.map(({ label, rle }) => ({
-      rle,
-      area: rleArea(rle),
-      label: describeLabel(label),
-    }));
-    return { file, masks, ignore: labels.ignore, skippedCrowd: 0, skippedEmpty: 0 };
+  async entries(images: readonly RunImage[]): Promise<ReferenceEntry[]> {
+    return images.map((image) => {
+      const key = this.find(image.key);
+      if (!key) throw new Error(`no reference mask for ${image.key} (call find first)`);
+      return { format: 'png', file: this.store.uri(key), ignoreValue: this.ignoreValue };
+    });
   }
+}
+
+async function labelImageHumanMasks(
+  stores: StoreCache,
+  entry: Extract<ReferenceEntry, { format: 'png' }>,
+  image: RunImage,
+): Promise<HumanMasks> {
+  const { file } = entry;
+  const { store, key } = stores.locate(file);
+  const rgb = await decodeMask(file, await store.get(key));
+  if (rgb.width !== image.w || rgb.height !== image.h) {
+    throw new AuditInputError(
+      file,
+      `the mask is ${size(rgb.width, rgb.height)}, expected ${size(image.w, image.h)} like the run's image ${image.key}`,
+    );
+  }
+  const labels = splitLabels(rgb.data, rgb.height, rgb.width, entry.ignoreValue);
+  const masks = labels.objects.map(({ label, rle }) => ({
+    rle,
+    area: rleArea(rle),
+    label: describeLabel(label),
+  }));
+  return { file, masks, ignore: labels.ignore, skippedCrowd: 0, skippedEmpty: 0 };
 }
 
 /** Decodes a label image; empty, corrupt and unsupported files become AuditInputErrors. */

@@ -41,6 +41,8 @@ export async function drawAuditSample(
   isCandidate: (line: DoneLine) => boolean,
   size: number,
   seed: number,
+  /** Called after each shard, e.g. to heartbeat. */
+  onShard?: (shard: number, shards: number) => void,
 ): Promise<AuditSample> {
   const plan = await readPlan(out, runId);
   if (!plan) {
@@ -74,6 +76,7 @@ export async function drawAuditSample(
       drawn.candidates += 1;
       lowest.add(line);
     }
+    onShard?.(shard, plan.shardCount);
   }
   return { sample: lowest.result(), ...drawn };
 }

@@ -13,7 +13,7 @@ import { runAudit, type AuditReport } from '../../lib/audit/audit.ts';
 import { readAutomaticMasks } from '../../lib/audit/automatic.ts';
 import { matchImage } from '../../lib/audit/match.ts';
 import { rleFromPolygons } from '../../lib/audit/polygon.ts';
-import { openReference } from '../../lib/audit/reference.ts';
+import { loadHumanMasks, openReference } from '../../lib/audit/reference.ts';
 import { drawAuditSample } from '../../lib/audit/sample.ts';
 import { loadImage } from '../../lib/images/image-io.ts';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
@@ -93,8 +93,12 @@ async function auditAgainstOracle(
   const lines = (await drawAuditSample(runStore, runId, isCandidate, every, 0)).sample;
   const ours: number[][][] = [];
   const request: OracleImage[] = [];
-  for (const line of lines) {
-    const [human, autos] = await Promise.all([reference.load(line), readAutomaticMasks(runStore, line)]);
+  const entries = await reference.entries(lines);
+  for (const [i, line] of lines.entries()) {
+    const [human, autos] = await Promise.all([
+      loadHumanMasks(stores, entries[i]!, line),
+      readAutomaticMasks(runStore, line),
+    ]);
     ours.push(
       matchImage(
         human.masks.map((m) => m.rle),

@@ -85,6 +85,17 @@ async function activityAttempts(client: Client, workflowId: string): Promise<Rec
   return attempts;
 }
 
+/** The task queue of every activity of a workflow, by activity type, from its history. */
+async function activityQueues(client: Client, workflowId: string): Promise<Record<string, string>> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const queues: Record<string, string> = {};
+  for (const event of history.events ?? []) {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled) queues[scheduled.activityType?.name ?? '?'] = scheduled.taskQueue?.name ?? '?';
+  }
+  return queues;
+}
+
 describe('how a dataset run ends', () => {
   let connection: Connection;
   let client: Client;
@@ -301,6 +312,12 @@ describe('how a dataset run ends', () => {
       const own = await client.workflow.getHandle(auditWorkflowId(config.run)).describe();
       expect(own.status.name).toBe('COMPLETED');
       expect(own.raw.workflowExecutionInfo?.parentExecution?.workflowId).toBe(config.run);
+      // The audit's CPU work runs on the inference pool, in its three steps.
+      expect(await activityQueues(client, auditWorkflowId(config.run))).toEqual({
+        drawAuditSample: TASK_QUEUES.inference,
+        auditChunk: TASK_QUEUES.inference,
+        finishAudit: TASK_QUEUES.inference,
+      });
       expect((await manual.describe()).status.name).toBe('RUNNING');
       // A second manual audit of the same run while one is open is refused, not run twice.
       await expect(

@@ -5,12 +5,16 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  auditChunk,
   AuditGateError,
   AuditInputError,
+  drawSample,
+  finishAudit,
   runAudit,
   type AuditReport,
   type AuditRow,
 } from '../../lib/audit/audit.ts';
+import { openReference } from '../../lib/audit/reference.ts';
 import type { ObjectStore } from '../../lib/object-store.ts';
 import { decompressRle } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
@@ -117,7 +121,7 @@ describe('runAudit with a folder of label images', () => {
     const summary = await runAudit(fixture.out, fixture.stores, {
       runId: fixture.runId,
       audit: fixture.pngAudit,
-      onProgress: (p) => p.phase === 'matching' && progress.push(p.imagesDone),
+      onProgress: (p) => p.phase === 'matching' && progress.push(p.done),
     });
 
     const expected = audited(images).flatMap(expectedBestIous);
@@ -216,6 +220,99 @@ describe('runAudit with a folder of label images', () => {
       runLayout.auditGalleryImage(fixture.runId, 0),
       runLayout.auditGalleryImage(fixture.runId, 1),
     ]);
+  });
+});
+
+describe('the audit in chunks (one auditChunk activity each)', () => {
+  it('gives the same report whatever the chunk size, and a matched chunk is not matched again', async () => {
+    fixture = await buildAuditFixture(scenario());
+    const opts = { runId: fixture.runId, audit: fixture.pngAudit };
+    const whole = await runAudit(fixture.out, fixture.stores, opts);
+    const expected = await snapshot(fixture.out, runLayout.auditPrefix(fixture.runId));
+    const reportOf = async () => ({
+      json: (await fixture!.out.get(whole.reportJsonKey)).toString('utf8'),
+      rows: (await fixture!.out.get(whole.rowsKey)).toString('utf8'),
+    });
+    const report = await reportOf();
+
+    const chunked = { ...opts, chunkImages: 2 };
+    const drawn = await drawSample(fixture.out, fixture.stores, chunked);
+    expect(drawn).toEqual({ runId: fixture.runId, images: 4, chunks: 2 });
+    // finish refuses a sample whose chunks are not all matched
+    await expect(finishAudit(fixture.out, fixture.stores, chunked)).rejects.toThrow(
+      /chunk 0 of run .*'s audit sample has not been matched.*run auditChunk first/,
+    );
+    expect(await auditChunk(fixture.out, fixture.stores, chunked, 0)).toEqual({
+      chunk: 0,
+      images: 2,
+      reused: false,
+    });
+    expect(await auditChunk(fixture.out, fixture.stores, chunked, 1)).toEqual({
+      chunk: 1,
+      images: 2,
+      reused: false,
+    });
+    // A retry, or the sample drawn again the same way: nothing is matched twice.
+    await drawSample(fixture.out, fixture.stores, chunked);
+    expect(await auditChunk(fixture.out, fixture.stores, chunked, 1)).toEqual({
+      chunk: 1,
+      images: 2,
+      reused: true,
+    });
+    await finishAudit(fixture.out, fixture.stores, chunked);
+    expect(await reportOf()).toEqual(report);
+    // Drawn again in one chunk: the stale second chunk goes, and the files are those of one go.
+    await runAudit(fixture.out, fixture.stores, opts);
+    expect(await snapshot(fixture.out, runLayout.auditPrefix(fixture.runId))).toEqual(expected);
+    const kept: string[] = [];
+    for await (const key of fixture.out.listKeys(runLayout.auditSamplePrefix(fixture.runId))) kept.push(key);
+    expect(kept).toEqual([runLayout.auditSampleChunk(fixture.runId, 0)]);
+  });
+
+  it('matches a chunk again when its input changed (another seed draws other images)', async () => {
+    fixture = await buildAuditFixture(scenario());
+    const opts = (seed: number) => ({
+      runId: fixture!.runId,
+      audit: { ...fixture!.pngAudit, sampleSize: 2, seed },
+    });
+    let first: number[] | undefined;
+    for (const seed of [0, 1, 2, 3, 4, 5]) {
+      await drawSample(fixture.out, fixture.stores, opts(seed));
+      const result = await auditChunk(fixture.out, fixture.stores, opts(seed), 0);
+      await finishAudit(fixture.out, fixture.stores, opts(seed));
+      const ids = (await readRows(fixture.out, fixture.runId)).map((r) => r.imageId);
+      first ??= ids;
+      if (ids.join() !== first.join()) {
+        expect(result.reused).toBe(false);
+        return;
+      }
+    }
+    throw new Error('every seed drew the same 2 images');
+  });
+});
+
+describe('a COCO reference read as a stream', () => {
+  it('keeps the annotations of the images asked for only, and names a malformed element', async () => {
+    fixture = await buildAuditFixture(scenario().map((image) => ({ ...image, ignoreBand: undefined })));
+    const reference = await openReference(fixture.stores, fixture.cocoAudit.reference!);
+    const coco = JSON.parse(await readFile(fixture.cocoPath, 'utf8')) as {
+      images: { id: number; file_name: string; width: number; height: number }[];
+      annotations: { image_id: number }[];
+    };
+    const [asked] = coco.images;
+    const entries = await reference.entries([{ key: `s3://b/${asked!.file_name}`, w: W, h: H }]);
+    expect(entries).toHaveLength(1);
+    const entry = entries[0]!;
+    if (entry.format !== 'coco') throw new Error('expected a COCO entry');
+    expect(entry.image).toEqual(asked);
+    expect(entry.annotations.length).toBe(coco.annotations.filter((a) => a.image_id === asked!.id).length);
+    expect(entry.annotations.length).toBeLessThan(coco.annotations.length);
+
+    coco.images[1]!.width = -3;
+    await writeFile(fixture.cocoPath, JSON.stringify(coco));
+    const error = await openReference(fixture.stores, fixture.cocoAudit.reference!).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuditInputError);
+    expect((error as Error).message).toMatch(/coco\.json: not a COCO instances file: images\[1\]: .*width/s);
   });
 });
 
@@ -396,11 +493,15 @@ describe('bad input', () => {
     );
   });
 
-  it('leaves every run output untouched when it fails', async () => {
+  it('leaves every run output untouched when it fails, and writes no report', async () => {
     fixture = await buildAuditFixture(scenario());
-    const before = await snapshot(fixture.out, 'nothing-excluded/');
+    // Only the audit's own working files (its sample, for a retry to resume from) may appear.
+    const before = await snapshot(fixture.out, runLayout.auditPrefix(fixture.runId));
     await writeFile(path.join(fixture.gtDir, 'img-005.png'), Buffer.alloc(0));
     await auditError(fixture);
-    expect(await snapshot(fixture.out, 'nothing-excluded/')).toEqual(before);
+    expect(await snapshot(fixture.out, runLayout.auditPrefix(fixture.runId))).toEqual(before);
+    const written: string[] = [];
+    for await (const key of fixture.out.listKeys(runLayout.auditPrefix(fixture.runId))) written.push(key);
+    expect(written.filter((k) => !/\/audit\/(sample\.json|sample\/|matched\/)/.test(k))).toEqual([]);
   });
 });
