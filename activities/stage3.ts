@@ -20,6 +20,7 @@ import {
 import { probeShard as probeShardImages } from '../lib/stage3/shard-probe.ts';
 import { DEFAULT_GENERATOR_SETTINGS } from '../lib/amg/generator.ts';
 import { DEFAULT_MAX_PIXELS } from '../lib/images/image-io.ts';
+import { innermostMessage } from '../lib/innermost-cause.ts';
 
 export interface SegmentShardInput {
   runId: string;
@@ -213,12 +214,6 @@ function cancelled(signal: AbortSignal): Promise<never> {
     if (signal.aborted) reject(signal.reason);
     signal.addEventListener('abort', () => reject(signal.reason), { once: true });
   });
-}
-
-function innermostMessage(err: Error): string {
-  let inner: Error = err;
-  while (inner.cause instanceof Error) inner = inner.cause;
-  return inner.message;
 }
 
 /** What a shard's masks depend on: the model and the generator's settings (not batching or timeouts). */

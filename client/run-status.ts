@@ -1,6 +1,7 @@
 // What `sa-engine status` prints about a run, from Temporal alone (its queries while it runs, its
 // result or failure in the history once closed), so no worker needs to be up for a closed run.
 import type { Client } from '@temporalio/client';
+import { innermostMessage } from '../lib/innermost-cause.ts';
 import { joinUri } from '../lib/object-store/uri.ts';
 import type { Stage3Progress } from '../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult } from '../workflows/dataset-run.ts';
@@ -25,7 +26,7 @@ export async function describeRun(client: Client, runId: string): Promise<string
     const where = (key: string) => (output ? joinUri(output, key) : key);
     return [`${runId}: ${status.name}`, ...describeResult(await handle.result(), where)];
   } catch (err) {
-    return [`${runId}: ${status.name}`, `  reason   ${failureReason(err)}`];
+    return [`${runId}: ${status.name}`, `  reason   ${innermostMessage(err)}`];
   }
 }
 
@@ -48,11 +49,6 @@ function describeResult(result: DatasetRunResult, where: (key: string) => string
 }
 
 /** The innermost message of a failed run: the error that a retry could not fix. */
-function failureReason(err: unknown): string {
-  let cause = err as Error | undefined;
-  while (cause && (cause as { cause?: Error }).cause) cause = (cause as { cause?: Error }).cause;
-  return cause?.message ?? String(err);
-}
 
 export function describeStage3(p: Stage3Progress): string {
   return `${p.imagesDone + p.imagesFailed}/${p.images} images (${p.imagesFailed} failed), ${p.masks} masks, shards ${p.shardsDone}/${p.shards}`;

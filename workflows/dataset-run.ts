@@ -19,7 +19,6 @@ import {
   patched,
   proxyActivities,
   setHandler,
-  TemporalFailure,
   upsertMemo,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
@@ -27,6 +26,7 @@ import type { DatasetActivities, DatasetSummary, RunRecordInput } from '../activ
 import type { Stage3Spec } from '../activities/stage3.ts';
 import type { AuditSummary } from '../lib/audit/audit.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
+import { innermostCause, innermostMessage } from '../lib/innermost-cause.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
 import { executeContinuingChild } from './continuing-child.ts';
@@ -164,7 +164,7 @@ function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise
 
 /** With stage 3 off, "no stage-3 output" means the config asked for a dataset of nothing: say so. */
 function explainNoStage3(runId: string, outputUri: string, err: unknown): unknown {
-  const cause = innermostFailure(err);
+  const cause = innermostCause(err);
   if (!(cause instanceof ApplicationFailure && cause.type === 'NoStage3OutputError')) return err;
   return ApplicationFailure.nonRetryable(
     `run ${runId} disables stage 3, so it builds on the stage-3 output an earlier run ${runId} left under ` +
@@ -174,18 +174,12 @@ function explainNoStage3(runId: string, outputUri: string, err: unknown): unknow
 }
 
 /** The failure at the bottom of a chain (child workflow → activity → the error it threw). */
-function innermostFailure(err: unknown): unknown {
-  let inner = err;
-  while (inner instanceof TemporalFailure && inner.cause) inner = inner.cause;
-  return inner;
-}
-
 /** The innermost failure's type and message: what actually went wrong, not "Child Workflow execution failed". */
 function failureReason(err: unknown): string {
-  const inner = innermostFailure(err);
+  const inner = innermostCause(err);
   if (inner instanceof ApplicationFailure && inner.type && inner !== err)
     return `${inner.type}: ${inner.message}`;
-  return inner instanceof Error ? inner.message : String(inner);
+  return innermostMessage(err);
 }
 
 function enterStage(progress: RunProgress, stage: RunStage): void {

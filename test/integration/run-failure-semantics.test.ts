@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRun } from '../../client/runs.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
+import { innermostCause } from '../../lib/innermost-cause.ts';
 import { datasetRunInput } from '../../lib/run-input.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
@@ -52,8 +53,7 @@ async function runRecord(config: RunConfig): Promise<RunRecord> {
 
 /** The failure at the bottom of a chain (workflow → activity or child → application error). */
 function innermost(err: unknown): ApplicationFailure {
-  let inner = err as { cause?: unknown };
-  while (inner.cause) inner = inner.cause as { cause?: unknown };
+  const inner = innermostCause(err);
   expect(inner).toBeInstanceOf(ApplicationFailure);
   return inner as ApplicationFailure;
 }

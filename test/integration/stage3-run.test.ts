@@ -18,6 +18,7 @@ import {
   writeStage3Images,
   type Stage3Fixture,
 } from '../helpers/stage3-fixture.ts';
+import { innermostMessage } from '../../lib/innermost-cause.ts';
 
 const stack = testStack();
 
@@ -113,9 +114,3 @@ describe('a stage-3 dataset run', () => {
     expect(status).toContain(`manifest ${fixture.out.uri(runLayout.datasetManifest(config.run))}`);
   });
 });
-
-function innermostMessage(err: Error): string {
-  let inner: Error = err;
-  while (inner.cause instanceof Error) inner = inner.cause;
-  return inner.message;
-}
