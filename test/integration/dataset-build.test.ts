@@ -11,6 +11,7 @@ import { datasetRun } from '../../workflows/dataset-run.ts';
 import { datasetBuild, datasetWorkflowId, type DatasetBuildCursor } from '../../workflows/dataset-build.ts';
 import { stage3Config, startTestWorkers, writeStage3Images } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
+import { cursorOf, executionsOf } from '../helpers/executions.ts';
 
 const stack = testStack();
 const SHARDS = 5;
@@ -80,9 +81,11 @@ describe('the dataset build workflow', () => {
     expect(await fixture.out.get(runLayout.datasetStats(config.run))).toEqual(stats);
     expect(await fixture.out.exists(runLayout.releaseImage(config.run, 3))).toBe(true);
 
-    const runs = await executionsOf(againId);
+    const runs = await executionsOf(client, againId);
     expect(runs).toHaveLength(3); // 5 shards, 2 per run
-    const cursors = await Promise.all(runs.map((runId) => cursorOf(againId, runId)));
+    const cursors = await Promise.all(
+      runs.map((runId) => cursorOf<DatasetBuildCursor>(client, againId, runId)),
+    );
     expect(cursors.map((c) => c?.nextShard ?? 0).sort()).toEqual([0, 2, 4]);
   });
 
@@ -92,19 +95,5 @@ describe('the dataset build workflow', () => {
       .map((e) => e.activityTaskScheduledEventAttributes)
       .filter((a) => a != null)
       .map((a) => ({ type: a.activityType?.name ?? '?', queue: a.taskQueue?.name ?? '?' }));
-  }
-
-  async function executionsOf(workflowId: string): Promise<string[]> {
-    const runIds: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
-      runIds.push(wf.runId);
-    return runIds;
-  }
-
-  async function cursorOf(workflowId: string, runId: string): Promise<DatasetBuildCursor | undefined> {
-    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-    const input = JSON.parse(Buffer.from(payload!.data!).toString('utf8')) as { cursor?: DatasetBuildCursor };
-    return input.cursor;
   }
 });

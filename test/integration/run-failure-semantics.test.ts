@@ -37,6 +37,7 @@ import {
   writeStage3Images,
 } from '../helpers/stage3-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { executionsOf } from '../helpers/executions.ts';
 
 const stack = testStack();
 
@@ -231,7 +232,7 @@ describe('how a dataset run ends', () => {
         () => true,
         () => false,
       );
-      return started && (await executionsOf(stage3Id)).length >= 2;
+      return started && (await executionsOf(client, stage3Id)).length >= 2;
     });
 
     await handle.cancel();
@@ -249,13 +250,6 @@ describe('how a dataset run ends', () => {
     }
     expect((await runRecord(config)).result?.error).toBe('cancelled during stage3');
   });
-
-  async function executionsOf(workflowId: string): Promise<string[]> {
-    const runIds: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
-      runIds.push(wf.runId);
-    return runIds;
-  }
 
   it('a run with stage 3 off and no stage-3 output to build on fails at once and says so', async () => {
     workers = await startTestWorkers(stack, [TASK_QUEUES.orchestration]);

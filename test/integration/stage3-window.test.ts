@@ -10,6 +10,7 @@ import { shardWorkflowId, type Stage3Cursor } from '../../workflows/stage3.ts';
 import { datasetRun, stage3WorkflowId } from '../../workflows/dataset-run.ts';
 import { stage3Config, startTestWorkers, writeStage3Images } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
+import { cursorOf, executionsOf } from '../helpers/executions.ts';
 
 const stack = testStack();
 const SHARDS = 6;
@@ -50,30 +51,19 @@ describe('the stage-3 window across continue-as-new', () => {
 
     // Each shard workflow ran once.
     for (let shard = 0; shard < SHARDS; shard++) {
-      expect(await executionsOf(shardWorkflowId(config.run, shard))).toHaveLength(1);
+      expect(await executionsOf(client, shardWorkflowId(config.run, shard))).toHaveLength(1);
     }
     // The stage continued as new (6 shards, 2 per run), and a later run took over shards still
     // running: the window did not drain at the boundary.
-    const runs = await executionsOf(stage3WorkflowId(config.run));
+    const runs = await executionsOf(client, stage3WorkflowId(config.run));
     expect(runs.length).toBeGreaterThanOrEqual(3);
-    const handedOver = (await Promise.all(runs.map((runId) => cursorOf(stage3WorkflowId(config.run), runId))))
+    const handedOver = (
+      await Promise.all(
+        runs.map((runId) => cursorOf<Stage3Cursor>(client, stage3WorkflowId(config.run), runId)),
+      )
+    )
       .map((cursor) => cursor?.running ?? [])
       .filter((running) => running.length > 0);
     expect(handedOver.length).toBeGreaterThan(0);
   });
-
-  async function executionsOf(workflowId: string): Promise<string[]> {
-    const runIds: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
-      runIds.push(wf.runId);
-    return runIds;
-  }
-
-  /** The cursor a continued run of the stage started with (none for the first run). */
-  async function cursorOf(workflowId: string, runId: string): Promise<Stage3Cursor | undefined> {
-    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-    const input = JSON.parse(Buffer.from(payload!.data!).toString('utf8')) as { cursor?: Stage3Cursor };
-    return input.cursor;
-  }
 });

@@ -1,11 +1,17 @@
-import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
+import { ApplicationFailure, ChildWorkflowFailure, RetryState } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { innermostCause, innermostMessage } from '../../lib/innermost-cause.ts';
 
 describe('innermostCause', () => {
   it('goes down a workflow → child → application failure chain to what the code threw', () => {
     const thrown = ApplicationFailure.nonRetryable('model.json is missing', 'ModelPackageError');
-    const chain = new ChildWorkflowFailure('default', undefined, 'automaticStage', 0, thrown);
+    const chain = new ChildWorkflowFailure(
+      'default',
+      { workflowId: 'run/stage3' },
+      'automaticStage',
+      RetryState.NON_RETRYABLE_FAILURE,
+      thrown,
+    );
     expect(innermostCause(chain)).toBe(thrown);
     expect(innermostMessage(chain)).toBe('model.json is missing');
   });
