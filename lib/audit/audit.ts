@@ -59,9 +59,9 @@ export interface RunAuditOptions {
   onProgress?: (progress: AuditProgress) => void;
 }
 
-/** Shards read while sampling; images in the other phases. */
+/** Bytes or keys of the reference read (total 0: unknown), shards while sampling, else images. */
 export interface AuditProgress {
-  phase: 'sampling' | 'matching' | 'gallery' | 'writing';
+  phase: 'reference' | 'sampling' | 'matching' | 'gallery' | 'writing';
   done: number;
   total: number;
 }
@@ -141,7 +141,9 @@ export async function drawSample(
   opts: RunAuditOptions,
 ): Promise<DrawnSample> {
   const source = requireReference(out, opts);
-  const reference = await openReference(stores, source);
+  const reference = await openReference(stores, source, (count) =>
+    opts.onProgress?.({ phase: 'reference', done: count, total: 0 }),
+  );
   const matchedReferences = new Set<string>();
   const drawn = await drawAuditSample(
     out,

@@ -71,9 +71,17 @@ export type ReferenceEntry =
   | { format: 'coco'; file: string; image: CocoImage; annotations: CocoAnnotation[] }
   | { format: 'png'; file: string; ignoreValue: number | null };
 
-export async function openReference(stores: StoreCache, source: MaskSourceConfig): Promise<ReferenceSet> {
-  if (source.format === 'coco') return CocoReference.open(stores, source.uri);
-  return LabelImageReference.open(stores, source.uri, source.ignoreValue);
+/**
+ * `onRead` is called as the reference is read (bytes of a COCO file, keys of a folder so far), e.g.
+ * to heartbeat: reading a large reference can take minutes.
+ */
+export async function openReference(
+  stores: StoreCache,
+  source: MaskSourceConfig,
+  onRead: (count: number) => void = () => {},
+): Promise<ReferenceSet> {
+  if (source.format === 'coco') return CocoReference.open(stores, source.uri, onRead);
+  return LabelImageReference.open(stores, source.uri, source.ignoreValue, onRead);
 }
 
 /** The human masks of a run image; checks they have the image's size. */
@@ -121,11 +129,16 @@ class CocoReference implements ReferenceSet {
     readonly uri: string,
     private readonly stores: StoreCache,
     private readonly byName: Map<string, CocoImage>,
+    private readonly onRead: (bytes: number) => void,
   ) {}
 
-  static async open(stores: StoreCache, uri: string): Promise<CocoReference> {
+  static async open(
+    stores: StoreCache,
+    uri: string,
+    onRead: (bytes: number) => void,
+  ): Promise<CocoReference> {
     const byName = new Map<string, CocoImage>();
-    await streamCoco(stores, uri, 'images', (value, index) => {
+    await streamCoco(stores, uri, onRead, 'images', (value, index) => {
       const image = parseElement(uri, cocoImageSchema, value, `images[${index}]`);
       const name = lastSegment(image.file_name);
       const other = byName.get(name);
@@ -138,7 +151,7 @@ class CocoReference implements ReferenceSet {
       }
       byName.set(name, image);
     });
-    return new CocoReference(uri, stores, byName);
+    return new CocoReference(uri, stores, byName, onRead);
   }
 
   get imageCount(): number {
@@ -163,7 +176,7 @@ class CocoReference implements ReferenceSet {
       wanted.set(entry.id, []);
       return entry;
     });
-    await streamCoco(this.stores, this.uri, 'annotations', (value, index) => {
+    await streamCoco(this.stores, this.uri, this.onRead, 'annotations', (value, index) => {
       const imageId = (value as { image_id?: unknown } | null)?.image_id;
       if (typeof imageId !== 'number' || !wanted.has(imageId)) return;
       wanted.get(imageId)!.push(parseElement(this.uri, cocoAnnotationSchema, value, `annotations[${index}]`));
@@ -226,6 +239,7 @@ function annotationRle(file: string, annotation: CocoAnnotation, image: CocoImag
 async function streamCoco(
   stores: StoreCache,
   uri: string,
+  onRead: (bytes: number) => void,
   array: 'images' | 'annotations',
   onElement: (value: unknown, index: number) => void,
 ): Promise<void> {
@@ -252,6 +266,7 @@ async function streamCoco(
   let bytes = 0;
   for await (const chunk of await openReferenceStream(store, key, 'COCO instances JSON')) {
     bytes += (chunk as Buffer).length;
+    onRead(bytes);
     if (!parser.isEnded) feed(() => parser.write(chunk as Buffer));
     if (failure !== undefined) throw failure;
   }
@@ -305,10 +320,13 @@ class LabelImageReference implements ReferenceSet {
     stores: StoreCache,
     uri: string,
     ignoreValue: number | null,
+    onRead: (keys: number) => void,
   ): Promise<LabelImageReference> {
     const store = stores.open(uri);
     const byStem = new Map<string, string>();
+    let keys = 0;
     for await (const key of store.listKeys('')) {
+      onRead(++keys);
       const name = lastSegment(key);
       const extension = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
       if (!name.includes('.') || !MASK_EXTENSIONS.has(extension)) continue;
