@@ -16,7 +16,9 @@ import { AUDIT_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_STAGE } from './search-attributes.ts';
 
 // Matching masks and drawing the gallery is CPU work: it runs on the inference pool, which owns the
-// cores. Audits started before ran as one auditRun activity on the orchestration pool.
+// cores, in chunks. Audits started before ran as one auditRun activity, first on the orchestration
+// pool, then on the inference pool; they replay that way.
+const AUDIT_ON_INFERENCE_POOL = 'audit-on-inference-pool';
 const AUDIT_IN_CHUNKS = 'audit-in-chunks-on-inference-pool';
 
 /** Chunks matched at once, across the inference pool. */
@@ -50,7 +52,9 @@ export async function auditStage(input: AuditRunInput): Promise<AuditSummary> {
   upsertSearchAttributes([{ key: SAE_STAGE, value: 'audit' }]);
   const summary = patched(AUDIT_IN_CHUNKS)
     ? await auditInChunks(input)
-    : await onPool(TASK_QUEUES.orchestration).auditRun(input);
+    : await onPool(
+        patched(AUDIT_ON_INFERENCE_POOL) ? TASK_QUEUES.inference : TASK_QUEUES.orchestration,
+      ).auditRun(input);
   if (!summary.gate.passed) {
     throw ApplicationFailure.nonRetryable(
       `the mask quality audit failed its gate: ${summary.gate.failures.join('; ')} (report: ${summary.reportHtmlKey})`,
