@@ -5,6 +5,7 @@
 // it many at a time.
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
+import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
 import { readModelPackage, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
 import { ResizeLongestSide } from './resize-longest-side.ts';
@@ -104,6 +105,21 @@ export class SamSession {
     const tensor = out[spec.output];
     if (!tensor) throw new Error(`encoder ${spec.file} has no output ${spec.output}`);
     return { tensor, inputSize: input.inputSize, originalSize: input.originalSize };
+  }
+
+  /** An embedding read back from a file (./embedding-file.ts); it must be this model's own. */
+  embeddingFrom(file: string, header: EmbeddingHeader, data: Float32Array): ImageEmbedding {
+    if (header.model !== this.modelId) {
+      throw new EmbeddingFileError(
+        file,
+        `computed by ${header.model}, not by ${this.modelId} whose decoder would read it`,
+      );
+    }
+    return {
+      tensor: new ort.Tensor('float32', data, header.shape),
+      inputSize: header.inputSize,
+      originalSize: header.originalSize,
+    };
   }
 
   /** One prompt through the official decoder; 4 masks (index 0 single-mask) or 3 (multimask). */
