@@ -28,6 +28,8 @@ export const runLayout = {
   datasetShardSummary: (run: string, shard: number) =>
     `runs/${run}/dataset/shards/${shardName(shard)}.summary.json`,
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
+  /** Stage 1: an image's embedding, computed once per model (lib/sam/embedding-file.ts). */
+  embedding: (run: string, imageId: number) => `runs/${run}/embeddings/${imageId}.bin`,
   /** Everything the quality audit writes lives under this prefix, and nothing else does. */
   auditPrefix: (run: string) => `runs/${run}/audit/`,
   auditReportJson: (run: string) => `runs/${run}/audit/report.json`,

@@ -1,18 +1,14 @@
 // The ImageSegmenter the shard runner calls: image bytes in, SA-1B per-image JSON out. A factory
 // keeps one SAM session per model and settings for the worker's life (loading ONNX models is
-// slow), and fetches s3:// model packages into a local cache first.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// slow); s3:// model packages are fetched into a local cache first (../sam/local-model.ts).
 import { sa1bImageJson } from '../amg/records.ts';
 import { AutomaticMaskGenerator, type GeneratorSettings } from '../amg/generator.ts';
 import { loadImage } from '../images/image-io.ts';
-import { ModelPackageError, resolveAmgThresholds, type ThresholdSettings } from '../sam/model-package.ts';
-import { openObjectStore, type ObjectStoreOptions } from '../object-store.ts';
+import { localModelDir } from '../sam/local-model.ts';
+import { resolveAmgThresholds, type ThresholdSettings } from '../sam/model-package.ts';
+import type { ObjectStoreOptions } from '../object-store.ts';
 import { SamSession, type SessionSettings } from '../sam/session.ts';
 import type { ImageSegmenter, SegmentedImage } from './shard-runner.ts';
-import { cacheDir } from '../../infra/tools.ts';
 
 /** The stage3 section of a run config minus its scheduling fields (see lib/run-input.ts). */
 export interface SegmenterSettings
@@ -87,28 +83,4 @@ async function createSegmenter(
       return { width: decoded.width, height: decoded.height, sa1b: sa1bImageJson(info, masks) };
     },
   };
-}
-
-/** A folder holding the package: file:// as it is; s3:// copied once into the local cache. */
-export async function localModelDir(
-  modelUri: string,
-  storeOptions: ObjectStoreOptions = {},
-): Promise<string> {
-  if (modelUri.startsWith('file://')) return fileURLToPath(modelUri);
-  if (!modelUri.startsWith('s3://')) return modelUri; // a plain local path
-  const target = join(cacheDir(), 'models', createHash('sha256').update(modelUri).digest('hex').slice(0, 16));
-  if (existsSync(join(target, 'model.json'))) return target;
-  const store = openObjectStore(modelUri, storeOptions);
-  const partial = `${target}.partial-${process.pid}`;
-  mkdirSync(partial, { recursive: true });
-  let files = 0;
-  for await (const key of store.listKeys('')) {
-    if (key.includes('/')) continue; // a package is one flat folder
-    writeFileSync(join(partial, key), await store.get(key));
-    files += 1;
-  }
-  if (!existsSync(join(partial, 'model.json')))
-    throw new ModelPackageError(`${modelUri} has no model.json (${files} files found)`);
-  renameSync(partial, target); // whole packages only: a crash mid-download leaves only the .partial folder
-  return target;
 }
