@@ -2,17 +2,25 @@
 // workflows route each activity to its pool through its task queue.
 import { createAuditActivities } from '../activities/audit.ts';
 import { createDatasetActivities } from '../activities/dataset.ts';
+import { createStage1Activities } from '../activities/stage1.ts';
 import { createStage3Activities, type Stage3Deps } from '../activities/stage3.ts';
 import { createStorageCheckActivities } from '../activities/storage-check.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
+import { createSamSessionFactory, type SamSessionFactory } from '../lib/sam/local-model.ts';
 
 export interface ActivityDeps extends Stage3Deps {
   storeOptions: ObjectStoreOptions;
+  /** SAM sessions for stage 1's embeddings; default: one per model for the worker's life. */
+  sessionFor?: SamSessionFactory;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createStorageCheckActivities(deps.storeOptions),
+    ...createStage1Activities({
+      storeOptions: deps.storeOptions,
+      sessionFor: deps.sessionFor ?? createSamSessionFactory(deps.storeOptions),
+    }),
     ...createStage3Activities(deps),
     ...createDatasetActivities(deps.storeOptions),
     ...createAuditActivities(deps.storeOptions),

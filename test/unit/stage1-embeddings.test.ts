@@ -5,12 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createStage1Activities, type EmbedImagesInput } from '../../activities/stage1.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
 import type { ObjectStore } from '../../lib/object-store.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { decodeEmbeddingFile } from '../../lib/sam/embedding-file.ts';
 import { SamSession } from '../../lib/sam/session.ts';
-import { embedImages, type EmbedImage } from '../../lib/stage1/embeddings.ts';
+import { embedImages, type EmbedImage, type EmbedImagesResult } from '../../lib/stage1/embeddings.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 
 const MODEL = path.resolve(import.meta.dirname, '../../models/sae-ref');
@@ -81,6 +83,38 @@ describe('embedImages', () => {
       const again = await embedImages(out, stores, counting, { runId: RUN, images, dtype: 'float16' });
       expect(again).toMatchObject({ embedded: 0, reused: 2 });
       expect(encoded).toBe(2);
+    },
+  );
+
+  it(
+    'runs as the embedImages activity, heartbeating per image, on a session per model',
+    { timeout: 120_000 },
+    async () => {
+      const loads: string[] = [];
+      const activities = createStage1Activities({
+        sessionFor: async (modelUri) => {
+          loads.push(modelUri);
+          return session;
+        },
+      });
+      const env = new MockActivityEnvironment();
+      const beats: unknown[] = [];
+      env.on('heartbeat', (details: unknown) => beats.push(details));
+      const input: EmbedImagesInput = {
+        runId: 'activity-run',
+        outputUri: out.uri(''),
+        modelUri: 'file:///models/sae-ref',
+        images: images.slice(0, 2),
+        dtype: 'float16',
+      };
+      const result = (await env.run(activities.embedImages, input)) as EmbedImagesResult;
+      expect(result).toMatchObject({ embedded: 1, reused: 0 });
+      expect(result.failed.map((f) => f.id)).toEqual([2]);
+      expect(beats).toEqual([
+        { done: 1, images: 2 },
+        { done: 2, images: 2 },
+      ]);
+      expect(loads).toEqual(['file:///models/sae-ref']);
     },
   );
 
