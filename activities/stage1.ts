@@ -5,6 +5,7 @@ import { StoreCache } from '../lib/object-store/uri.ts';
 import type { EmbeddingDtype } from '../lib/sam/embedding-file.ts';
 import type { SamSessionFactory } from '../lib/sam/local-model.ts';
 import type { SessionSettings } from '../lib/sam/session.ts';
+import { storeAnnotation, type AnnotationRecord } from '../lib/stage1/annotations.ts';
 import { embedImages, type EmbedImage, type EmbedImagesResult } from '../lib/stage1/embeddings.ts';
 
 export interface EmbedImagesInput {
@@ -27,6 +28,14 @@ export interface Stage1Deps {
 export function createStage1Activities(deps: Stage1Deps) {
   const stores = new StoreCache(deps.storeOptions ?? {});
   return {
+    /** Stores an accepted annotation once; the task workflow calls it before its submit returns. */
+    async storeAnnotation(input: {
+      outputUri: string;
+      record: AnnotationRecord;
+    }): Promise<{ stored: boolean }> {
+      return storeAnnotation(stores.open(input.outputUri), input.record);
+    },
+
     /** Writes each image's embedding once (a retry reuses what the last attempt stored). */
     async embedImages(input: EmbedImagesInput): Promise<EmbedImagesResult> {
       const ctx = Context.current();

@@ -30,6 +30,9 @@ export const runLayout = {
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
   /** Stage 1: an image's embedding, computed once per model (lib/sam/embedding-file.ts). */
   embedding: (run: string, imageId: number) => `runs/${run}/embeddings/${imageId}.bin`,
+  /** Stage 1: one accepted mask of an image in a round (lib/stage1/annotations.ts). */
+  stage1Annotation: (run: string, round: number, imageId: number, submissionId: string) =>
+    `runs/${run}/stage1/round-${round}/annotations/${imageId}/${submissionId}.json`,
   /** Everything the quality audit writes lives under this prefix, and nothing else does. */
   auditPrefix: (run: string) => `runs/${run}/audit/`,
   auditReportJson: (run: string) => `runs/${run}/audit/report.json`,

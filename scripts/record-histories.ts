@@ -43,6 +43,14 @@ import { datasetWorkflowId } from '../workflows/dataset-build.ts';
 import { shardWorkflowId } from '../workflows/stage3.ts';
 import { datasetRun, runProgressQuery, stage3WorkflowId } from '../workflows/dataset-run.ts';
 import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
+import {
+  annotationTask,
+  annotationTaskWorkflowId,
+  claimTaskUpdate,
+  finishTaskUpdate,
+  submitMaskUpdate,
+} from '../workflows/stage1-task.ts';
+import { compressRle, encodeMask } from '../lib/rle.ts';
 import { retrainSam } from '../workflows/retrain.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
 import { storageCheck } from '../workflows/storage-check.ts';
@@ -89,6 +97,7 @@ async function main(): Promise<void> {
       ...(await recordDryRun(client, stack, `${runId}-dry`)),
       'storage-check': await recordStorageCheck(client, stack, runId),
       'retrain-sam': await recordRetrain(client, runId),
+      'annotation-task': await recordAnnotationTask(client, stack, runId),
     };
     // Without an inference worker, the shards of the next run wait: it is surely mid-stage-3.
     await inference.shutdown();
@@ -352,6 +361,41 @@ async function recordStorageCheck(client: Client, stack: StackInfo, runId: strin
       },
     ],
   });
+  await handle.result();
+  return handle.fetchHistory();
+}
+
+/** A stage-1 task: claimed, a mask refused, two accepted (one sent twice), finished. */
+async function recordAnnotationTask(client: Client, stack: StackInfo, runId: string): Promise<History> {
+  const [h, w] = [30, 40];
+  const handle = await client.workflow.start(annotationTask, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: annotationTaskWorkflowId(runId, 0, 1),
+    args: [
+      {
+        runId,
+        outputUri: `${runRoot(stack, runId)}/out`,
+        round: 0,
+        image: { id: 1, uri: `${runRoot(stack, runId)}/images/1.jpg`, width: w, height: h },
+        model: 'sae-ref@4',
+        leaseSeconds: 300,
+      },
+    ],
+  });
+  const rect = (x0: number, x1: number) => {
+    const pixels = new Uint8Array(h * w);
+    for (let y = 5; y < 20; y++) for (let x = x0; x < x1; x++) pixels[y * w + x] = 1;
+    return compressRle(encodeMask(pixels, h, w));
+  };
+  const submit = (submissionId: string, x0: number, x1: number) =>
+    handle.executeUpdate(submitMaskUpdate, {
+      args: [{ annotator: 'ann', submissionId, mask: rect(x0, x1), seconds: 9, clicks: 2 }],
+    });
+  await handle.executeUpdate(claimTaskUpdate, { args: [{ annotator: 'ann' }] });
+  await submit('empty', 0, 0).catch(() => undefined); // refused by the validator: not in the history
+  await submit('m-1', 2, 10);
+  await Promise.all([submit('m-2', 20, 30), submit('m-2', 20, 30)]);
+  await handle.executeUpdate(finishTaskUpdate, { args: [{ annotator: 'ann' }] });
   await handle.result();
   return handle.fetchHistory();
 }

@@ -10,3 +10,4 @@ export { retrainSam } from './retrain.ts';
 export { auditStage } from './audit.ts';
 export { dryRun } from './dry-run.ts';
 export { datasetBuild } from './dataset-build.ts';
+export { annotationTask } from './stage1-task.ts';

@@ -105,7 +105,7 @@ describe('activity stubs in workflows/', () => {
       }
     }
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
-    // segmentShard, probeShard, auditRun, training, storage check
-    expect(stubs).toBe(11);
+    // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation
+    expect(stubs).toBe(12);
   });
 });

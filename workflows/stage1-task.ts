@@ -1,0 +1,184 @@
+// One stage-1 annotation task: an image of a round, handed to one annotator at a time under a
+// lease, taking their masks until they finish the image. One workflow per task
+// (`<run>/stage1/round-<k>/<image-id>`), so a round of any size stays within Temporal's limits on
+// Updates and history per execution.
+//
+// Claims and submissions are Updates with validators: a request that cannot be accepted (another
+// annotator's task, an expired lease, a malformed mask) is refused before it reaches the history.
+// An accepted mask is stored by an activity before the submit returns, so nothing acknowledged is
+// lost; a repeated submission id returns the first answer and stores nothing more.
+import {
+  allHandlersFinished,
+  condition,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  proxyActivities,
+  setHandler,
+} from '@temporalio/workflow';
+import type { Stage1Activities } from '../activities/stage1.ts';
+import { submissionProblem, type Submission } from '../lib/stage1/submission.ts';
+import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
+
+const { storeAnnotation } = proxyActivities<Stage1Activities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '1 minute',
+  retry: retryPolicy(RECORD_RUN_ERRORS),
+});
+
+export interface AnnotationTaskInput {
+  runId: string;
+  outputUri: string;
+  round: number;
+  image: { id: number; uri: string; width: number; height: number };
+  /** The model whose decoder assists ("name@version"), recorded with each mask. */
+  model: string;
+  /** How long a claim holds the task without a submission. */
+  leaseSeconds: number;
+}
+
+export interface Lease {
+  annotator: string;
+  /** Epoch milliseconds (workflow time). */
+  expiresAt: number;
+}
+
+export interface AnnotationTaskState {
+  holder: Lease | null;
+  masks: number;
+  finished: boolean;
+}
+
+export interface AnnotationTaskResult {
+  masks: number;
+  /** Annotators who submitted, in order of their first mask. */
+  annotators: string[];
+  closedBy: 'annotator' | 'round';
+}
+
+export interface SubmitResult {
+  submissionId: string;
+  /** The mask's index on this image; the same for a repeated submission. */
+  index: number;
+  leaseExpiresAt: number;
+}
+
+export const claimTaskUpdate = defineUpdate<Lease, [{ annotator: string }]>('claim');
+export const submitMaskUpdate = defineUpdate<SubmitResult, [Submission]>('submit');
+/** The annotator is done with the image: the task completes. */
+export const finishTaskUpdate = defineUpdate<AnnotationTaskState, [{ annotator: string }]>('finish');
+export const releaseTaskUpdate = defineUpdate<void, [{ annotator: string }]>('release');
+/** The round has closed: the task completes with what it has. */
+export const closeTaskSignal = defineSignal('close');
+export const taskStateQuery = defineQuery<AnnotationTaskState>('state');
+
+export function annotationTaskWorkflowId(runId: string, round: number, imageId: number): string {
+  return `${runId}/stage1/round-${round}/${imageId}`;
+}
+
+export async function annotationTask(input: AnnotationTaskInput): Promise<AnnotationTaskResult> {
+  const { image } = input;
+  let holder: Lease | null = null;
+  let finished: 'annotator' | 'round' | null = null;
+  const accepted = new Map<string, Promise<SubmitResult>>(); // by submission id
+  const annotators: string[] = [];
+
+  const acceptMask = async (sub: Submission): Promise<SubmitResult> => {
+    const result: SubmitResult = {
+      submissionId: sub.submissionId,
+      index: accepted.size,
+      leaseExpiresAt: lease(sub.annotator).expiresAt,
+    };
+    if (!annotators.includes(sub.annotator)) annotators.push(sub.annotator);
+    await storeAnnotation({
+      outputUri: input.outputUri,
+      record: {
+        run: input.runId,
+        round: input.round,
+        imageId: image.id,
+        image: image.uri,
+        annotator: sub.annotator,
+        submissionId: sub.submissionId,
+        mask: sub.mask,
+        seconds: sub.seconds,
+        clicks: sub.clicks,
+        model: input.model,
+        acceptedAt: new Date().toISOString(),
+      },
+    });
+    return result;
+  };
+  const held = () => (holder && holder.expiresAt > Date.now() ? holder : null);
+  const lease = (annotator: string): Lease =>
+    (holder = { annotator, expiresAt: Date.now() + input.leaseSeconds * 1000 });
+  const requireHolder = (annotator: string) => {
+    if (finished) throw new Error(`task ${image.id} is finished`);
+    const current = held();
+    if (current?.annotator !== annotator) {
+      throw new Error(
+        current
+          ? `task ${image.id} is held by another annotator`
+          : `you hold no lease on task ${image.id} (expired or never claimed)`,
+      );
+    }
+  };
+
+  setHandler(taskStateQuery, () => ({ holder: held(), masks: accepted.size, finished: finished !== null }));
+
+  setHandler(claimTaskUpdate, ({ annotator }) => lease(annotator), {
+    validator: ({ annotator }) => {
+      if (finished) throw new Error(`task ${image.id} is finished`);
+      const current = held();
+      if (current && current.annotator !== annotator)
+        throw new Error(`task ${image.id} is held by another annotator`);
+    },
+  });
+
+  setHandler(
+    submitMaskUpdate,
+    (sub) => {
+      // A repeated id gets the first submit's answer, once that one's mask is stored.
+      let answer = accepted.get(sub.submissionId);
+      if (!answer) {
+        answer = acceptMask(sub);
+        accepted.set(sub.submissionId, answer);
+        answer.catch(() => accepted.delete(sub.submissionId)); // not stored: a retry may try again
+      }
+      return answer;
+    },
+    {
+      validator: (sub) => {
+        if (accepted.has(sub.submissionId)) return; // a repeat: answered with the first result
+        requireHolder(sub.annotator);
+        const problem = submissionProblem(sub, image.height, image.width);
+        if (problem) throw new Error(problem);
+      },
+    },
+  );
+
+  setHandler(
+    finishTaskUpdate,
+    () => {
+      finished = 'annotator';
+      return { holder: null, masks: accepted.size, finished: true };
+    },
+    { validator: ({ annotator }) => requireHolder(annotator) },
+  );
+
+  setHandler(
+    releaseTaskUpdate,
+    () => {
+      holder = null;
+    },
+    { validator: ({ annotator }) => requireHolder(annotator) },
+  );
+
+  setHandler(closeTaskSignal, () => {
+    finished ??= 'round';
+  });
+
+  await condition(() => finished !== null);
+  await condition(allHandlersFinished); // every accepted mask is stored before the task completes
+  return { masks: accepted.size, annotators, closedBy: finished! };
+}
