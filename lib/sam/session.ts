@@ -5,6 +5,7 @@
 // it many at a time.
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
+import { planMaskUpsample, upsampleMaskLogits } from '../amg/mask-upsample.ts';
 import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
 import { readModelPackage, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
@@ -127,27 +128,33 @@ export class SamSession {
     const { coords, labels } = this.officialPoints(prompt, embedding.originalSize);
     const n = labels.length;
     const [h, w] = embedding.originalSize;
-    const out = await this.decoder.run({
-      image_embeddings: embedding.tensor,
-      point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
-      point_labels: new ort.Tensor('float32', labels, [1, n]),
-      mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [
-        1,
-        1,
-        LOW_RES,
-        LOW_RES,
-      ]),
-      has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
-      orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
-    });
-    const masks = out.masks!.data as Float32Array;
+    const out = await this.decoder.run(
+      {
+        image_embeddings: embedding.tensor,
+        point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
+        point_labels: new ort.Tensor('float32', labels, [1, n]),
+        mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [
+          1,
+          1,
+          LOW_RES,
+          LOW_RES,
+        ]),
+        has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
+        orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
+      },
+      // Not the decoder's own `masks`: exported decoders may crop them for the export's example
+      // aspect ratio (a portrait image came out stretched); upsampled here as Sam.postprocess_masks.
+      ['iou_predictions', 'low_res_masks'],
+    );
     const iou = out.iou_predictions!.data as Float32Array;
     const lowRes = out.low_res_masks!.data as Float32Array;
     const picks = multimask ? [1, 2, 3] : [0];
+    const lowResMasks = picks.map((k) => lowRes.slice(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA));
+    const plan = planMaskUpsample(h, w);
     return {
-      masks: picks.map((k) => masks.subarray(k * h * w, (k + 1) * h * w)),
+      masks: lowResMasks.map((logits) => upsampleMaskLogits(logits, plan).data),
       iouPredictions: picks.map((k) => iou[k]!),
-      lowResMasks: picks.map((k) => lowRes.subarray(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA)),
+      lowResMasks,
       size: [h, w],
     };
   }

@@ -39,6 +39,32 @@ describe('models/sae-ref', () => {
     expect(out.low_res_masks!.dims).toEqual([1, 4, 256, 256]);
   });
 
+  it("predict's masks lie where its low-res logits do, for portrait, landscape and square images", async () => {
+    // The exported decoder's own `masks` output was cropped for its export example's aspect ratio:
+    // a portrait image's masks came out stretched, 200 px from the click. predict() upsamples the
+    // low-res logits itself now.
+    const session = await SamSession.load(dir);
+    for (const [h, w] of [
+      [921, 681],
+      [683, 1024],
+      [500, 500],
+    ] as const) {
+      const data = new Uint8Array(h * w * 3).map((_, i) => (i % (w * 3) < w * 1.5 ? 40 : 200) + (i % 7));
+      const embedding = await session.embed({ data, width: w, height: h, channels: 3 });
+      const scale = 1024 / Math.max(h, w);
+      const out = await session.predict(embedding, { points: [[w / 2, h / 2]] }, true);
+      for (let k = 0; k < 3; k++) {
+        const low = centroid(out.lowResMasks[k]!, 256, 256);
+        const full = centroid(out.masks[k]!, h, w);
+        if (!low || !full) continue;
+        // A low-res pixel is 4 input pixels: centre (4i + 1.5) in the 1024 frame.
+        expect(Math.abs((4 * low.x + 1.5) / scale - full.x), `${h}×${w} mask ${k} x`).toBeLessThan(4 / scale);
+        expect(Math.abs((4 * low.y + 1.5) / scale - full.y), `${h}×${w} mask ${k} y`).toBeLessThan(4 / scale);
+      }
+    }
+    await session.release();
+  });
+
   it('embeds an image to 1×256×64×64, and its batched decoder matches the official one prompt by prompt', async () => {
     const session = await SamSession.load(dir);
     expect(session.hasBatchedDecoder).toBe(true);
@@ -67,3 +93,18 @@ describe('models/sae-ref', () => {
     await session.release();
   });
 });
+
+/** Mean (x, y) of the positive logits of a row-major h×w grid, or null when none is positive. */
+function centroid(logits: Float32Array, h: number, w: number): { x: number; y: number } | null {
+  let sx = 0;
+  let sy = 0;
+  let n = 0;
+  for (let i = 0; i < h * w; i++) {
+    if (logits[i]! > 0) {
+      sx += i % w;
+      sy += Math.floor(i / w);
+      n += 1;
+    }
+  }
+  return n === 0 ? null : { x: sx / n, y: sy / n };
+}
