@@ -2,8 +2,6 @@
 // the benchmark protocol implies on shapes whose answer is known.
 import { describe, expect, it } from 'vitest';
 import { resolve } from 'node:path';
-import { loadImage } from '../../lib/images/image-io.ts';
-import { decodeRle, decompressRle, type CocoRle } from '../../lib/rle.ts';
 import { SamSession } from '../../lib/sam/session.ts';
 import {
   clickUntil,
@@ -12,8 +10,8 @@ import {
   nextClick,
   squaredDistanceToBorder,
 } from '../../lib/stage1/click-simulator.ts';
-import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { prng } from '../helpers/random.ts';
+import { synthObjects } from '../helpers/synth-objects.ts';
 
 const MODEL = resolve(import.meta.dirname, '../../models/sae-ref');
 
@@ -89,15 +87,8 @@ describe('clickUntil on the reference model', () => {
     { timeout: 120_000 },
     async () => {
       const session = await SamSession.load(MODEL);
-      const files = new Map<string, Uint8Array>();
-      await generateSynthDataset({ images: 1, seed: 31, write: async (k, b) => void files.set(k, b) });
-      const coco = JSON.parse(new TextDecoder().decode(files.get(ANNOTATIONS_KEY)!)) as {
-        images: { id: number; file_name: string }[];
-        annotations: { image_id: number; segmentation: CocoRle }[];
-      };
-      const image = await loadImage(files.get(coco.images[0]!.file_name)!);
+      const { image, truths: objects } = await synthObjects(31, 4);
       const embedding = await session.embed(image);
-      const objects = coco.annotations.slice(0, 4).map((a) => decodeRle(decompressRle(a.segmentation)));
       const { height: h, width: w } = image;
       const oneClick: number[] = [];
       for (const truth of objects) {

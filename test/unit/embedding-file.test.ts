@@ -10,6 +10,7 @@ import {
   readEmbeddingHeader,
 } from '../../lib/sam/embedding-file.ts';
 import { SamSession, type ImageEmbedding } from '../../lib/sam/session.ts';
+import { maskIou } from '../../lib/stage1/click-simulator.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 
 const MODEL = resolve(import.meta.dirname, '../../models/sae-ref');
@@ -26,17 +27,7 @@ function fileInput(session: SamSession, embedding: ImageEmbedding) {
   };
 }
 
-function maskIou(a: Float32Array, b: Float32Array): number {
-  let inter = 0;
-  let union = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]! > 0;
-    const y = b[i]! > 0;
-    if (x && y) inter += 1;
-    if (x || y) union += 1;
-  }
-  return union === 0 ? 1 : inter / union;
-}
+const binary = (logits: Float32Array) => Uint8Array.from(logits, (v) => (v > 0 ? 1 : 0));
 
 describe('embedding files on the reference model', () => {
   let session: SamSession;
@@ -92,7 +83,7 @@ describe('embedding files on the reference model', () => {
             const full = await session.predict(embedding, prompt);
             const approx = await session.predict(half, prompt);
             for (let k = 0; k < full.masks.length; k++) {
-              worst = Math.min(worst, maskIou(full.masks[k]!, approx.masks[k]!));
+              worst = Math.min(worst, maskIou(binary(full.masks[k]!), binary(approx.masks[k]!)));
               masks += 1;
             }
           }
