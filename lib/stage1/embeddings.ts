@@ -36,6 +36,8 @@ export interface EmbedImagesResult {
   embedded: number;
   /** Already stored for this model and dtype: not encoded again. */
   reused: number;
+  /** Every image that has its embedding now, with its size (after EXIF rotation): a task's image. */
+  images: (EmbedImage & { width: number; height: number })[];
   failed: { id: number; uri: string; error: string }[];
 }
 
@@ -45,22 +47,28 @@ export async function embedImages(
   session: Pick<SamSession, 'modelId' | 'embed'>,
   opts: EmbedImagesOptions,
 ): Promise<EmbedImagesResult> {
-  const result: EmbedImagesResult = { embedded: 0, reused: 0, failed: [] };
+  const result: EmbedImagesResult = { embedded: 0, reused: 0, images: [], failed: [] };
   for (const [done, image] of opts.images.entries()) {
     const key = runLayout.embedding(opts.runId, image.id);
-    if (await isStored(out, key, session.modelId, opts.dtype)) {
+    let size = await storedSize(out, key, session.modelId, opts.dtype);
+    if (size) {
       result.reused += 1;
     } else {
-      const error = await embedOne(out, stores, session, opts, image, key);
-      if (error === undefined) result.embedded += 1;
-      else result.failed.push({ id: image.id, uri: image.uri, error });
+      const outcome = await embedOne(out, stores, session, opts, image, key);
+      if (typeof outcome === 'string') {
+        result.failed.push({ id: image.id, uri: image.uri, error: outcome });
+      } else {
+        size = outcome;
+        result.embedded += 1;
+      }
     }
+    if (size) result.images.push({ ...image, height: size[0], width: size[1] });
     opts.onProgress?.(done + 1);
   }
   return result;
 }
 
-/** Encodes one image and stores its file; returns why not when the image itself is at fault. */
+/** Encodes one image and stores its file: its [h, w], or why not when the image is at fault. */
 async function embedOne(
   out: ObjectStore,
   stores: StoreCache,
@@ -68,7 +76,7 @@ async function embedOne(
   opts: EmbedImagesOptions,
   image: EmbedImage,
   key: string,
-): Promise<string | undefined> {
+): Promise<[number, number] | string> {
   let bytes: Buffer;
   try {
     const { store, key: imageKey } = stores.locate(image.uri);
@@ -96,28 +104,31 @@ async function embedOne(
     opts.dtype,
   );
   await out.put(key, file, { contentType: 'application/octet-stream' });
-  return undefined;
+  return [embedding.originalSize[0], embedding.originalSize[1]];
 }
 
-/** Whether `key` holds an embedding by this model in this dtype; a broken file does not count. */
-async function isStored(
+/**
+ * The image's [h, w] when `key` holds its embedding by this model in this dtype, else undefined
+ * (a broken file does not count: it is written again).
+ */
+async function storedSize(
   out: ObjectStore,
   key: string,
   model: string,
   dtype: EmbeddingDtype,
-): Promise<boolean> {
+): Promise<[number, number] | undefined> {
   let bytes: Buffer;
   try {
     bytes = await out.get(key);
   } catch (err) {
-    if (err instanceof ObjectNotFoundError) return false;
+    if (err instanceof ObjectNotFoundError) return undefined;
     throw err;
   }
   try {
     const { header } = readEmbeddingHeader(bytes, out.uri(key));
-    return header.model === model && header.dtype === dtype;
+    return header.model === model && header.dtype === dtype ? header.originalSize : undefined;
   } catch (err) {
-    if (err instanceof EmbeddingFileError) return false; // written again below
+    if (err instanceof EmbeddingFileError) return undefined;
     throw err;
   }
 }
