@@ -5,7 +5,6 @@
 // it many at a time.
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
-import { planMaskUpsample, upsampleMaskLogits } from '../amg/mask-upsample.ts';
 import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
 import { readModelPackage, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
@@ -38,12 +37,16 @@ export interface Prompt {
   maskInput?: Float32Array;
 }
 
+/**
+ * Low-res logits only: take them to the image's size with lib/amg/mask-upsample.ts (the exact
+ * Sam.postprocess_masks). Not the exported decoder's own `masks` output: exports may crop it for
+ * the export example's aspect ratio (a portrait image's masks came out stretched).
+ */
 export interface Prediction {
-  /** Per mask: logits at the original size (H×W, row-major); threshold at > 0. */
-  masks: Float32Array[];
   iouPredictions: number[];
-  /** Per mask: 256×256 low-res logits, to feed back as the next mask prompt. */
+  /** Per mask: 256×256 low-res logits; also the next prompt's mask input. */
   lowResMasks: Float32Array[];
+  /** [h, w] of the image the masks are for. */
   size: Size;
 }
 
@@ -142,19 +145,14 @@ export class SamSession {
         has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
         orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
       },
-      // Not the decoder's own `masks`: exported decoders may crop them for the export's example
-      // aspect ratio (a portrait image came out stretched); upsampled here as Sam.postprocess_masks.
-      ['iou_predictions', 'low_res_masks'],
+      ['iou_predictions', 'low_res_masks'], // not `masks`: see Prediction
     );
     const iou = out.iou_predictions!.data as Float32Array;
     const lowRes = out.low_res_masks!.data as Float32Array;
     const picks = multimask ? [1, 2, 3] : [0];
-    const lowResMasks = picks.map((k) => lowRes.slice(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA));
-    const plan = planMaskUpsample(h, w);
     return {
-      masks: lowResMasks.map((logits) => upsampleMaskLogits(logits, plan).data),
       iouPredictions: picks.map((k) => iou[k]!),
-      lowResMasks,
+      lowResMasks: picks.map((k) => lowRes.slice(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA)),
       size: [h, w],
     };
   }

@@ -7,6 +7,8 @@
 //
 // Masks are row-major h×w bytes (nonzero = on).
 
+import { planMaskUpsample, upsampleMaskLogits } from '../amg/mask-upsample.ts';
+
 export interface Click {
   x: number;
   y: number;
@@ -147,7 +149,7 @@ export interface ClickDecoder<E> {
     embedding: E,
     prompt: { points: [number, number][]; labels: number[]; maskInput?: Float32Array },
     multimask: boolean,
-  ): Promise<{ masks: Float32Array[]; iouPredictions: number[]; lowResMasks: Float32Array[] }>;
+  ): Promise<{ iouPredictions: number[]; lowResMasks: Float32Array[] }>;
 }
 
 /**
@@ -166,6 +168,7 @@ export async function clickUntil<E>(
   const result: ClickLoopResult = { clicks: [], ious: [], mask: new Uint8Array(h * w) };
   let previous: Float32Array | undefined;
   let prediction: Uint8Array | null = null;
+  const upsample = planMaskUpsample(h, w);
   while (result.clicks.length < opts.maxClicks) {
     const click = nextClick(truth, prediction, h, w);
     if (!click) break;
@@ -182,7 +185,7 @@ export async function clickUntil<E>(
     );
     const pick = first ? argmax(out.iouPredictions) : 0;
     previous = out.lowResMasks[pick]!;
-    const logits = out.masks[pick]!;
+    const logits = upsampleMaskLogits(previous, upsample).data;
     prediction = new Uint8Array(h * w);
     for (let i = 0; i < h * w; i++) prediction[i] = logits[i]! > 0 ? 1 : 0;
     result.mask = prediction;

@@ -2,6 +2,7 @@
 // of float32's on the reference model, and every kind of broken file is refused by name.
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { planMaskUpsample, upsampleMaskLogits } from '../../lib/amg/mask-upsample.ts';
 import { loadImage } from '../../lib/images/image-io.ts';
 import {
   decodeEmbeddingFile,
@@ -82,8 +83,10 @@ describe('embedding files on the reference model', () => {
             };
             const full = await session.predict(embedding, prompt);
             const approx = await session.predict(half, prompt);
-            for (let k = 0; k < full.masks.length; k++) {
-              worst = Math.min(worst, maskIou(binary(full.masks[k]!), binary(approx.masks[k]!)));
+            const plan = planMaskUpsample(h, w);
+            const mask = (lowRes: Float32Array) => binary(upsampleMaskLogits(lowRes, plan).data);
+            for (let k = 0; k < full.lowResMasks.length; k++) {
+              worst = Math.min(worst, maskIou(mask(full.lowResMasks[k]!), mask(approx.lowResMasks[k]!)));
               masks += 1;
             }
           }

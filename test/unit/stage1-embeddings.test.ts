@@ -71,10 +71,10 @@ describe('embedImages', () => {
       expect(first.failed[0]!.error).toMatch(/broken\.jpg/);
       expect(first.failed[1]!.error).toBe(`${images[3]!.uri} does not exist`);
       expect(progress).toEqual([1, 2, 3, 4]);
-    // The images that have their embedding, with their size: what a task needs.
-    const sizes = first.images.map((i) => [i.id, i.width, i.height]);
-    expect(sizes).toHaveLength(2);
-    expect(sizes.map(([id]) => id)).toEqual([1, 3]);
+      // The images that have their embedding, with their size: what a task needs.
+      const sizes = first.images.map((i) => [i.id, i.width, i.height]);
+      expect(sizes).toHaveLength(2);
+      expect(sizes.map(([id]) => id)).toEqual([1, 3]);
       expect(encoded).toBe(2);
 
       const stored = decodeEmbeddingFile(await out.get(runLayout.embedding(RUN, 1)), 'e.bin');
@@ -86,7 +86,7 @@ describe('embedImages', () => {
 
       const again = await embedImages(out, stores, counting, { runId: RUN, images, dtype: 'float16' });
       expect(again).toMatchObject({ embedded: 0, reused: 2 });
-    expect(again.images).toEqual(first.images); // sizes read back from the stored headers
+      expect(again.images).toEqual(first.images); // sizes read back from the stored headers
       expect(encoded).toBe(2);
     },
   );
