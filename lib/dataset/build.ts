@@ -206,13 +206,7 @@ export async function finishDataset(out: ObjectStore, opts: FinishDatasetOptions
   const failed = await LineSpool.create(tempDir, 'failed.jsonl');
   try {
     const stats = new DatasetStatsAccumulator();
-    const progress: DatasetProgress = {
-      shardsDone: 0,
-      shardCount: plan.shardCount,
-      images: 0,
-      imagesFailed: 0,
-      masks: 0,
-    };
+    const progress = startProgress(plan.shardCount);
     let lines = 0;
     let releaseImages = 0;
     let lastId: number | null = null;
@@ -229,10 +223,7 @@ export async function finishDataset(out: ObjectStore, opts: FinishDatasetOptions
       stats.merge(summary.stats);
       lines += summary.lines;
       releaseImages += summary.releaseImages;
-      progress.shardsDone += 1;
-      progress.images += summary.stats.images;
-      progress.imagesFailed += summary.stats.imagesFailed;
-      progress.masks += summary.stats.masks;
+      countShard(progress, summary.stats);
       opts.onProgress?.({ ...progress });
     }
     if (lines !== plan.imageCount) {
@@ -268,22 +259,27 @@ export async function buildDataset(
 ): Promise<DatasetSummary> {
   checkRelease(opts.release);
   const plan = await requireStage3Plan(out, opts.runId);
-  const progress: DatasetProgress = {
-    shardsDone: 0,
-    shardCount: plan.shardCount,
-    images: 0,
-    imagesFailed: 0,
-    masks: 0,
-  };
+  const progress = startProgress(plan.shardCount);
   for (let shard = 0; shard < plan.shardCount; shard++) {
     const built = await buildDatasetShard(out, stores, { runId: opts.runId, shard, release: opts.release });
-    progress.shardsDone += 1;
-    progress.images += built.images;
-    progress.imagesFailed += built.imagesFailed;
-    progress.masks += built.masks;
+    countShard(progress, built);
     opts.onProgress?.({ ...progress });
   }
   return finishDataset(out, { runId: opts.runId, release: opts.release });
+}
+
+function startProgress(shardCount: number): DatasetProgress {
+  return { shardsDone: 0, shardCount, images: 0, imagesFailed: 0, masks: 0 };
+}
+
+function countShard(
+  progress: DatasetProgress,
+  shard: { images: number; imagesFailed: number; masks: number },
+): void {
+  progress.shardsDone += 1;
+  progress.images += shard.images;
+  progress.imagesFailed += shard.imagesFailed;
+  progress.masks += shard.masks;
 }
 
 /** The stage-3 plan the dataset is built from, or NoStage3OutputError. */
