@@ -112,27 +112,23 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
   const held = () => (holder && holder.expiresAt > Date.now() ? holder : null);
   const lease = (annotator: string): Lease =>
     (holder = { annotator, expiresAt: Date.now() + input.leaseSeconds * 1000 });
-  const requireHolder = (annotator: string) => {
+  /** Refuses when the task is finished or another annotator holds it; returns the live lease. */
+  const refuseIfUnavailable = (annotator: string): Lease | null => {
     if (finished) throw new Error(`task ${image.id} is finished`);
     const current = held();
-    if (current?.annotator !== annotator) {
-      throw new Error(
-        current
-          ? `task ${image.id} is held by another annotator`
-          : `you hold no lease on task ${image.id} (expired or never claimed)`,
-      );
-    }
+    if (current && current.annotator !== annotator)
+      throw new Error(`task ${image.id} is held by another annotator`);
+    return current;
+  };
+  const requireHolder = (annotator: string) => {
+    if (!refuseIfUnavailable(annotator))
+      throw new Error(`you hold no lease on task ${image.id} (expired or never claimed)`);
   };
 
   setHandler(taskStateQuery, () => ({ holder: held(), masks: accepted.size, finished: finished !== null }));
 
   setHandler(claimTaskUpdate, ({ annotator }) => lease(annotator), {
-    validator: ({ annotator }) => {
-      if (finished) throw new Error(`task ${image.id} is finished`);
-      const current = held();
-      if (current && current.annotator !== annotator)
-        throw new Error(`task ${image.id} is held by another annotator`);
-    },
+    validator: ({ annotator }) => void refuseIfUnavailable(annotator),
   });
 
   setHandler(
