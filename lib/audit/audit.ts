@@ -234,9 +234,10 @@ export async function finishAudit(
   const source = requireReference(out, opts);
   const stored = await readStoredSample(out, opts.runId);
   const audited: AuditedImage[] = [];
-  const chunkOf = new Map<number, number>();
+  // The sampled images with their reference entries, by id: the gallery draws a few of them.
+  const sampled = new Map<number, SampleChunk['images'][number]>();
   for (let chunk = 0; chunk < stored.chunks; chunk++) {
-    const { input } = await readSampleChunk(out, opts.runId, chunk);
+    const { input, images } = await readSampleChunk(out, opts.runId, chunk);
     const matched = await readMatchedChunk(out, opts.runId, chunk);
     if (matched?.input !== input) {
       throw new AuditSampleError(
@@ -245,10 +246,8 @@ export async function finishAudit(
           'or another audit of this run is writing its own sample',
       );
     }
-    for (const image of matched.images) {
-      audited.push(image);
-      chunkOf.set(image.row.imageId, chunk);
-    }
+    audited.push(...matched.images);
+    for (const image of images) sampled.set(image.line.id, image);
   }
 
   const exhaustive = opts.exhaustive ?? readExhaustiveFlag(source);
@@ -262,7 +261,7 @@ export async function finishAudit(
   const worst = worstFirst(rows);
 
   const galleryRows = worst.slice(0, opts.galleryImages ?? DEFAULT_GALLERY_IMAGES);
-  const gallery = await writeGallery(out, stores, opts, galleryRows, chunkOf);
+  const gallery = await writeGallery(out, stores, opts, galleryRows, sampled);
 
   opts.onProgress?.({ phase: 'writing', done: audited.length, total: audited.length });
   const runStats = await readRunStats(out, opts.runId);
@@ -527,15 +526,12 @@ async function writeGallery(
   stores: StoreCache,
   opts: RunAuditOptions,
   rows: readonly AuditRow[],
-  chunkOf: ReadonlyMap<number, number>,
+  sampled: ReadonlyMap<number, SampleChunk['images'][number]>,
 ): Promise<Gallery> {
-  const chunks = new Map<number, SampleChunk['images']>();
   const gallery: Gallery = { entries: [], jpegs: new Map() };
   for (const [rank, row] of rows.entries()) {
     opts.onProgress?.({ phase: 'gallery', done: rank, total: rows.length });
-    const chunk = chunkOf.get(row.imageId)!;
-    if (!chunks.has(chunk)) chunks.set(chunk, (await readSampleChunk(out, opts.runId, chunk)).images);
-    const image = chunks.get(chunk)!.find((i) => i.line.id === row.imageId)!;
+    const image = sampled.get(row.imageId)!;
     const jpeg = await renderWorstPair(out, stores, image.reference, image.line, row);
     const key = runLayout.auditGalleryImage(opts.runId, rank);
     await out.put(key, jpeg, { contentType: 'image/jpeg' });
