@@ -92,7 +92,9 @@ export function createStage3Activities(deps: Stage3Deps) {
   const stores = new StoreCache(deps.storeOptions);
 
   return {
-    async planShards(spec: Stage3Spec): Promise<Stage3Plan> {
+    async planShards(
+      spec: Pick<Stage3Spec, 'runId' | 'outputUri' | 'images' | 'shardSize'>,
+    ): Promise<Stage3Plan> {
       const ctx = Context.current();
       return planShardManifests(stores.open(spec.outputUri), stores, {
         runId: spec.runId,

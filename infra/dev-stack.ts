@@ -22,6 +22,8 @@ export const SEARCH_ATTRIBUTES = {
   SaeImagesFailed: 'Int',
   SaeMasks: 'Int',
   SaeModel: 'Keyword',
+  SaeRound: 'Keyword',
+  SaeLeaseUntil: 'Datetime',
 } as const;
 
 /** The S3 server holds only local test data, so a fixed, documented credential pair is fine. */

@@ -33,6 +33,17 @@ export const runLayout = {
   /** Stage 1: one accepted mask of an image in a round (lib/stage1/annotations.ts). */
   stage1Annotation: (run: string, round: number, imageId: number, submissionId: string) =>
     `runs/${run}/stage1/round-${round}/annotations/${imageId}/${submissionId}.json`,
+  stage1AnnotationsPrefix: (run: string, round: number) => `runs/${run}/stage1/round-${round}/annotations/`,
+  /** Stage 1: an annotator's word that an image cannot be annotated. */
+  stage1Flag: (run: string, round: number, imageId: number, annotator: string) =>
+    `runs/${run}/stage1/round-${round}/flags/${imageId}/${annotator}.json`,
+  stage1FlagsPrefix: (run: string, round: number) => `runs/${run}/stage1/round-${round}/flags/`,
+  /** Stage 1: a round's figures (seconds per mask, masks per image, ...), written when it closes. */
+  stage1RoundSummary: (run: string, round: number) => `runs/${run}/stage1/round-${round}/summary.json`,
+  /** Stage 1: a round's accepted masks as COCO instances, and the manifest trainSam reads. */
+  stage1RoundCoco: (run: string, round: number) => `runs/${run}/stage1/round-${round}/export/instances.json`,
+  stage1RoundTrainingSet: (run: string, round: number) =>
+    `runs/${run}/stage1/round-${round}/export/training-set.json`,
   /** Everything the quality audit writes lives under this prefix, and nothing else does. */
   auditPrefix: (run: string) => `runs/${run}/audit/`,
   auditReportJson: (run: string) => `runs/${run}/audit/report.json`,

@@ -11,3 +11,4 @@ export { auditStage } from './audit.ts';
 export { dryRun } from './dry-run.ts';
 export { datasetBuild } from './dataset-build.ts';
 export { annotationTask } from './stage1-task.ts';
+export { annotationRound } from './stage1-round.ts';

@@ -9,3 +9,7 @@ export const SAE_IMAGES_DONE = defineSearchAttributeKey('SaeImagesDone', SearchA
 export const SAE_IMAGES_FAILED = defineSearchAttributeKey('SaeImagesFailed', SearchAttributeType.INT);
 export const SAE_MASKS = defineSearchAttributeKey('SaeMasks', SearchAttributeType.INT);
 export const SAE_MODEL = defineSearchAttributeKey('SaeModel', SearchAttributeType.KEYWORD);
+/** Stage 1: the round a task or round workflow belongs to, "<run>/round-<k>". */
+export const SAE_ROUND = defineSearchAttributeKey('SaeRound', SearchAttributeType.KEYWORD);
+/** Stage 1: when an annotation task's lease ends; the epoch while nobody holds it. */
+export const SAE_LEASE_UNTIL = defineSearchAttributeKey('SaeLeaseUntil', SearchAttributeType.DATETIME);

@@ -15,13 +15,15 @@ import {
   defineUpdate,
   proxyActivities,
   setHandler,
+  upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Stage1Activities } from '../activities/stage1.ts';
 import { submissionProblem, type Submission } from '../lib/stage1/submission.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
+import { SAE_LEASE_UNTIL } from './search-attributes.ts';
 
-const { storeAnnotation } = proxyActivities<Stage1Activities>({
+const { storeAnnotation, storeFlag } = proxyActivities<Stage1Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '1 minute',
   retry: retryPolicy(RECORD_RUN_ERRORS),
@@ -50,11 +52,19 @@ export interface AnnotationTaskState {
   finished: boolean;
 }
 
+/** What the annotation service needs to serve a task: its image, and who may see it now. */
+export interface AnnotationTaskView extends AnnotationTaskState {
+  runId: string;
+  round: number;
+  image: AnnotationTaskInput['image'];
+  model: string;
+}
+
 export interface AnnotationTaskResult {
   masks: number;
   /** Annotators who submitted, in order of their first mask. */
   annotators: string[];
-  closedBy: 'annotator' | 'round';
+  closedBy: 'annotator' | 'round' | 'flag';
 }
 
 export interface SubmitResult {
@@ -68,10 +78,21 @@ export const claimTaskUpdate = defineUpdate<Lease, [{ annotator: string }]>('cla
 export const submitMaskUpdate = defineUpdate<SubmitResult, [Submission]>('submit');
 /** The annotator is done with the image: the task completes. */
 export const finishTaskUpdate = defineUpdate<AnnotationTaskState, [{ annotator: string }]>('finish');
+/** The annotator skips the image: the task goes back to the pool, for others than them. */
 export const releaseTaskUpdate = defineUpdate<void, [{ annotator: string }]>('release');
+/** The annotator says the image cannot be annotated (why, in a line): the task completes. */
+export const flagTaskUpdate = defineUpdate<void, [{ annotator: string; reason: string }]>('flag');
 /** The round has closed: the task completes with what it has. */
 export const closeTaskSignal = defineSignal('close');
-export const taskStateQuery = defineQuery<AnnotationTaskState>('state');
+export const taskStateQuery = defineQuery<AnnotationTaskView>('state');
+
+/** A lease that is free to claim in a visibility query: `SaeLeaseUntil < <now>`. */
+export const NO_LEASE = new Date(0);
+
+/** The value of SaeRound on round `round` of run `runId` and on its tasks. */
+export function roundTag(runId: string, round: number): string {
+  return `${runId}/round-${round}`;
+}
 
 export function annotationTaskWorkflowId(runId: string, round: number, imageId: number): string {
   return `${runId}/stage1/round-${round}/${imageId}`;
@@ -80,7 +101,8 @@ export function annotationTaskWorkflowId(runId: string, round: number, imageId: 
 export async function annotationTask(input: AnnotationTaskInput): Promise<AnnotationTaskResult> {
   const { image } = input;
   let holder: Lease | null = null;
-  let finished: 'annotator' | 'round' | null = null;
+  let finished: AnnotationTaskResult['closedBy'] | null = null;
+  const skippedBy = new Set<string>();
   const accepted = new Map<string, Promise<SubmitResult>>(); // by submission id
   const annotators: string[] = [];
 
@@ -110,8 +132,16 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
     return result;
   };
   const held = () => (holder && holder.expiresAt > Date.now() ? holder : null);
-  const lease = (annotator: string): Lease =>
-    (holder = { annotator, expiresAt: Date.now() + input.leaseSeconds * 1000 });
+  // The lease's end is a search attribute, so the service finds free tasks with one query.
+  const lease = (annotator: string): Lease => {
+    holder = { annotator, expiresAt: Date.now() + input.leaseSeconds * 1000 };
+    upsertSearchAttributes([{ key: SAE_LEASE_UNTIL, value: new Date(holder.expiresAt) }]);
+    return holder;
+  };
+  const unlease = () => {
+    holder = null;
+    upsertSearchAttributes([{ key: SAE_LEASE_UNTIL, value: NO_LEASE }]);
+  };
   /** Refuses when the task is finished or another annotator holds it; returns the live lease. */
   const refuseIfUnavailable = (annotator: string): Lease | null => {
     if (finished) throw new Error(`task ${image.id} is finished`);
@@ -125,10 +155,21 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
       throw new Error(`you hold no lease on task ${image.id} (expired or never claimed)`);
   };
 
-  setHandler(taskStateQuery, () => ({ holder: held(), masks: accepted.size, finished: finished !== null }));
+  setHandler(taskStateQuery, () => ({
+    runId: input.runId,
+    round: input.round,
+    image,
+    model: input.model,
+    holder: held(),
+    masks: accepted.size,
+    finished: finished !== null,
+  }));
 
   setHandler(claimTaskUpdate, ({ annotator }) => lease(annotator), {
-    validator: ({ annotator }) => void refuseIfUnavailable(annotator),
+    validator: ({ annotator }) => {
+      if (skippedBy.has(annotator)) throw new Error(`you skipped task ${image.id}`);
+      refuseIfUnavailable(annotator);
+    },
   });
 
   setHandler(
@@ -157,6 +198,7 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
     finishTaskUpdate,
     () => {
       finished = 'annotator';
+      unlease();
       return { holder: null, masks: accepted.size, finished: true };
     },
     { validator: ({ annotator }) => requireHolder(annotator) },
@@ -164,10 +206,37 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
 
   setHandler(
     releaseTaskUpdate,
-    () => {
-      holder = null;
+    ({ annotator }) => {
+      skippedBy.add(annotator);
+      unlease();
     },
     { validator: ({ annotator }) => requireHolder(annotator) },
+  );
+
+  setHandler(
+    flagTaskUpdate,
+    async ({ annotator, reason }) => {
+      await storeFlag({
+        outputUri: input.outputUri,
+        flag: {
+          run: input.runId,
+          round: input.round,
+          imageId: image.id,
+          image: image.uri,
+          annotator,
+          reason,
+        },
+      });
+      finished ??= 'flag';
+      unlease();
+    },
+    {
+      validator: ({ annotator, reason }) => {
+        requireHolder(annotator);
+        if (typeof reason !== 'string' || reason.trim() === '' || reason.length > 500)
+          throw new Error('a flag needs a reason of 1–500 characters');
+      },
+    },
   );
 
   setHandler(closeTaskSignal, () => {

@@ -31,3 +31,18 @@ export async function storeAnnotation(
   });
   return { stored };
 }
+
+/** An annotator's word that an image cannot be annotated (blurred, empty, not a photo, ...). */
+export interface FlagRecord {
+  run: string;
+  round: number;
+  imageId: number;
+  image: string;
+  annotator: string;
+  reason: string;
+}
+
+export async function storeFlag(out: ObjectStore, flag: FlagRecord): Promise<void> {
+  const key = runLayout.stage1Flag(flag.run, flag.round, flag.imageId, flag.annotator);
+  await out.put(key, JSON.stringify(flag) + '\n', { contentType: 'application/json' });
+}

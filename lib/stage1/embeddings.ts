@@ -33,6 +33,8 @@ export interface EmbedImagesOptions {
 }
 
 export interface EmbedImagesResult {
+  /** The model that computed them ("name@version"), which assists the annotators. */
+  model: string;
   embedded: number;
   /** Already stored for this model and dtype: not encoded again. */
   reused: number;
@@ -47,7 +49,13 @@ export async function embedImages(
   session: Pick<SamSession, 'modelId' | 'embed'>,
   opts: EmbedImagesOptions,
 ): Promise<EmbedImagesResult> {
-  const result: EmbedImagesResult = { embedded: 0, reused: 0, images: [], failed: [] };
+  const result: EmbedImagesResult = {
+    model: session.modelId,
+    embedded: 0,
+    reused: 0,
+    images: [],
+    failed: [],
+  };
   for (const [done, image] of opts.images.entries()) {
     const key = runLayout.embedding(opts.runId, image.id);
     let size = await storedSize(out, key, session.modelId, opts.dtype);

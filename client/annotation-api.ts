@@ -1,0 +1,87 @@
+// A typed client of the annotation service's HTTP API (service/annotation-service.ts), used by
+// the simulated annotators, the benchmark and the tests: the same calls a browser makes.
+import type { TaskResponse } from '../service/annotation-service.ts';
+import type { SubmitResult } from '../workflows/stage1-task.ts';
+import type { CocoRle } from '../lib/rle.ts';
+
+export class AnnotationApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AnnotationApiError';
+  }
+}
+
+export interface MaskSubmission {
+  submissionId: string;
+  mask: CocoRle;
+  seconds: number;
+  clicks: number;
+}
+
+export class AnnotationApi {
+  constructor(
+    /** e.g. http://127.0.0.1:8750 */
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  /** Claims a free task; undefined when none is free now. */
+  async next(): Promise<TaskResponse | undefined> {
+    const res = await this.call('POST', '/api/tasks/next');
+    return res.status === 204 ? undefined : ((await res.json()) as TaskResponse);
+  }
+
+  async task(task: string): Promise<TaskResponse> {
+    return (await this.call('GET', `/api/tasks/${task}`)).json() as Promise<TaskResponse>;
+  }
+
+  async embedding(task: string): Promise<Buffer> {
+    return Buffer.from(await (await this.call('GET', `/api/tasks/${task}/embedding`)).arrayBuffer());
+  }
+
+  async image(task: string): Promise<Buffer> {
+    return Buffer.from(await (await this.call('GET', `/api/tasks/${task}/image`)).arrayBuffer());
+  }
+
+  async submit(task: string, mask: MaskSubmission): Promise<SubmitResult> {
+    return (await this.call('POST', `/api/tasks/${task}/masks`, mask)).json() as Promise<SubmitResult>;
+  }
+
+  async finish(task: string): Promise<void> {
+    await this.call('POST', `/api/tasks/${task}/finish`, {});
+  }
+
+  async skip(task: string): Promise<void> {
+    await this.call('POST', `/api/tasks/${task}/skip`, {});
+  }
+
+  async flag(task: string, reason: string): Promise<void> {
+    await this.call('POST', `/api/tasks/${task}/flag`, { reason });
+  }
+
+  /** Any call, for tests of what the service refuses; throws AnnotationApiError on a non-2xx status. */
+  async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
+    const res = await fetch(new URL(path, this.baseUrl), {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) {
+      const text = await res.text();
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { error?: string }).error ?? text;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new AnnotationApiError(res.status, `${method} ${path}: ${res.status} ${message}`);
+    }
+    return res;
+  }
+}
