@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import getPort from 'get-port';
 import type { S3Endpoint, StackInfo, TemporalEndpoint } from './stack-info.ts';
 import { toolPath } from './tools.ts';
@@ -24,6 +25,13 @@ export const SEARCH_ATTRIBUTES = {
   SaeModel: 'Keyword',
   SaeRound: 'Keyword',
   SaeLeaseUntil: 'Datetime',
+} as const;
+
+const { IndexedValueType } = proto.temporal.api.enums.v1;
+const INDEXED_VALUE_TYPES = {
+  Keyword: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  Int: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+  Datetime: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 } as const;
 
 /** The S3 server holds only local test data, so a fixed, documented credential pair is fine. */
@@ -171,20 +179,39 @@ export async function startTemporal(opts: TemporalOptions): Promise<StartedServe
     namespace,
     uiUrl: `http://${LOOPBACK}:${uiPort}`,
   };
-  await waitUntilReady('temporal', child, proc.logFile, () => temporalAnswers(endpoint));
+  // A server restarted on an older state file has the search attributes of the sa-engine that made
+  // it; the ones added since are registered here.
+  await waitUntilReady('temporal', child, proc.logFile, () =>
+    temporalAnswers(endpoint, { addMissing: true }),
+  );
   return { endpoint, process: proc, child };
 }
 
-/** True once the frontend answers and the namespace has sa-engine's search attributes. */
+/**
+ * True once the frontend answers and the namespace has sa-engine's search attributes. With
+ * `addMissing`, registers those it lacks (and answers false until the server lists them).
+ */
 export async function temporalAnswers(
   endpoint: Pick<TemporalEndpoint, 'address' | 'namespace'>,
+  opts: { addMissing?: boolean } = {},
 ): Promise<boolean> {
   const connection = await Connection.connect({ address: endpoint.address, connectTimeout: 1000 });
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({
       namespace: endpoint.namespace,
     });
-    return Object.keys(SEARCH_ATTRIBUTES).every((name) => customAttributes?.[name] !== undefined);
+    const missing = Object.entries(SEARCH_ATTRIBUTES).filter(
+      ([name]) => customAttributes?.[name] === undefined,
+    );
+    if (missing.length > 0 && opts.addMissing) {
+      await connection.operatorService.addSearchAttributes({
+        namespace: endpoint.namespace,
+        searchAttributes: Object.fromEntries(
+          missing.map(([name, type]) => [name, INDEXED_VALUE_TYPES[type]]),
+        ),
+      });
+    }
+    return missing.length === 0;
   } finally {
     await connection.close();
   }

@@ -49,9 +49,12 @@ import {
   claimTaskUpdate,
   finishTaskUpdate,
   submitMaskUpdate,
+  taskStateQuery,
 } from '../workflows/stage1-task.ts';
 import { compressRle, encodeMask } from '../lib/rle.ts';
 import { retrainSam } from '../workflows/retrain.ts';
+import { annotationRound, roundWorkflowId } from '../workflows/stage1-round.ts';
+import { claimFirst, freeTaskIds } from '../client/round-tasks.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
 import { storageCheck } from '../workflows/storage-check.ts';
 
@@ -98,6 +101,7 @@ async function main(): Promise<void> {
       'storage-check': await recordStorageCheck(client, stack, runId),
       'retrain-sam': await recordRetrain(client, runId),
       'annotation-task': await recordAnnotationTask(client, stack, runId),
+      'annotation-round': await recordAnnotationRound(client, stack, `${runId}-round`),
     };
     // Without an inference worker, the shards of the next run wait: it is surely mid-stage-3.
     await inference.shutdown();
@@ -396,6 +400,56 @@ async function recordAnnotationTask(client: Client, stack: StackInfo, runId: str
   await submit('m-1', 2, 10);
   await Promise.all([submit('m-2', 20, 30), submit('m-2', 20, 30)]);
   await handle.executeUpdate(finishTaskUpdate, { args: [{ annotator: 'ann' }] });
+  await handle.result();
+  return handle.fetchHistory();
+}
+
+/**
+ * A stage-1 round over the synthetic images that continues as new while publishing (2 tasks per
+ * run); one annotator claims each task, submits a mask and finishes it. The last run's history.
+ */
+async function recordAnnotationRound(client: Client, stack: StackInfo, runId: string): Promise<History> {
+  const config = await smallRun(stack, runId);
+  const handle = await client.workflow.start(annotationRound, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: roundWorkflowId(runId, 1),
+    args: [
+      {
+        runId,
+        outputUri: config.output,
+        round: 1,
+        modelUri: MODEL_URI,
+        plan: { images: config.images, shardSize: config.stage3.shardSize },
+        firstImage: 0,
+        imageCount: IMAGES,
+        embeddingDtype: 'float16',
+        embedBatch: 1,
+        embedWindow: 2,
+        leaseSeconds: 300,
+        targetMasks: null,
+        deadlineSeconds: 3600,
+        pollSeconds: 1,
+        tasksPerWorkflowRun: 2,
+      },
+    ],
+  });
+  for (let done = 0; done < IMAGES;) {
+    const claimed = await claimFirst(client, await freeTaskIds(client, runId, 10), 'ann');
+    if (!claimed) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      continue;
+    }
+    const task = client.workflow.getHandle(claimed.taskId);
+    const { image } = await task.query(taskStateQuery);
+    const pixels = new Uint8Array(image.height * image.width);
+    for (let y = 2; y < 12; y++) for (let x = 2; x < 12; x++) pixels[y * image.width + x] = 1;
+    const mask = compressRle(encodeMask(pixels, image.height, image.width));
+    await task.executeUpdate(submitMaskUpdate, {
+      args: [{ annotator: 'ann', submissionId: `m-${image.id}`, mask, seconds: 9, clicks: 2 }],
+    });
+    await task.executeUpdate(finishTaskUpdate, { args: [{ annotator: 'ann' }] });
+    done += 1;
+  }
   await handle.result();
   return handle.fetchHistory();
 }

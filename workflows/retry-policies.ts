@@ -56,6 +56,12 @@ export const SEGMENT_SHARD_ERRORS = [
   'ShardSettingsMismatchError',
 ];
 
+/**
+ * Stage 1's activities (activities/stage1.ts): store annotations and flags, embed a round's images
+ * (an unreadable image is a result, not an error), count and close tasks, export the round.
+ */
+export const STAGE1_ERRORS = [...STORAGE_SETUP_ERRORS, 'ModelPackageError'];
+
 /** awaitShard: waits on a shard workflow started by an earlier run of the stage. */
 export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
 

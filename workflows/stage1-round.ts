@@ -28,7 +28,7 @@ import type { ImageSource } from '../lib/images/image-source.ts';
 import type { EmbeddingDtype } from '../lib/sam/embedding-file.ts';
 import type { RoundExport, RoundSummary } from '../lib/stage1/round-export.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { PLAN_SHARDS_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
+import { PLAN_SHARDS_ERRORS, retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL, SAE_MASKS, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 import { annotationTask, annotationTaskWorkflowId, NO_LEASE, roundTag } from './stage1-task.ts';
 
@@ -42,21 +42,21 @@ const { planShards } = proxyActivities<Stage3Activities>({
 const { roundImages, roundProgress } = proxyActivities<Stage1Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '5 minutes',
-  retry: retryPolicy(RECORD_RUN_ERRORS),
+  retry: retryPolicy(STAGE1_ERRORS),
 });
 
 const { closeRoundTasks } = proxyActivities<Stage1Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '1 minute',
-  retry: retryPolicy(RECORD_RUN_ERRORS),
+  retry: retryPolicy(STAGE1_ERRORS),
 });
 
 const { embedImages, exportRound } = proxyActivities<Stage1Activities>({
   taskQueue: TASK_QUEUES.inference,
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '2 minutes',
-  retry: retryPolicy(RECORD_RUN_ERRORS),
+  retry: retryPolicy(STAGE1_ERRORS),
 });
 
 export interface RoundSpec {

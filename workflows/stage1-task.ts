@@ -20,13 +20,13 @@ import {
 import type { Stage1Activities } from '../activities/stage1.ts';
 import { submissionProblem, type Submission } from '../lib/stage1/submission.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
+import { retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL } from './search-attributes.ts';
 
 const { storeAnnotation, storeFlag } = proxyActivities<Stage1Activities>({
   taskQueue: TASK_QUEUES.orchestration,
   startToCloseTimeout: '1 minute',
-  retry: retryPolicy(RECORD_RUN_ERRORS),
+  retry: retryPolicy(STAGE1_ERRORS),
 });
 
 export interface AnnotationTaskInput {

@@ -11,8 +11,7 @@ import type { StoreCache } from '../object-store/uri.ts';
 import { decodeRle } from '../rle.ts';
 
 export type IntentSource =
-  | { format: 'coco' | 'png'; uri: string; ignoreValue: number | null }
-  | { format: 'partitions'; uri: string };
+  { format: 'coco' | 'png'; uri: string; ignoreValue: number | null } | { format: 'partitions'; uri: string };
 
 export interface Intent {
   /** The masks annotator `annotator` (0, 1, ...) intends on this image; [] when it has none. */
@@ -60,7 +59,9 @@ class PartitionIntent implements Intent {
       list.push({ k: Number(match[2]), key });
       found.set(match[1]!, list);
     }
-    const byStem = new Map([...found].map(([stem, list]) => [stem, list.sort((a, b) => a.k - b.k).map((p) => p.key)]));
+    const byStem = new Map(
+      [...found].map(([stem, list]) => [stem, list.sort((a, b) => a.k - b.k).map((p) => p.key)]),
+    );
     if (byStem.size === 0) throw new Error(`${store.uri('')} holds no partitions named <photo>_<k>.png`);
     return new PartitionIntent(stores, store.uri(''), byStem);
   }

@@ -105,7 +105,8 @@ describe('activity stubs in workflows/', () => {
       }
     }
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
-    // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation
-    expect(stubs).toBe(12);
+    // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
+    // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound
+    expect(stubs).toBe(16);
   });
 });
