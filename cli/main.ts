@@ -1,6 +1,7 @@
 // The `sa-engine` command line. Each command lives in its own module under cli/commands/ and
 // registers itself on the program; this file only assembles them.
 import { Command } from 'commander';
+import { registerAnnotateCommands } from './commands/annotate.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerConfigCommands } from './commands/config.ts';
 import { registerDemoCommands } from './commands/demo.ts';
@@ -19,6 +20,7 @@ registerDemoCommands(program);
 registerRunCommands(program);
 registerSegmentCommands(program);
 registerWorkerCommands(program);
+registerAnnotateCommands(program);
 registerAuditCommands(program);
 registerDevCommands(program);
 registerConfigCommands(program);

@@ -2,6 +2,7 @@
 import cliProgress from 'cli-progress';
 import type { DatasetRunResult } from '../workflows/dataset-run.ts';
 import type { RunSnapshot, RunWatcher } from '../client/runs.ts';
+import type { RoundStatus } from '../workflows/stage1-round.ts';
 
 export class ProgressView implements RunWatcher {
   private readonly tty = process.stdout.isTTY === true;
@@ -11,11 +12,13 @@ export class ProgressView implements RunWatcher {
   );
   private images?: cliProgress.SingleBar;
   private shards?: cliProgress.SingleBar;
+  private tasks?: cliProgress.SingleBar;
   private lastLine = '';
 
   update(snapshot: RunSnapshot): void {
     const s3 = snapshot.stage3;
     if (!this.tty) return this.printLine(snapshot);
+    if (snapshot.round) this.updateRound(snapshot.round);
     if (!s3) return;
     this.images ??= this.bars.create(s3.images, 0, { name: 'images', detail: '' });
     this.shards ??= this.bars.create(s3.shards, 0, { name: 'shards', detail: '' });
@@ -25,6 +28,15 @@ export class ProgressView implements RunWatcher {
     });
     this.shards.setTotal(s3.shards);
     this.shards.update(s3.shardsDone, { detail: `${s3.running} running` });
+  }
+
+  /** Stage 1: tasks done of those published, and masks so far. */
+  private updateRound(round: RoundStatus): void {
+    this.tasks ??= this.bars.create(round.images, 0, { name: 'tasks ', detail: '' });
+    this.tasks.setTotal(round.images);
+    this.tasks.update(round.closed ?? 0, {
+      detail: `${round.masks ?? 0} masks, ${round.published} published, ${round.phase}`,
+    });
   }
 
   finish(result: DatasetRunResult): void {
@@ -38,10 +50,12 @@ export class ProgressView implements RunWatcher {
   }
 
   private printLine(snapshot: RunSnapshot): void {
-    const s3 = snapshot.stage3;
+    const { stage3: s3, round } = snapshot;
     const line = s3
       ? `[${snapshot.run.stage}] images ${s3.imagesDone + s3.imagesFailed}/${s3.images} (${s3.imagesFailed} failed), ${s3.masks} masks, shards ${s3.shardsDone}/${s3.shards}`
-      : `[${snapshot.run.stage}]`;
+      : round
+        ? `[${snapshot.run.stage}] ${snapshot.run.stage1WorkflowId}: ${round.phase}, tasks ${round.closed ?? 0}/${round.published} done, ${round.masks ?? 0} masks`
+        : `[${snapshot.run.stage}]`;
     if (line !== this.lastLine) console.log(line);
     this.lastLine = line;
   }

@@ -5,6 +5,7 @@ import { innermostMessage } from '../lib/innermost-cause.ts';
 import { joinUri } from '../lib/object-store/uri.ts';
 import type { Stage3Progress } from '../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult } from '../workflows/dataset-run.ts';
+import type { RoundResult } from '../workflows/stage1-round.ts';
 import { readProgress } from './runs.ts';
 
 /**
@@ -18,6 +19,15 @@ export async function describeRun(client: Client, runId: string): Promise<string
     const progress = await readProgress(client, handle).catch(() => undefined);
     if (!progress) return [`${runId}: RUNNING (no worker has answered yet)`];
     const lines = [`${runId}: RUNNING, stage ${progress.run.stage}`];
+    const { round } = progress;
+    if (round) {
+      lines.push(
+        `  stage1   ${progress.run.stage1WorkflowId}: ${round.phase}, ${round.published}/${round.images} tasks published, ` +
+          `${round.closed ?? 0} done, ${round.open ?? 0} open, ${round.masks ?? 0} masks` +
+          (round.targetMasks === null ? '' : ` (target ${round.targetMasks})`) +
+          `, closes by ${new Date(round.closesAt).toISOString()}`,
+      );
+    }
     if (progress.stage3) lines.push(`  stage3   ${describeStage3(progress.stage3)}`);
     return lines;
   }
@@ -32,11 +42,14 @@ export async function describeRun(client: Client, runId: string): Promise<string
 
 function describeResult(result: DatasetRunResult, where: (key: string) => string): string[] {
   const lines: string[] = [];
+  for (const round of result.stage1 ?? []) lines.push(...describeRound(round, where));
   if (result.stage3) lines.push(`  stage3   ${describeStage3({ ...result.stage3, running: 0 })}`);
   const { dataset, audit } = result;
-  lines.push(`  dataset  ${dataset.images} images, ${dataset.masks} masks, ${dataset.imagesFailed} failed`);
-  lines.push(`  manifest ${where(dataset.manifestKey)}`, `  stats    ${where(dataset.statsKey)}`);
-  if (dataset.imagesFailed > 0) lines.push(`  failed   ${where(dataset.failedKey)}`);
+  if (dataset) {
+    lines.push(`  dataset  ${dataset.images} images, ${dataset.masks} masks, ${dataset.imagesFailed} failed`);
+    lines.push(`  manifest ${where(dataset.manifestKey)}`, `  stats    ${where(dataset.statsKey)}`);
+    if (dataset.imagesFailed > 0) lines.push(`  failed   ${where(dataset.failedKey)}`);
+  }
   if (audit) {
     const share = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
     lines.push(
@@ -46,6 +59,19 @@ function describeResult(result: DatasetRunResult, where: (key: string) => string
     );
   }
   return lines;
+}
+
+/** A closed stage-1 round: its figures and where its export is. */
+export function describeRound(round: RoundResult, where: (key: string) => string = (key) => key): string[] {
+  const { summary } = round;
+  const num = (x: number | null, digits = 1) => (x === null ? 'n/a' : x.toFixed(digits));
+  return [
+    `  round ${round.round}  ${summary.masks} masks on ${summary.imagesAnnotated}/${round.published} images ` +
+      `(closed: ${round.closedBy}), ${num(summary.masksPerImage.mean)} masks per image, ` +
+      `${num(summary.secondsPerMask.median)} s per mask (p90 ${num(summary.secondsPerMask.p90)}), ` +
+      `${num(summary.clicksPerMask.mean)} clicks per mask`,
+    `  export   ${where(round.export.cocoKey)}`,
+  ];
 }
 
 /** The innermost message of a failed run: the error that a retry could not fix. */

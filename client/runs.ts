@@ -18,6 +18,7 @@ import {
   type RunProgress,
 } from '../workflows/dataset-run.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
+import { roundStatusQuery, type RoundStatus } from '../workflows/stage1-round.ts';
 
 /** The run id is taken on this Temporal server by a run that is running or has completed. */
 export class RunAlreadyExistsError extends Error {
@@ -65,6 +66,8 @@ export async function startRun(
 
 export interface RunSnapshot {
   run: RunProgress;
+  /** The stage-1 round running now. */
+  round?: RoundStatus;
   stage3?: Stage3Progress;
 }
 
@@ -79,7 +82,14 @@ export async function readProgress(
         .query(stage3ProgressQuery)
         .catch(() => undefined)
     : undefined;
-  return { run, stage3 };
+  const round =
+    run.stage === 'stage1' && run.stage1WorkflowId
+      ? await client.workflow
+          .getHandle(run.stage1WorkflowId)
+          .query(roundStatusQuery)
+          .catch(() => undefined)
+      : undefined;
+  return { run, round, stage3 };
 }
 
 /** Where a following caller shows progress (the CLI's progress bars). */

@@ -6,8 +6,13 @@ import { durationToMs, type RunConfig } from './run-config.ts';
 /** Shards per workflow run before continue-as-new: ~8 history events a shard keeps this far below 10k. */
 export const SHARDS_PER_WORKFLOW_RUN = 500;
 
+/** A round publishes this many tasks per workflow run before continuing as new (~5 events each). */
+export const TASKS_PER_WORKFLOW_RUN = 1000;
+/** How often an open round counts its masks and tasks. */
+export const ROUND_POLL_SECONDS = 15;
+
 export function datasetRunInput(config: RunConfig): DatasetRunInput {
-  const { stage3 } = config;
+  const { stage1, stage3 } = config;
   const { shardSize, maxConcurrentShards, batchImages, heartbeatTimeout, enabled, ...segmenter } = stage3;
   return {
     runId: config.run,
@@ -15,6 +20,25 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
     modelUri: config.models.sam,
     config,
     configSummary: configSummary(config),
+    stage1: stage1.enabled
+      ? {
+          rounds: stage1.rounds,
+          imagesPerRound: stage1.imagesPerRound,
+          round: {
+            modelUri: config.models.sam,
+            // Rounds take their images from the run's plan, cut as stage 3 cuts it.
+            plan: { images: config.images, shardSize },
+            embeddingDtype: stage1.embeddingDtype,
+            embedBatch: stage1.embedBatch,
+            embedWindow: stage1.embedWindow,
+            leaseSeconds: durationToMs(stage1.lease) / 1000,
+            targetMasks: stage1.targetMasksPerRound,
+            deadlineSeconds: durationToMs(stage1.roundDeadline) / 1000,
+            pollSeconds: ROUND_POLL_SECONDS,
+            tasksPerWorkflowRun: TASKS_PER_WORKFLOW_RUN,
+          },
+        }
+      : undefined,
     stage3: enabled
       ? {
           images: config.images,
@@ -41,7 +65,7 @@ export function configSummary(config: RunConfig): Record<string, string | number
     images,
     output: config.output,
     model: config.models.sam,
-    stages: (['stage3', 'audit', 'release'] as const).filter((s) => config[s].enabled).join(','),
+    stages: (['stage1', 'stage3', 'audit', 'release'] as const).filter((s) => config[s].enabled).join(','),
     pointsPerSide: config.stage3.pointsPerSide,
     cropNLayers: config.stage3.cropNLayers,
     // With thresholds "model" the two come from the model package's calibration, read by the

@@ -41,8 +41,11 @@ export class AnnotatorAccounts {
     private readonly reloadMs = 2_000,
   ) {}
 
-  /** Creates an account and returns its token; refuses a name that exists. */
-  async add(name: string): Promise<string> {
+  /**
+   * Creates an account and returns its token; refuses a name that exists unless `replace` (a new
+   * token for it: the old one stops working).
+   */
+  async add(name: string, opts: { replace?: boolean } = {}): Promise<string> {
     if (!ANNOTATOR_NAME.test(name)) {
       throw new AnnotatorAccountError(
         `"${name}" is not a usable annotator name: 1-40 lowercase letters, digits, "-" or "_", starting with a letter or digit`,
@@ -50,10 +53,12 @@ export class AnnotatorAccounts {
     }
     const token = `sae_${randomBytes(32).toString('base64url')}`;
     const account = { name, tokenSha256: sha256(token).toString('hex'), createdAt: new Date().toISOString() };
-    const created = await this.store.putIfAbsent(accountKey(name), JSON.stringify(account) + '\n', {
-      contentType: 'application/json',
-    });
-    if (!created) throw new AnnotatorAccountError(`annotator "${name}" exists; pick another name`);
+    const body = JSON.stringify(account) + '\n';
+    const put = { contentType: 'application/json' };
+    if (opts.replace) await this.store.put(accountKey(name), body, put);
+    else if (!(await this.store.putIfAbsent(accountKey(name), body, put)))
+      throw new AnnotatorAccountError(`annotator "${name}" exists; pick another name`);
+    for (const [hash, owner] of this.byHash) if (owner === name) this.byHash.delete(hash);
     this.byHash.set(account.tokenSha256, name);
     return token;
   }

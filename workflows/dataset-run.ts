@@ -31,9 +31,11 @@ import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { auditStage, auditWorkflowId } from './audit.ts';
 import { executeContinuingChild } from './continuing-child.ts';
 import { datasetBuild, datasetWorkflowId } from './dataset-build.ts';
+import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } from './stage1-round.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
-import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
+import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
+import { roundTag } from './stage1-task.ts';
 
 const { recordRun } = proxyActivities<DatasetActivities>({
   taskQueue: TASK_QUEUES.orchestration,
@@ -59,23 +61,33 @@ export interface DatasetRunInput {
   configSummary: Record<string, string | number | boolean>;
   /** Resolved config, written to runs/<run>/run.json by the first activity. */
   config: unknown;
+  /** Stage 1: `rounds` rounds one after another, round k over the next imagesPerRound images. */
+  stage1?: {
+    rounds: number;
+    imagesPerRound: number;
+    round: Omit<RoundSpec, 'runId' | 'outputUri' | 'round' | 'firstImage' | 'imageCount'>;
+  };
   stage3?: Omit<Stage3Spec, 'runId' | 'outputUri'>;
   release?: { shortestSide: number };
   audit?: AuditConfig;
 }
 
-export type RunStage = 'starting' | 'stage3' | 'dataset' | 'audit' | 'done';
+export type RunStage = 'starting' | 'stage1' | 'stage3' | 'dataset' | 'audit' | 'done';
 
 export interface RunProgress {
   stage: RunStage;
+  /** The round workflow running now. */
+  stage1WorkflowId?: string;
   stage3WorkflowId?: string;
   datasetWorkflowId?: string;
 }
 
 export interface DatasetRunResult {
   runId: string;
+  stage1?: RoundResult[];
   stage3?: AutomaticStageResult;
-  dataset: DatasetSummary;
+  /** Absent only when the run annotated stage-1 rounds and ran no stage 3. */
+  dataset?: DatasetSummary;
   audit?: AuditSummary;
 }
 
@@ -96,10 +108,40 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   // Not cancellable: a cancel arriving now must not let this write land after the final record.
   await CancellationScope.nonCancellable(() => recordRun(record));
 
+  let stage1: RoundResult[] | undefined;
   let stage3: AutomaticStageResult | undefined;
   let dataset: DatasetSummary | undefined;
   let audit: AuditSummary | undefined;
   try {
+    if (input.stage1) {
+      enterStage(progress, 'stage1');
+      stage1 = [];
+      for (let round = 1; round <= input.stage1.rounds; round++) {
+        progress.stage1WorkflowId = roundWorkflowId(runId, round);
+        const firstImage = (round - 1) * input.stage1.imagesPerRound;
+        const spec = {
+          ...input.stage1.round,
+          runId,
+          outputUri,
+          round,
+          firstImage,
+          imageCount: input.stage1.imagesPerRound,
+        };
+        stage1.push(
+          await executeContinuingChild(annotationRound, {
+            workflowId: progress.stage1WorkflowId,
+            args: [spec],
+            typedSearchAttributes: [
+              { key: SAE_RUN, value: runId },
+              { key: SAE_STAGE, value: 'stage1' },
+              { key: SAE_ROUND, value: roundTag(runId, round) },
+              { key: SAE_MODEL, value: input.modelUri },
+            ],
+          }),
+        );
+      }
+    }
+
     if (input.stage3) {
       enterStage(progress, 'stage3');
       progress.stage3WorkflowId = stage3WorkflowId(runId);
@@ -114,10 +156,13 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
       });
     }
 
-    enterStage(progress, 'dataset');
-    dataset = await runDatasetBuild(input, progress).catch((err: unknown) => {
-      throw input.stage3 ? err : explainNoStage3(runId, outputUri, err);
-    });
+    // A run of annotation rounds alone has no automatic masks to build a dataset from.
+    if (input.stage3 || !input.stage1) {
+      enterStage(progress, 'dataset');
+      dataset = await runDatasetBuild(input, progress).catch((err: unknown) => {
+        throw input.stage3 ? err : explainNoStage3(runId, outputUri, err);
+      });
+    }
 
     if (input.audit) {
       enterStage(progress, 'audit');
@@ -137,15 +182,15 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   } catch (err) {
     const cancelled = isCancellation(err);
     const error = cancelled ? `cancelled during ${progress.stage}` : failureReason(err);
-    const result = { stage3, dataset, audit, error };
+    const result = { stage1, stage3, dataset, audit, error };
     const status = cancelled ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
     throw err;
   }
 
-  await recordRun({ ...record, status: 'completed', result: { stage3, dataset, audit } });
+  await recordRun({ ...record, status: 'completed', result: { stage1, stage3, dataset, audit } });
   enterStage(progress, 'done');
-  return { runId, stage3, dataset, audit };
+  return { runId, stage1, stage3, dataset, audit };
 }
 
 function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise<DatasetSummary> {

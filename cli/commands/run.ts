@@ -1,6 +1,6 @@
 // `sa-engine run FILE`, `status RUN`, `list`, `cancel RUN`: launch dataset runs and watch them.
 import type { Command } from 'commander';
-import { describeRun, describeStage3 } from '../../client/run-status.ts';
+import { describeRound, describeRun, describeStage3 } from '../../client/run-status.ts';
 import { follow, runDryRun, startRun } from '../../client/runs.ts';
 import { ensureEmbeddedStack } from '../../infra/dev-control.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
@@ -14,6 +14,7 @@ import {
   type EndpointFlags,
   type Endpoints,
 } from '../endpoints.ts';
+import { startAnnotationService, startSimulatedAnnotators } from '../annotation.ts';
 import { startLocalWorkers, unlessWorkersFail } from '../local-workers.ts';
 import { ProgressView } from '../progress-view.ts';
 
@@ -49,15 +50,31 @@ export function registerRunCommands(program: Command): void {
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
+      // On the embedded default, stage 1's annotation tool runs in this process too.
+      const annotation =
+        flags.workers && !flags.dryRun && config.stage1.enabled
+          ? await startAnnotationService(config, endpoints, client)
+          : undefined;
+      let runOver = false;
+      let sims: Promise<unknown> | undefined;
       try {
         if (flags.dryRun)
           return printDryRun(await unlessWorkersFail(runDryRun(client, config), local), config);
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
+        if (annotation) console.log(`Annotation tool: ${annotation.url}`);
         if (flags.detach) return;
-        const result = await unlessWorkersFail(follow(client, handle, new ProgressView()), local);
+        if (annotation && config.simulatedAnnotators.enabled)
+          sims = startSimulatedAnnotators(config, endpoints, annotation, () => runOver);
+        const result = await unlessWorkersFail(follow(client, handle, new ProgressView()), local).finally(
+          () => (runOver = true),
+        );
         printResult(result);
       } finally {
+        runOver = true;
+        // They finish the image in hand (a closed task refuses them) and stop.
+        await sims?.catch((err: unknown) => console.error(`simulated annotators: ${(err as Error).message}`));
+        await annotation?.close();
         await local?.shutdown();
         await client.connection.close();
       }
@@ -116,9 +133,12 @@ function announce(endpoints: Endpoints, runId: string): void {
 
 function printResult(result: DatasetRunResult): void {
   console.log(`Run ${result.runId} completed.`);
+  for (const round of result.stage1 ?? []) for (const line of describeRound(round)) console.log(line);
   if (result.stage3) console.log(`  stage3: ${describeStage3({ ...result.stage3, running: 0 })}`);
-  console.log(`  dataset manifest: ${result.dataset.manifestKey}`);
-  console.log(`  statistics:       ${result.dataset.statsKey}`);
+  if (result.dataset) {
+    console.log(`  dataset manifest: ${result.dataset.manifestKey}`);
+    console.log(`  statistics:       ${result.dataset.statsKey}`);
+  }
 }
 
 function printDryRun(result: AutomaticStageResult, config: RunConfig): void {

@@ -417,6 +417,69 @@ function auditSchema(location: LocationSchema) {
     });
 }
 
+const Stage1Schema = z.strictObject({
+  enabled: bool().default(false),
+  /** Rounds run one after another; round k takes the next imagesPerRound images of the run. */
+  rounds: intBetween(1, 1000).default(1),
+  imagesPerRound: intAtLeast(1).default(100),
+  /** Close a round once this many masks are accepted; null: when every task is done or at the deadline. */
+  targetMasksPerRound: intAtLeast(1).nullable().default(null),
+  roundDeadline: duration().default('7d'),
+  /** How long a claimed task stays with its annotator without a submission. */
+  lease: duration().default('15m'),
+  /** float16 halves the download per image; its masks stay within 0.5% IoU of float32. */
+  embeddingDtype: z.enum(['float16', 'float32']).default('float16'),
+  /** Images per embedding activity, and how many of those run at once. */
+  embedBatch: intBetween(1, 1000).default(8),
+  embedWindow: intBetween(1, 64).default(2),
+  /** Where `sa-engine annotate serve` (and `run --workers`) serves the annotation tool. */
+  service: z
+    .strictObject({
+      host: z.string(expecting('a host name or IP address')).min(1).default('127.0.0.1'),
+      port: intBetween(0, 65535).default(8750),
+    })
+    .prefault({}),
+});
+
+/** Human masks an annotator means to label: the audit's sources, or BSDS-style partitions. */
+function intentSchema(location: LocationSchema) {
+  const partitions = z.strictObject({
+    uri: location,
+    // partitions: a folder of <photo>_<k>.png 16-bit label maps, one per human partition.
+    format: z.literal('partitions'),
+  });
+  return z.union([partitions, maskSourceSchema(location)], {
+    error: () => 'expected { uri, format } with format coco, png or partitions',
+  });
+}
+
+function simulatedAnnotatorsSchema(location: LocationSchema) {
+  return z
+    .strictObject({
+      enabled: bool().default(false),
+      count: intBetween(1, 100).default(3),
+      intent: intentSchema(location).nullable().default(null),
+      // How they click and when they accept (lib/stage1/simulated-annotator.ts).
+      targetIou: fraction().default(0.9),
+      maxClicks: intBetween(1, 50).default(8),
+      minArea: intAtLeast(0).default(100),
+      maxMasksPerImage: intAtLeast(1).default(20),
+      // Time is reported from this model, not measured: 4 clicks and an accept make the paper's 14 s.
+      secondsPerClick: numberAtLeast(0).default(2.5),
+      secondsPerAccept: numberAtLeast(0).default(4),
+    })
+    .superRefine((sims, ctx) => {
+      if (sims.enabled && sims.intent === null) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['intent'],
+          message:
+            'required when simulatedAnnotators is enabled: the masks they mean to label ({ uri, format })',
+        });
+      }
+    });
+}
+
 const ReleaseSchema = z.strictObject({
   enabled: bool().default(false),
   /** Release copies are downscaled (never upscaled) to this shortest side, as SA-1B was. */
@@ -426,7 +489,7 @@ const ReleaseSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // The whole config.
 
-const SECTIONS_WITH_WORK = ['stage3', 'audit', 'release'] as const;
+const SECTIONS_WITH_WORK = ['stage1', 'stage3', 'audit', 'release'] as const;
 
 /**
  * At least one stage must do something. Runs even when other fields failed (so the user sees this
@@ -461,8 +524,8 @@ export function createRunConfigSchema(options: RunConfigSchemaOptions = {}) {
       storage: StorageSchema.prefault({}),
       models: modelsSchema(location),
       temporal: TemporalSchema.prefault({}),
-      simulatedAnnotators: notImplementedYet('simulated annotators (stages 1 and 2) are'),
-      stage1: notImplementedYet('stage 1 (assisted-manual annotation rounds) is'),
+      simulatedAnnotators: simulatedAnnotatorsSchema(location).prefault({}),
+      stage1: Stage1Schema.prefault({}),
       stage2: notImplementedYet('stage 2 (semi-automatic annotation rounds) is'),
       stage3: Stage3Schema.prefault({}),
       audit: auditSchema(location).prefault({}),
@@ -497,6 +560,8 @@ export const RUN_CONFIG_DEFAULTS: Omit<RunConfig, 'run' | 'images' | 'output' | 
   images: { extensions: DEFAULT_IMAGE_EXTENSIONS },
   storage: StorageSchema.parse({}),
   temporal: TemporalSchema.parse({}),
+  stage1: Stage1Schema.parse({}),
+  simulatedAnnotators: simulatedAnnotatorsSchema(locationSchema(() => process.cwd())).parse({}),
   stage3: Stage3Schema.parse({}),
   audit: auditSchema(locationSchema(() => process.cwd())).parse({}),
   release: ReleaseSchema.parse({}),

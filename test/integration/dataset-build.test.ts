@@ -41,7 +41,7 @@ describe('the dataset build workflow', () => {
       args: [{ ...datasetRunInput(config), release: { shortestSide: 8 } }],
     });
     expect(run.dataset).toMatchObject({ images: SHARDS, imagesFailed: 0, releaseImages: SHARDS });
-    expect(run.dataset.masks).toBe(run.stage3!.masks);
+    expect(run.dataset!.masks).toBe(run.stage3!.masks);
 
     // The run's child: a shard activity each, on the inference queue, then the merge.
     const scheduled = await activitiesOf(datasetWorkflowId(config.run));

@@ -159,7 +159,7 @@ describe('how a dataset run ends', () => {
 
     // The model fixed, the same images and shard size: the run resumes under its id and completes.
     const resumed = await startRun(client, good);
-    expect((await resumed.result()).dataset.images).toBe(2);
+    expect((await resumed.result()).dataset!.images).toBe(2);
     expect((await runRecord(good)).status).toBe('completed');
 
     // A completed run is not started again: Temporal refuses while it remembers the run, and once

@@ -376,7 +376,7 @@ describe('cross-field checks', () => {
     expect(issues).toEqual([
       {
         path: '',
-        message: 'every stage is disabled; enable at least one of stage3, audit, release',
+        message: 'every stage is disabled; enable at least one of stage1, stage3, audit, release',
       },
     ]);
     expect(
@@ -479,22 +479,40 @@ describe('values', () => {
 run: demo
 images: { prefix: s3://photos/raw/ }
 output: s3://datasets/out/
-stage1: { enabled: true }
 stage2: { enabled: false }
-simulatedAnnotators: { groundTruth: { uri: ./gt, format: png } }
 models: { sam: s3://models/sam/, detector: s3://models/det/ }
 temporal: { taskQueues: { inference: gpu } }
 `);
     expect(issues.map((issue) => issue.path).sort()).toEqual([
       'models.detector',
-      'simulatedAnnotators',
-      'stage1',
       'stage2',
       'temporal.taskQueues',
     ]);
     for (const issue of issues)
       expect(issue.message).toMatch(/^not implemented yet: .* remove this setting$/);
-    expect(issueAt(issues, 'stage1').message).toMatch(/stage 1 \(assisted-manual annotation rounds\)/);
+    expect(issueAt(issues, 'stage2').message).toMatch(/stage 2 \(semi-automatic annotation rounds\)/);
+  });
+
+  it('reads stage 1 and its simulated annotators, with defaults, and says what is missing or wrong', () => {
+    const config = load(`stage1: { enabled: true, imagesPerRound: 20, lease: 5m }
+simulatedAnnotators: { enabled: true, count: 3, intent: { uri: ./bsds/partitions, format: partitions } }
+`);
+    expect(config.stage1).toMatchObject({ enabled: true, rounds: 1, imagesPerRound: 20, lease: '5m' });
+    expect(config.stage1.service).toEqual({ host: '127.0.0.1', port: 8750 });
+    expect(config.simulatedAnnotators.intent).toMatchObject({ format: 'partitions' });
+    expect(config.simulatedAnnotators.intent!.uri).toMatch(/^file:\/\/\/.*\/bsds\/partitions$/);
+    const issues = issuesOf(`${MINIMAL}stage1: { enabled: true, lease: soon, rounds: 0, colour: red }
+simulatedAnnotators: { enabled: true }
+`);
+    expect(issues.map((issue) => issue.path).sort()).toEqual([
+      'simulatedAnnotators.intent',
+      'stage1.colour',
+      'stage1.lease',
+      'stage1.rounds',
+    ]);
+    expect(issueAt(issues, 'simulatedAnnotators.intent').message).toMatch(
+      /required when simulatedAnnotators/,
+    );
   });
 
   it('reads JSON by extension or by its first character, and YAML anchors', () => {
