@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.sa-engine/', 'trainer/', 'models/', 'dist/'] },
+  { ignores: ['node_modules/', '.sa-engine/', 'trainer/', 'models/', '**/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

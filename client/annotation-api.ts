@@ -1,5 +1,9 @@
 // A typed client of the annotation service's HTTP API (service/annotation-service.ts), used by
 // the simulated annotators, the benchmark and the tests: the same calls a browser makes.
+//
+// A call the service could not answer (it is restarting, or Temporal is) is retried for a while:
+// every call is safe to repeat, a submit too (its submission id makes a repeat the same mask).
+import pRetry, { AbortError } from 'p-retry';
 import type { TaskResponse } from '../service/annotation-service.ts';
 import type { SubmitResult } from '../workflows/stage1-task.ts';
 import type { CocoRle } from '../lib/rle.ts';
@@ -21,11 +25,22 @@ export interface MaskSubmission {
   clicks: number;
 }
 
+export interface RetryOptions {
+  /** Attempts after the first; 0 fails at once (tests of refusals). */
+  retries: number;
+  minTimeoutMs: number;
+  maxTimeoutMs: number;
+}
+
+/** About two minutes of trying: long enough for a service or server restart. */
+const DEFAULT_RETRY: RetryOptions = { retries: 40, minTimeoutMs: 250, maxTimeoutMs: 4000 };
+
 export class AnnotationApi {
   constructor(
     /** e.g. http://127.0.0.1:8750 */
     readonly baseUrl: string,
     private readonly token: string,
+    private readonly retry: RetryOptions = DEFAULT_RETRY,
   ) {}
 
   /** Claims a free task; undefined when none is free now. */
@@ -64,6 +79,25 @@ export class AnnotationApi {
 
   /** Any call, for tests of what the service refuses; throws AnnotationApiError on a non-2xx status. */
   async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
+    return pRetry(
+      async () => {
+        try {
+          return await this.once(method, path, body);
+        } catch (err) {
+          // A refusal (4xx) is an answer; a 5xx or no answer at all may go away.
+          if (err instanceof AnnotationApiError && err.status < 500) throw new AbortError(err);
+          throw err;
+        }
+      },
+      {
+        retries: this.retry.retries,
+        minTimeout: this.retry.minTimeoutMs,
+        maxTimeout: this.retry.maxTimeoutMs,
+      },
+    );
+  }
+
+  private async once(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
     const res = await fetch(new URL(path, this.baseUrl), {
       method,
       headers: {

@@ -9,24 +9,25 @@
 //   POST /api/tasks/:round/:image/finish    done with the image
 //   POST /api/tasks/:round/:image/skip      give it back (not to you again)
 //   POST /api/tasks/:round/:image/flag      {reason}: the image cannot be annotated
-//   GET  /api/model, /api/model/decoder.onnx the decoder that assists, for the browser
+//   GET  /api/model, /api/model/decoder.onnx, /api/model/data/:name
+//                                           the decoder that assists (and its external weights)
 //
 // Every /api call needs `Authorization: Bearer <token>` (./annotators.ts). The task workflow's
 // validators decide what an annotator may do; this service adds only what they cannot see: who the
 // caller is, and which storage keys a task gives access to (its image and its embedding, derived
 // from the task's own state, never from the request).
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import sharp from 'sharp';
 import { claimFirst, freeTaskIds } from '../client/round-tasks.ts';
 import { loadImage } from '../lib/images/image-io.ts';
 import { ObjectNotFoundError } from '../lib/object-store.ts';
 import type { StoreCache } from '../lib/object-store/uri.ts';
 import { runLayout } from '../lib/run-layout.ts';
-import { readModelPackage, type ModelPackage } from '../lib/sam/model-package.ts';
+import { readModelPackage } from '../lib/sam/model-package.ts';
 import type { Submission } from '../lib/stage1/submission.ts';
 import {
   annotationTaskWorkflowId,
@@ -92,6 +93,12 @@ const TASK_PARAMS = {
 export async function createAnnotationService(opts: AnnotationServiceOptions): Promise<FastifyInstance> {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 2 ** 20, logger: opts.logger ?? false });
   const model = await readModelPackage(opts.modelDir);
+  const externalData = await externalDataFiles(model.dir);
+  const sendModelFile = async (reply: FastifyReply, name: string) =>
+    reply
+      .type('application/octet-stream')
+      .header('Cache-Control', 'private, max-age=86400')
+      .send(await readFile(join(model.dir, name)));
   const out = opts.stores.open(opts.outputUri);
 
   // Multithreaded WebAssembly (onnxruntime-web with threads) needs a cross-origin isolated page.
@@ -199,13 +206,12 @@ export async function createAnnotationService(opts: AnnotationServiceOptions): P
         return { flagged: true };
       });
 
-      api.get('/model', async () => modelInfo(model));
-      api.get('/model/decoder.onnx', async (_req, reply) =>
-        reply
-          .type('application/octet-stream')
-          .header('Cache-Control', 'private, max-age=86400')
-          .send(await readFile(join(model.dir, model.decoder.file))),
-      );
+      api.get('/model', async () => ({ id: `${model.name}@${model.version}`, externalData }));
+      api.get('/model/decoder.onnx', async (_req, reply) => sendModelFile(reply, model.decoder.file));
+      api.get('/model/data/:name', async (req: FastifyRequest<{ Params: { name: string } }>, reply) => {
+        if (!externalData.includes(req.params.name)) throw new HttpError(404, 'no such model file');
+        return sendModelFile(reply, req.params.name);
+      });
     },
     { prefix: '/api' },
   );
@@ -233,8 +239,12 @@ function describe(view: AnnotationTaskView, leaseExpiresAt: number): TaskRespons
   };
 }
 
-function modelInfo(model: ModelPackage) {
-  return { id: `${model.name}@${model.version}`, decoder: '/api/model/decoder.onnx' };
+/**
+ * Weights an ONNX file keeps beside it (external data, e.g. decoder_weights.bin): the browser
+ * fetches them with the decoder and hands them to onnxruntime-web by name.
+ */
+async function externalDataFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => /\.(bin|data)$/.test(name)).sort();
 }
 
 /** An object a task refers to; a missing one is the service's problem to report, not a 500. */

@@ -52,12 +52,15 @@ const { closeRoundTasks } = proxyActivities<Stage1Activities>({
   retry: retryPolicy(STAGE1_ERRORS),
 });
 
-const { embedImages, exportRound } = proxyActivities<Stage1Activities>({
-  taskQueue: TASK_QUEUES.inference,
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '2 minutes',
-  retry: retryPolicy(STAGE1_ERRORS),
-});
+/** Encoding and exporting: on the inference pool, heartbeating; a dead worker's batch is retried. */
+function inferenceActivities(heartbeatTimeoutSeconds = 120) {
+  return proxyActivities<Stage1Activities>({
+    taskQueue: TASK_QUEUES.inference,
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
+    retry: retryPolicy(STAGE1_ERRORS),
+  });
+}
 
 export interface RoundSpec {
   runId: string;
@@ -81,6 +84,8 @@ export interface RoundSpec {
   pollSeconds: number;
   /** Tasks published per workflow run before continuing as new. */
   tasksPerWorkflowRun: number;
+  /** How long an embedding or export activity may go silent before it is retried; default 120. */
+  heartbeatTimeoutSeconds?: number;
 }
 
 export interface RoundCursor {
@@ -155,7 +160,7 @@ export async function annotationRound(spec: RoundSpec, cursor?: RoundCursor): Pr
     phase = 'closing';
     await closeTasks(ref, spec, at);
     phase = 'exporting';
-    const { summary, ...exported } = await exportRound(ref);
+    const { summary, ...exported } = await inferenceActivities(spec.heartbeatTimeoutSeconds).exportRound(ref);
     phase = 'done';
     return {
       round: spec.round,
@@ -190,7 +195,7 @@ async function publishTasks(spec: RoundSpec, at: RoundCursor, closesAt: number):
       first: spec.firstImage + offset,
       count,
     });
-    const embedded = await embedImages({
+    const embedded = await inferenceActivities(spec.heartbeatTimeoutSeconds).embedImages({
       runId: spec.runId,
       outputUri: spec.outputUri,
       modelUri: spec.modelUri,

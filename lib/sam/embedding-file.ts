@@ -82,20 +82,22 @@ export function readEmbeddingHeader(
   bytes: Uint8Array,
   file: string,
 ): { header: EmbeddingHeader; dataStart: number } {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== EMBEDDING_MAGIC) {
+  // DataView and TextDecoder, not Buffer: the browser tool reads these files too.
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const text = (start: number, end: number) => new TextDecoder().decode(bytes.subarray(start, end));
+  if (bytes.length < 12 || text(0, 8) !== EMBEDDING_MAGIC) {
     throw new EmbeddingFileError(file, `not an embedding file (it does not start with "${EMBEDDING_MAGIC}")`);
   }
-  const length = buf.readUInt32LE(8);
-  if (12 + length > buf.length) {
+  const length = view.getUint32(8, true);
+  if (12 + length > bytes.length) {
     throw new EmbeddingFileError(
       file,
-      `truncated: its header needs ${length} bytes, the file has ${buf.length - 12}`,
+      `truncated: its header needs ${length} bytes, the file has ${bytes.length - 12}`,
     );
   }
   let json: unknown;
   try {
-    json = JSON.parse(buf.toString('utf8', 12, 12 + length));
+    json = JSON.parse(text(12, 12 + length));
   } catch (err) {
     throw new EmbeddingFileError(file, `its header is not valid JSON: ${(err as Error).message}`);
   }

@@ -9,6 +9,14 @@ import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
 import { readModelPackage, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
 import { ResizeLongestSide } from './resize-longest-side.ts';
+import {
+  decoderFeeds,
+  LOW_RES,
+  LOW_RES_AREA,
+  PADDING_LABEL,
+  pickMasks,
+  type Prompt,
+} from './decoder-prompt.ts';
 import { preprocess, preprocessHwc } from './preprocess.ts';
 
 export interface SessionSettings {
@@ -26,16 +34,7 @@ export interface ImageEmbedding {
   originalSize: Size;
 }
 
-export interface Prompt {
-  /** Points as [x, y] in original-image pixels. */
-  points?: [number, number][];
-  /** 1 = foreground, 0 = background, one per point. */
-  labels?: number[];
-  /** XYXY box in original-image pixels. */
-  box?: [number, number, number, number];
-  /** Previous low-res logits (256×256) as the mask prompt. */
-  maskInput?: Float32Array;
-}
+export type { Prompt };
 
 /**
  * Low-res logits only: take them to the image's size with lib/amg/mask-upsample.ts (the exact
@@ -65,9 +64,6 @@ export interface PointBatchOutput {
 /** The multimask outputs among a point's 4 decoder masks. */
 export const MULTIMASK_INDICES = [1, 2, 3] as const;
 
-export const LOW_RES = 256;
-const LOW_RES_AREA = LOW_RES * LOW_RES;
-const PADDING_LABEL = -1;
 
 export class SamSession {
   private readonly transform = new ResizeLongestSide(1024);
@@ -128,31 +124,18 @@ export class SamSession {
 
   /** One prompt through the official decoder; 4 masks (index 0 single-mask) or 3 (multimask). */
   async predict(embedding: ImageEmbedding, prompt: Prompt, multimask = true): Promise<Prediction> {
-    const { coords, labels } = this.officialPoints(prompt, embedding.originalSize);
-    const n = labels.length;
     const [h, w] = embedding.originalSize;
-    const out = await this.decoder.run(
-      {
-        image_embeddings: embedding.tensor,
-        point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
-        point_labels: new ort.Tensor('float32', labels, [1, n]),
-        mask_input: new ort.Tensor('float32', prompt.maskInput ?? new Float32Array(LOW_RES_AREA), [
-          1,
-          1,
-          LOW_RES,
-          LOW_RES,
-        ]),
-        has_mask_input: new ort.Tensor('float32', new Float32Array([prompt.maskInput ? 1 : 0]), [1]),
-        orig_im_size: new ort.Tensor('float32', new Float32Array([h, w]), [2]),
-      },
-      ['iou_predictions', 'low_res_masks'], // not `masks`: see Prediction
+    const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
+    for (const [name, [data, dims]] of Object.entries(decoderFeeds(prompt, embedding.originalSize)))
+      feeds[name] = new ort.Tensor('float32', data, dims);
+    const out = await this.decoder.run(feeds, ['iou_predictions', 'low_res_masks']); // not `masks`: see Prediction
+    const picked = pickMasks(
+      out.iou_predictions!.data as Float32Array,
+      out.low_res_masks!.data as Float32Array,
+      multimask,
     );
-    const iou = out.iou_predictions!.data as Float32Array;
-    const lowRes = out.low_res_masks!.data as Float32Array;
-    const picks = multimask ? [1, 2, 3] : [0];
     return {
-      iouPredictions: picks.map((k) => iou[k]!),
-      lowResMasks: picks.map((k) => lowRes.slice(k * LOW_RES_AREA, (k + 1) * LOW_RES_AREA)),
+      ...picked,
       size: [h, w],
     };
   }
@@ -234,31 +217,6 @@ export class SamSession {
   private zeroMasks(count: number): Float32Array {
     if (this.zeros.length < count * LOW_RES_AREA) this.zeros = new Float32Array(count * LOW_RES_AREA);
     return this.zeros.subarray(0, count * LOW_RES_AREA);
-  }
-
-  /**
-   * Points and box in the official decoder's form: points first, then the box corners (labels 2,
-   * 3); the padding point (0,0,-1) only when there is no box (sam-spec §2a).
-   */
-  private officialPoints(prompt: Prompt, originalSize: Size): { coords: Float32Array; labels: Float32Array } {
-    const points = prompt.points ?? [];
-    const labels = prompt.labels ?? points.map(() => 1);
-    if (labels.length !== points.length)
-      throw new RangeError(`${points.length} points but ${labels.length} labels`);
-    if (points.length === 0 && !prompt.box)
-      throw new RangeError('a prompt needs at least one point or a box');
-    const flat = points.flat();
-    const allLabels = [...labels];
-    if (prompt.box) {
-      flat.push(...prompt.box);
-      allLabels.push(2, 3);
-    }
-    const coords = Array.from(this.transform.applyCoords(flat, originalSize));
-    if (!prompt.box) {
-      coords.push(0, 0);
-      allLabels.push(PADDING_LABEL);
-    }
-    return { coords: Float32Array.from(coords), labels: Float32Array.from(allLabels) };
   }
 
   async release(): Promise<void> {

@@ -5,10 +5,11 @@ export async function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
   timeoutMs = 120_000,
+  intervalMs = 200,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
+    await sleep(intervalMs);
   }
 }

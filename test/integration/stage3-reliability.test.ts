@@ -1,21 +1,13 @@
 // Stage 3 when things break underneath it: a worker killed mid-shard, the S3 server and the
 // Temporal server restarted mid-run, corrupt images, and a run started twice. The cases that stop
 // servers start their own dev stack, so the suite's shared one is never disturbed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { clearLockedPorts } from 'get-port';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RunAlreadyExistsError, startRun } from '../../client/runs.ts';
-import {
-  startDevStack,
-  startS3Server,
-  startTemporal,
-  stopProcess,
-  type DevStack,
-} from '../../infra/dev-stack.ts';
+import { startS3Server, stopProcess } from '../../infra/dev-stack.ts';
 import type { StackInfo } from '../../infra/stack-info.ts';
 import type { RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
@@ -27,6 +19,7 @@ import { shardWorkflowId } from '../../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult } from '../../workflows/dataset-run.ts';
 import { pngBomb } from '../helpers/hand-made-images.ts';
 import { readLog, spawnWorkerProcess, type WorkerProcess } from '../helpers/processes.ts';
+import { connectClient, restartTemporal, startOwnStack } from '../helpers/own-stack.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
   keysUnder,
@@ -51,43 +44,10 @@ afterEach(async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-interface OwnStack {
-  stateDir: string;
-  stack: DevStack;
-  info: StackInfo;
-}
-
-/** A private dev stack (Temporal + S3) in a temp folder, stopped after the test. */
-async function startOwnStack(): Promise<OwnStack> {
-  const stateDir = mkdtempSync(join(tmpdir(), 'sae-reliability-'));
-  cleanups.push(async () => rmSync(stateDir, { recursive: true, force: true }));
-  const stack = await startDevStack({ stateDir, detached: false, s3: { bucket: 'sa-engine-test' } });
-  const own: OwnStack = { stateDir, stack, info: stack.info };
-  // Reads `own` at cleanup time: a restarted server has a new pid.
-  cleanups.push(() =>
-    Promise.all([stopProcess(own.stack.temporal.process.pid), stopProcess(own.stack.s3.process.pid)]),
-  );
-  return own;
-}
-
-async function connectClient(stack: StackInfo): Promise<Client> {
-  const connection = await Connection.connect({ address: stack.temporal.address });
-  cleanups.push(() => connection.close());
-  return new Client({ connection, namespace: stack.temporal.namespace });
-}
-
 async function inProcessWorkers(stack: StackInfo, queues?: string[]): Promise<RunningWorkers> {
   const workers = await startTestWorkers(stack, queues);
   cleanups.push(() => workers.shutdown());
   return workers;
-}
-
-/**
- * get-port (behind freePort) refuses, for 15-30 s, a port it already handed out in this process,
- * even once it is free again; a restart on the same port asks for exactly that one.
- */
-function allowPortReuse(): void {
-  clearLockedPorts();
 }
 
 /**
@@ -162,8 +122,8 @@ describe('stage 3 survives its platform failing', () => {
   it(
     'a worker killed with SIGKILL mid-shard: the shard is retried on a new worker, every image once',
     async () => {
-      const { info, stateDir } = await startOwnStack();
-      const client = await connectClient(info);
+      const { info, stateDir } = await startOwnStack(cleanups, 'sae-reliability-');
+      const client = await connectClient(info, cleanups);
       await inProcessWorkers(info, [TASK_QUEUES.orchestration]);
       const spawnInference = async (name: string): Promise<WorkerProcess> => {
         const worker = await spawnWorkerProcess(info, {
@@ -205,8 +165,8 @@ describe('stage 3 survives its platform failing', () => {
   it(
     'the S3 server stopped and restarted mid-run: activities fail, are retried, and no image is lost',
     async () => {
-      const own = await startOwnStack();
-      const client = await connectClient(own.info);
+      const own = await startOwnStack(cleanups, 'sae-reliability-');
+      const client = await connectClient(own.info, cleanups);
       await inProcessWorkers(own.info);
       // One image per batch: many small writes, so the outage hits one.
       const fixture = await writeStage3Images(own.info, 4);
@@ -223,7 +183,7 @@ describe('stage 3 survives its platform failing', () => {
         return failure !== undefined;
       });
       expect(failure).toMatch(/cannot reach|ECONNREFUSED|ECONNRESET|socket hang up/i);
-      allowPortReuse();
+      clearLockedPorts(); // see restartTemporal
       own.stack.s3 = await startS3Server({
         stateDir: own.stateDir,
         detached: false,
@@ -243,8 +203,8 @@ describe('stage 3 survives its platform failing', () => {
   it(
     'the Temporal server restarted on its SQLite file mid-run: the run resumes and completes',
     async () => {
-      const own = await startOwnStack();
-      const client = await connectClient(own.info);
+      const own = await startOwnStack(cleanups, 'sae-reliability-');
+      const client = await connectClient(own.info, cleanups);
       await inProcessWorkers(own.info);
       const fixture = await writeStage3Images(own.info, 6);
       // A shard completion sent while the server is down is lost after the worker's retries; the
@@ -257,19 +217,10 @@ describe('stage 3 survives its platform failing', () => {
       await startRun(client, config);
       await waitFor('the first batch of shard 0', () => midShard(fixture, config.run));
 
-      const { address, uiUrl } = own.info.temporal;
-      await stopProcess(own.stack.temporal.process.pid);
-      allowPortReuse();
-      own.stack.temporal = await startTemporal({
-        stateDir: own.stateDir,
-        detached: false,
-        port: Number(address.split(':')[1]),
-        uiPort: Number(new URL(uiUrl).port),
-      });
-      expect(own.stack.temporal.endpoint.address).toBe(address);
+      await restartTemporal(own);
 
       // The old client's connection saw the server go; a fresh one follows the run from here.
-      const after = await connectClient(own.info);
+      const after = await connectClient(own.info, cleanups);
       const result: DatasetRunResult = await handleOf(after, config).result();
       expect(result.stage3).toMatchObject({ images: 6, imagesDone: 6, imagesFailed: 0, shards: 2 });
       await expectEveryImageExactlyOnce(fixture, config.run, 2);
