@@ -16,8 +16,9 @@ const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-s
 export async function buildWeb(outDir = WEB_DIST): Promise<string> {
   await mkdir(join(outDir, 'ort'), { recursive: true });
   await build({
-    entryPoints: [join(WEB_DIR, 'src/app.ts')],
-    outfile: join(outDir, 'app.js'),
+    // bench.ts: the decoder timing page of `npm run bench:annotate`.
+    entryPoints: [join(WEB_DIR, 'src/app.ts'), join(WEB_DIR, 'src/bench.ts')],
+    outdir: outDir,
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -27,7 +28,9 @@ export async function buildWeb(outDir = WEB_DIST): Promise<string> {
     external: ['onnxruntime-web/wasm'],
     logLevel: 'warning',
   });
-  await Promise.all(['index.html', 'app.css'].map((f) => copyFile(join(WEB_DIR, f), join(outDir, f))));
+  await Promise.all(
+    ['index.html', 'app.css', 'bench.html'].map((f) => copyFile(join(WEB_DIR, f), join(outDir, f))),
+  );
   const ortDist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web/wasm')); // .../dist/
   await Promise.all(ORT_FILES.map((f) => copyFile(join(ortDist, f), join(outDir, 'ort', f))));
   return outDir;

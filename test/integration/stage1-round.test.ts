@@ -4,6 +4,9 @@
 // round closes when every task is done and exports COCO instances, the training-set manifest and
 // its figures. Also: what the service refuses, and why.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
@@ -25,6 +28,7 @@ import { AnnotatorAccounts } from '../../service/annotators.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { annotationRound, roundWorkflowId, type RoundSpec } from '../../workflows/stage1-round.ts';
 import { REFERENCE_MODEL_URI, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
+import { askOracle, requireProjectPython } from '../helpers/python-oracle.ts';
 import { testStack } from '../helpers/stack.ts';
 
 const stack = testStack();
@@ -45,6 +49,7 @@ describe('a stage-1 round over HTTP', () => {
   const outputUri = `s3://${stack.s3.bucket}/${prefix}/out`;
 
   beforeAll(async () => {
+    requireProjectPython('pycocotools');
     connection = await Connection.connect({ address: stack.temporal.address });
     client = new Client({ connection, namespace: stack.temporal.namespace });
     const images = openObjectStore(imagesUri, storeOptionsFor(stack));
@@ -155,6 +160,17 @@ describe('a stage-1 round over HTTP', () => {
           ),
         ).toBe(true);
       }
+      // pycocotools reads the export as a dataset user would; areas and boxes agree with ours.
+      const file = join(mkdtempSync(join(tmpdir(), 'sae-coco-')), 'instances.json');
+      writeFileSync(file, JSON.stringify(coco));
+      const oracle = askOracle<{
+        images: number;
+        annotations: { id: number; area: number; bbox: number[]; decoded: number }[];
+      }>('coco_export_oracle.py', { file });
+      expect(oracle.images).toBe(IMAGES);
+      expect(oracle.annotations).toEqual(
+        coco.annotations.map((a) => ({ id: a.id, area: a.area, bbox: a.bbox, decoded: a.area })),
+      );
       const manifest = JSON.parse((await out.get(round.export.trainingSetKey)).toString('utf8')) as Record<
         string,
         string
@@ -233,6 +249,14 @@ describe('a stage-1 round over HTTP', () => {
     // Skipped: bob may take it, alice not again.
     await alice.skip(t);
     expect(await status(alice.task(t))).toBe(403);
+    // A flag needs a reason; with one, it is stored and the image leaves the pool.
+    const flagged = (await bob.next())!;
+    await expect(bob.flag(flagged.task, ' ')).rejects.toThrow(/409.*reason/);
+    await bob.flag(flagged.task, 'not a photo: a test card');
+    const flags: string[] = [];
+    for await (const key of out.listKeys(runLayout.stage1FlagsPrefix(runId, 2))) flags.push(key);
+    expect(flags).toEqual([runLayout.stage1Flag(runId, 2, flagged.imageId, 'bob')]);
+    expect(await status(bob.task(flagged.task))).toBe(409); // finished
 
     await handle.cancel();
   });

@@ -91,11 +91,11 @@ describe('activity stubs in workflows/', () => {
   const dir = join(REPO, 'workflows');
   const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
 
-  it('every proxyActivities call has a retry policy made by retryPolicy()', () => {
+  it('every proxyActivities and proxyLocalActivities call has a retry policy made by retryPolicy()', () => {
     let stubs = 0;
     for (const file of files) {
       const source = readFileSync(join(dir, file), 'utf8');
-      const calls = source.split('proxyActivities<').slice(1);
+      const calls = source.split(/proxy(?:Local)?Activities</).slice(1);
       for (const call of calls) {
         stubs += 1;
         const options = call.slice(0, call.indexOf('});'));
@@ -106,7 +106,8 @@ describe('activity stubs in workflows/', () => {
     }
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
     // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
-    // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound
-    expect(stubs).toBe(16);
+    // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
+    // and the task's local storeAnnotation
+    expect(stubs).toBe(17);
   });
 });

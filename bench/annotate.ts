@@ -1,0 +1,260 @@
+// `npm run bench:annotate`: how the annotation tool feels. Three measurements in one run:
+//
+// 1. the SAM decoder per click in Node (onnxruntime-node): the reference the others are read against;
+// 2. the same decoder, embedding and clicks in headless Chromium (onnxruntime-web, WebAssembly),
+//    with one thread and with several (the page is cross-origin isolated, as the service serves it);
+// 3. the annotation service's claim and submit round trips on the real stack (Temporal dev server,
+//    S3-compatible server, workers), with `--annotators` clients claiming and submitting at once.
+//
+//   npm run bench:annotate -- [--clicks N] [--annotators N] [--images N] [--model DIR]
+//
+// The last line is `annotate: browser click p50 X ms, submit p99 Y ms`. Needs /usr/bin/chromium.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import fastifyStatic from '@fastify/static';
+import { Client, Connection } from '@temporalio/client';
+import Fastify from 'fastify';
+import { chromium } from 'playwright-core';
+import { startLocalWorkers } from '../cli/local-workers.ts';
+import { AnnotationApi } from '../client/annotation-api.ts';
+import { quantile } from '../lib/audit/figures.ts';
+import { startDevStack, stopProcess } from '../infra/dev-stack.ts';
+import { loadImage } from '../lib/images/image-io.ts';
+import { openObjectStore } from '../lib/object-store.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
+import { compressRle, encodeMask } from '../lib/rle.ts';
+import { encodeEmbeddingFile } from '../lib/sam/embedding-file.ts';
+import { readModelPackage } from '../lib/sam/model-package.ts';
+import { SamSession } from '../lib/sam/session.ts';
+import { generateSynthDataset } from '../lib/synth/dataset.ts';
+import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { createAnnotationService } from '../service/annotation-service.ts';
+import { AnnotatorAccounts } from '../service/annotators.ts';
+import { buildWeb } from '../web/build.ts';
+import { annotationRound, roundStatusQuery, roundWorkflowId } from '../workflows/stage1-round.ts';
+import { REFERENCE_PACKAGE } from './amg-common.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const { values } = parseArgs({
+  options: {
+    clicks: { type: 'string', default: '30' },
+    annotators: { type: 'string', default: '20' },
+    images: { type: 'string', default: '40' },
+    model: { type: 'string', default: REFERENCE_PACKAGE },
+  },
+});
+const clicks = Number(values.clicks);
+const annotators = Number(values.annotators);
+const imageCount = Number(values.images);
+
+const dir = mkdtempSync(join(tmpdir(), 'sae-bench-annotate-'));
+try {
+  const { embeddingFile, nodeMs } = await nodeDecoder();
+  const browser = await browserDecoder(embeddingFile);
+  const service = await serviceRoundTrips();
+
+  const p50 = (xs: number[]) => quantile(xs, 0.5)!;
+  const p99 = (xs: number[]) => quantile(xs, 0.99)!;
+  console.log(`decoder per click, ${clicks} clicks, model ${values.model}:`);
+  console.log(`  node (onnxruntime-node)       p50 ${p50(nodeMs).toFixed(1)} ms`);
+  for (const run of browser) {
+    console.log(
+      `  chromium, ${run.threads} wasm thread(s)    p50 ${p50(run.ms).toFixed(1)} ms, p90 ${quantile(run.ms, 0.9)!.toFixed(1)} ms ` +
+        `(${(p50(run.ms) / p50(nodeMs)).toFixed(1)}× node; cross-origin isolated: ${run.crossOriginIsolated})`,
+    );
+  }
+  console.log(`service round trips, ${annotators} annotators at once, ${service.submit.length} masks:`);
+  console.log(
+    `  claim (next task)  p50 ${p50(service.claim).toFixed(1)} ms, p99 ${p99(service.claim).toFixed(1)} ms`,
+  );
+  console.log(
+    `  submit (one mask)  p50 ${p50(service.submit).toFixed(1)} ms, p99 ${p99(service.submit).toFixed(1)} ms`,
+  );
+  const best = Math.min(...browser.map((run) => p50(run.ms)));
+  console.log(
+    `annotate: browser click p50 ${best.toFixed(0)} ms, submit p99 ${p99(service.submit).toFixed(0)} ms`,
+  );
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** A synthetic image's embedding (float16, as rounds store it) and the decoder's time per click. */
+async function nodeDecoder(): Promise<{ embeddingFile: Buffer; nodeMs: number[] }> {
+  const files = new Map<string, Uint8Array>();
+  await generateSynthDataset({ images: 1, seed: 7, write: async (k, b) => void files.set(k, b) });
+  const [name, bytes] = [...files].find(([k]) => k.startsWith('images/'))!;
+  const session = await SamSession.load(values.model);
+  const embedding = await session.embed(await loadImage(bytes, { name }));
+  const embeddingFile = encodeEmbeddingFile(
+    {
+      model: session.modelId,
+      data: embedding.tensor.data as Float32Array,
+      shape: embedding.tensor.dims,
+      originalSize: embedding.originalSize,
+      inputSize: embedding.inputSize,
+    },
+    'float16',
+  );
+  const [h, w] = embedding.originalSize;
+  const nodeMs: number[] = [];
+  for (let i = 0; i < clicks + 3; i++) {
+    const point: [number, number] = [(((i * 37) % 97) / 97) * (w - 1), (((i * 53) % 89) / 89) * (h - 1)];
+    const t0 = performance.now();
+    await session.predict(embedding, { points: [point], labels: [1] }, true);
+    if (i >= 3) nodeMs.push(performance.now() - t0);
+  }
+  return { embeddingFile, nodeMs };
+}
+
+/** What web/src/bench.ts leaves on the page. */
+interface BenchPage {
+  benchResult?: { threads: number; crossOriginIsolated: boolean; ms: number[]; error?: string };
+}
+
+/** The bench page of web/ in headless Chromium, served cross-origin isolated, per thread count. */
+async function browserDecoder(embeddingFile: Buffer) {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is needed (apt-get install chromium)`);
+  const pkg = await readModelPackage(values.model);
+  const data = readdirSync(pkg.dir).filter((f) => /\.(bin|data)$/.test(f));
+  const app = Fastify();
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('Cross-Origin-Opener-Policy', 'same-origin');
+    reply.header('Cross-Origin-Embedder-Policy', 'require-corp');
+  });
+  app.get('/embedding.bin', async (_req, reply) =>
+    reply.type('application/octet-stream').send(embeddingFile),
+  );
+  app.get('/model/:file', async (req, reply) => {
+    const file = (req.params as { file: string }).file;
+    if (file !== pkg.decoder.file && !data.includes(file)) return reply.status(404).send();
+    return reply.type('application/octet-stream').send(await readFile(join(pkg.dir, file)));
+  });
+  await app.register(fastifyStatic, { root: await buildWeb(join(dir, 'web')) });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const runs = [];
+    for (const threads of [...new Set([1, Math.min(4, availableParallelism())])]) {
+      const page = await browser.newPage();
+      const query = new URLSearchParams({
+        threads: String(threads),
+        clicks: String(clicks),
+        decoder: pkg.decoder.file,
+        data: data.join(','),
+      });
+      await page.goto(`${url}/bench.html?${query}`);
+      await page.waitForFunction(() => (globalThis as BenchPage).benchResult !== undefined, undefined, {
+        timeout: 300_000,
+      });
+      const result = (await page.evaluate(() => (globalThis as BenchPage).benchResult))!;
+      if (result.error) throw new Error(`browser bench: ${result.error}`);
+      runs.push(result);
+      await page.close();
+    }
+    return runs;
+  } finally {
+    await browser.close();
+    await app.close();
+  }
+}
+
+/** Claim → submit → finish by many clients at once through the real service and stack. */
+async function serviceRoundTrips(): Promise<{ claim: number[]; submit: number[] }> {
+  const stack = await startDevStack({ stateDir: join(dir, 'stack'), detached: false });
+  const endpoints = {
+    address: stack.info.temporal.address,
+    namespace: stack.info.temporal.namespace,
+    storeOptions: {},
+  };
+  const workers = await startLocalWorkers(endpoints);
+  const connection = await Connection.connect({ address: endpoints.address });
+  const client = new Client({ connection, namespace: endpoints.namespace });
+  const imagesUri = pathToFileURL(join(dir, 'images')).href;
+  const outputUri = pathToFileURL(join(dir, 'out')).href;
+  const images = openObjectStore(imagesUri);
+  try {
+    await generateSynthDataset({
+      images: imageCount,
+      seed: 11,
+      write: (k, b) => images.put(k, Buffer.from(b)),
+    });
+    const round = await client.workflow.start(annotationRound, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: roundWorkflowId('bench', 1),
+      args: [
+        {
+          runId: 'bench',
+          outputUri,
+          round: 1,
+          modelUri: pathToFileURL(values.model).href,
+          plan: { images: { prefix: `${imagesUri}/images`, extensions: ['jpg', 'png'] }, shardSize: 100 },
+          firstImage: 0,
+          imageCount,
+          embeddingDtype: 'float16',
+          embedBatch: 8,
+          embedWindow: 1,
+          leaseSeconds: 600,
+          targetMasks: null,
+          deadlineSeconds: 3600,
+          pollSeconds: 2,
+          tasksPerWorkflowRun: 1000,
+        },
+      ],
+    });
+    const stores = new StoreCache();
+    const accounts = new AnnotatorAccounts(stores.open(outputUri));
+    const app = await createAnnotationService({
+      client,
+      runId: 'bench',
+      outputUri,
+      stores,
+      accounts,
+      modelDir: values.model,
+    });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    // Every task is published before the clock starts: this measures the service, not the encoder.
+    for (;;) {
+      const status = await round.query(roundStatusQuery);
+      if (status.published + status.failedImages >= imageCount) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const claim: number[] = [];
+    const submit: number[] = [];
+    await Promise.all(
+      Array.from({ length: annotators }, async (_, k) => {
+        const api = new AnnotationApi(url, await accounts.add(`bench-${k}`));
+        for (;;) {
+          let t0 = performance.now();
+          const task = await api.next();
+          claim.push(performance.now() - t0);
+          if (!task) return;
+          const pixels = new Uint8Array(task.height * task.width);
+          for (let y = 4; y < 40; y++) for (let x = 4; x < 40; x++) pixels[y * task.width + x] = 1;
+          const mask = compressRle(encodeMask(pixels, task.height, task.width));
+          for (let m = 0; m < 3; m++) {
+            t0 = performance.now();
+            await api.submit(task.task, {
+              submissionId: `${k}-${task.imageId}-${m}`,
+              mask,
+              seconds: 10,
+              clicks: 3,
+            });
+            submit.push(performance.now() - t0);
+          }
+          await api.finish(task.task);
+        }
+      }),
+    );
+    await round.result();
+    await app.close();
+    return { claim, submit };
+  } finally {
+    await workers.shutdown();
+    await connection.close();
+    await Promise.all(stack.processes.map((p) => stopProcess(p.pid)));
+  }
+}
