@@ -64,7 +64,6 @@ export interface PointBatchOutput {
 /** The multimask outputs among a point's 4 decoder masks. */
 export const MULTIMASK_INDICES = [1, 2, 3] as const;
 
-
 export class SamSession {
   private readonly transform = new ResizeLongestSide(1024);
   /** Zeros for `mask_input` (no mask prompt), grown once to the largest batch and reused. */
