@@ -27,7 +27,7 @@ import { loadImage } from '../lib/images/image-io.ts';
 import { openObjectStore } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import { compressRle, encodeMask } from '../lib/rle.ts';
-import { encodeEmbeddingFile } from '../lib/sam/embedding-file.ts';
+import { embeddingFileOf } from '../lib/sam/embedding-file.ts';
 import { readModelPackage } from '../lib/sam/model-package.ts';
 import { SamSession } from '../lib/sam/session.ts';
 import { generateSynthDataset } from '../lib/synth/dataset.ts';
@@ -89,16 +89,7 @@ async function nodeDecoder(): Promise<{ embeddingFile: Buffer; nodeMs: number[] 
   const [name, bytes] = [...files].find(([k]) => k.startsWith('images/'))!;
   const session = await SamSession.load(values.model);
   const embedding = await session.embed(await loadImage(bytes, { name }));
-  const embeddingFile = encodeEmbeddingFile(
-    {
-      model: session.modelId,
-      data: embedding.tensor.data as Float32Array,
-      shape: embedding.tensor.dims,
-      originalSize: embedding.originalSize,
-      inputSize: embedding.inputSize,
-    },
-    'float16',
-  );
+  const embeddingFile = embeddingFileOf(session.modelId, embedding, 'float16');
   const [h, w] = embedding.originalSize;
   const nodeMs: number[] = [];
   for (let i = 0; i < clicks + 3; i++) {

@@ -50,6 +50,23 @@ export interface EmbeddingFileInput {
   inputSize: readonly [number, number];
 }
 
+/** The file of an embedding that `SamSession.embed` returned, computed by model `model`. */
+export function embeddingFileOf(
+  model: string,
+  embedding: {
+    tensor: { data: unknown; dims: readonly number[] };
+    originalSize: readonly [number, number];
+    inputSize: readonly [number, number];
+  },
+  dtype: EmbeddingDtype,
+): Buffer {
+  const { tensor, originalSize, inputSize } = embedding;
+  return encodeEmbeddingFile(
+    { model, data: tensor.data as Float32Array, shape: tensor.dims, originalSize, inputSize },
+    dtype,
+  );
+}
+
 export function encodeEmbeddingFile(input: EmbeddingFileInput, dtype: EmbeddingDtype): Buffer {
   const elements = input.shape.reduce((a, b) => a * b, 1);
   if (input.data.length !== elements) {

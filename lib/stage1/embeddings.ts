@@ -10,7 +10,7 @@ import { ObjectNotFoundError, type ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { runLayout } from '../run-layout.ts';
 import {
-  encodeEmbeddingFile,
+  embeddingFileOf,
   EmbeddingFileError,
   readEmbeddingHeader,
   type EmbeddingDtype,
@@ -101,16 +101,7 @@ async function embedOne(
     throw err;
   }
   const embedding = await session.embed(decoded);
-  const file = encodeEmbeddingFile(
-    {
-      model: session.modelId,
-      data: embedding.tensor.data as Float32Array,
-      shape: embedding.tensor.dims,
-      originalSize: embedding.originalSize,
-      inputSize: embedding.inputSize,
-    },
-    opts.dtype,
-  );
+  const file = embeddingFileOf(session.modelId, embedding, opts.dtype);
   await out.put(key, file, { contentType: 'application/octet-stream' });
   return [embedding.originalSize[0], embedding.originalSize[1]];
 }

@@ -24,6 +24,7 @@ import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { annotationRound, roundStatusQuery, roundWorkflowId } from '../../workflows/stage1-round.ts';
 import { REFERENCE_MODEL_URI, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
+import { testRoundSpec } from '../helpers/stage1-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const stack = testStack();
@@ -87,23 +88,10 @@ describe.skipIf(!existsSync(CHROMIUM))(
           taskQueue: TASK_QUEUES.orchestration,
           workflowId: roundWorkflowId(runId, 1),
           args: [
-            {
-              runId,
-              outputUri,
-              round: 1,
-              modelUri: REFERENCE_MODEL_URI,
-              plan: { images: { prefix: `${imagesUri}/images`, extensions: ['jpg', 'png'] }, shardSize: 10 },
-              firstImage: 0,
-              imageCount: 1,
-              embeddingDtype: 'float16',
-              embedBatch: 1,
-              embedWindow: 1,
-              leaseSeconds: 600,
-              targetMasks: null,
-              deadlineSeconds: 3600,
-              pollSeconds: 1,
-              tasksPerWorkflowRun: 100,
-            },
+            testRoundSpec(
+              { runId, outputUri, imagesUri, round: 1, imageCount: 1 },
+              { embedBatch: 1, leaseSeconds: 600 },
+            ),
           ],
         });
         const token = await new AnnotatorAccounts(stores.open(outputUri)).add('browser');

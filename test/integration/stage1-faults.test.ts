@@ -26,6 +26,7 @@ import { annotationRound, roundWorkflowId, type RoundResult } from '../../workfl
 import { connectClient, restartTemporal, startOwnStack, type Cleanups } from '../helpers/own-stack.ts';
 import { spawnWorkerProcess } from '../helpers/processes.ts';
 import { REFERENCE_MODEL_URI, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
+import { testRoundSpec } from '../helpers/stage1-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const IMAGES = 4;
@@ -52,24 +53,11 @@ async function openRound(stack: StackInfo, client: Client, embedBatch: number) {
     taskQueue: TASK_QUEUES.orchestration,
     workflowId: roundWorkflowId(runId, 1),
     args: [
-      {
-        runId,
-        outputUri,
-        round: 1,
-        modelUri: REFERENCE_MODEL_URI,
-        plan: { images: { prefix: `${imagesUri}/images`, extensions: ['jpg', 'png'] }, shardSize: 10 },
-        firstImage: 0,
-        imageCount: IMAGES,
-        embeddingDtype: 'float16',
-        embedBatch,
-        embedWindow: 1,
-        leaseSeconds: 60,
-        targetMasks: null,
-        deadlineSeconds: 3600,
-        pollSeconds: 1,
-        tasksPerWorkflowRun: 100,
-        heartbeatTimeoutSeconds: 5, // a killed worker's batch is retried within seconds
-      },
+      testRoundSpec(
+        { runId, outputUri, imagesUri, round: 1, imageCount: IMAGES },
+        // A killed worker's batch is retried within seconds.
+        { embedBatch, leaseSeconds: 60, heartbeatTimeoutSeconds: 5 },
+      ),
     ],
   });
   const out = stores.open(outputUri);
@@ -174,26 +162,31 @@ describe('a stage-1 round survives its platform failing', () => {
     CASE_TIMEOUT_MS,
   );
 
+  /** A round on a stack of its own, annotated through the service, until its first mask is stored. */
+  async function annotateOnOwnStack() {
+    const own = await startOwnStack(cleanups, 'sae-stage1-faults-');
+    const client = await connectClient(own.info, cleanups);
+    const workers = await startTestWorkers(own.info);
+    cleanups.push(() => workers.shutdown());
+    const round = await openRound(own.info, client, 2);
+    const app = await startService(round, client);
+    const service = { app, port: port(app) };
+    cleanups.push(() => service.app.close());
+    const annotating = annotate(round, `http://127.0.0.1:${service.port}`);
+    await waitFor(
+      'the first accepted mask',
+      async () => (await keysUnder(round.out, runLayout.stage1AnnotationsPrefix(round.runId, 1))).length > 0,
+    );
+    return { own, client, round, service, annotating };
+  }
+
   it(
     'the annotation service restarted mid-round: the annotators retry and go on',
     async () => {
-      const own = await startOwnStack(cleanups, 'sae-stage1-faults-');
-      const client = await connectClient(own.info, cleanups);
-      const workers = await startTestWorkers(own.info);
-      cleanups.push(() => workers.shutdown());
-      const round = await openRound(own.info, client, 2);
-      let service = await startService(round, client);
-      const servicePort = port(service);
-      cleanups.push(() => service.close());
-      const annotating = annotate(round, `http://127.0.0.1:${servicePort}`);
-      await waitFor(
-        'the first accepted mask',
-        async () =>
-          (await keysUnder(round.out, runLayout.stage1AnnotationsPrefix(round.runId, 1))).length > 0,
-      );
-      await service.close();
+      const { client, round, service, annotating } = await annotateOnOwnStack();
+      await service.app.close();
       await new Promise((r) => setTimeout(r, 2000)); // annotators find nobody there for a while
-      service = await startService(round, client, servicePort);
+      service.app = await startService(round, client, service.port);
       const { sims, result } = await annotating;
       await expectEveryMaskOnce(round, sims, result);
     },
@@ -203,19 +196,7 @@ describe('a stage-1 round survives its platform failing', () => {
   it(
     'the Temporal server restarted mid-round: the round resumes and completes',
     async () => {
-      const own = await startOwnStack(cleanups, 'sae-stage1-faults-');
-      const client = await connectClient(own.info, cleanups);
-      const workers = await startTestWorkers(own.info);
-      cleanups.push(() => workers.shutdown());
-      const round = await openRound(own.info, client, 2);
-      const service = await startService(round, client);
-      cleanups.push(() => service.close());
-      const annotating = annotate(round, `http://127.0.0.1:${port(service)}`);
-      await waitFor(
-        'the first accepted mask',
-        async () =>
-          (await keysUnder(round.out, runLayout.stage1AnnotationsPrefix(round.runId, 1))).length > 0,
-      );
+      const { own, round, annotating } = await annotateOnOwnStack();
       await restartTemporal(own);
       const { sims, result } = await annotating;
       await expectEveryMaskOnce(round, sims, result);

@@ -30,6 +30,7 @@ import { annotationRound, roundWorkflowId, type RoundSpec } from '../../workflow
 import { REFERENCE_MODEL_URI, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
 import { askOracle, requireProjectPython } from '../helpers/python-oracle.ts';
 import { testStack } from '../helpers/stack.ts';
+import { testRoundSpec } from '../helpers/stage1-fixture.ts';
 
 const stack = testStack();
 const IMAGES = 6;
@@ -77,26 +78,17 @@ describe('a stage-1 round over HTTP', () => {
     await connection?.close();
   });
 
-  function roundSpec(round: number, overrides: Partial<RoundSpec> = {}): RoundSpec {
-    return {
-      runId,
-      outputUri,
-      round,
-      modelUri: REFERENCE_MODEL_URI,
-      plan: { images: { prefix: `${imagesUri}/images`, extensions: ['jpg', 'png'] }, shardSize: 4 },
-      firstImage: 0,
-      imageCount: IMAGES,
-      embeddingDtype: 'float16',
-      embedBatch: 2,
-      embedWindow: 2,
-      leaseSeconds: 300,
-      targetMasks: null,
-      deadlineSeconds: 3600,
-      pollSeconds: 1,
-      tasksPerWorkflowRun: 4, // continues as new while publishing
-      ...overrides,
-    };
-  }
+  const roundSpec = (round: number, overrides: Partial<RoundSpec> = {}) =>
+    testRoundSpec(
+      { runId, outputUri, imagesUri, round, imageCount: IMAGES },
+      // Shards of 4 and 4 tasks per workflow run: the round reads two shards and continues as new.
+      {
+        plan: { images: { prefix: `${imagesUri}/images`, extensions: ['jpg', 'png'] }, shardSize: 4 },
+        embedWindow: 2,
+        tasksPerWorkflowRun: 4,
+        ...overrides,
+      },
+    );
 
   it(
     'three simulated annotators annotate every image over HTTP; the export reads back',
