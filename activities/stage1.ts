@@ -1,7 +1,7 @@
 // Stage 1's activities: thin adapters over lib/stage1 and client/round-tasks.ts. Encoding and
 // exporting run on the inference pool; the rest on the orchestration pool.
 import { Context } from '@temporalio/activity';
-import { closeRoundTasks, countRoundTasks, type RoundTaskCounts } from '../client/round-tasks.ts';
+import { closeRoundTasks, countRoundTasks, type RoundTaskCounts } from '../lib/stage1/round-tasks.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import type { EmbeddingDtype } from '../lib/sam/embedding-file.ts';

@@ -5,7 +5,7 @@
 // every call is safe to repeat, a submit too (its submission id makes a repeat the same mask).
 import pRetry, { AbortError } from 'p-retry';
 import type { TaskResponse } from '../service/annotation-service.ts';
-import type { SubmitResult } from '../workflows/stage1-task.ts';
+import type { SubmitResult } from '../lib/stage1/task-messages.ts';
 import type { CocoRle } from '../lib/rle.ts';
 
 export class AnnotationApiError extends Error {

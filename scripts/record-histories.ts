@@ -43,18 +43,18 @@ import { datasetWorkflowId } from '../workflows/dataset-build.ts';
 import { shardWorkflowId } from '../workflows/stage3.ts';
 import { datasetRun, runProgressQuery, stage3WorkflowId } from '../workflows/dataset-run.ts';
 import { dryRun, dryRunWorkflowId } from '../workflows/dry-run.ts';
+import { annotationTask } from '../workflows/stage1-task.ts';
 import {
-  annotationTask,
   annotationTaskWorkflowId,
   claimTaskUpdate,
   finishTaskUpdate,
   submitMaskUpdate,
   taskStateQuery,
-} from '../workflows/stage1-task.ts';
+} from '../lib/stage1/task-messages.ts';
 import { compressRle, encodeMask } from '../lib/rle.ts';
 import { retrainSam } from '../workflows/retrain.ts';
 import { annotationRound, roundWorkflowId } from '../workflows/stage1-round.ts';
-import { claimFirst, freeTaskIds } from '../client/round-tasks.ts';
+import { claimFirst, freeTaskIds } from '../lib/stage1/round-tasks.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from '../workflows/search-attributes.ts';
 import { storageCheck } from '../workflows/storage-check.ts';
 

@@ -22,7 +22,7 @@ import fastifyStatic from '@fastify/static';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import sharp from 'sharp';
-import { claimFirst, freeTaskIds } from '../client/round-tasks.ts';
+import { claimFirst, freeTaskIds } from '../lib/stage1/round-tasks.ts';
 import { loadImage } from '../lib/images/image-io.ts';
 import { ObjectNotFoundError } from '../lib/object-store.ts';
 import type { StoreCache } from '../lib/object-store/uri.ts';
@@ -37,7 +37,7 @@ import {
   submitMaskUpdate,
   taskStateQuery,
   type AnnotationTaskView,
-} from '../workflows/stage1-task.ts';
+} from '../lib/stage1/task-messages.ts';
 import type { AnnotatorAccounts } from './annotators.ts';
 
 export interface AnnotationServiceOptions {

@@ -35,7 +35,7 @@ import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } fr
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
-import { roundTag } from './stage1-task.ts';
+import { roundTag } from '../lib/stage1/task-messages.ts';
 
 const { recordRun } = proxyActivities<DatasetActivities>({
   taskQueue: TASK_QUEUES.orchestration,

@@ -30,7 +30,8 @@ import type { RoundExport, RoundSummary } from '../lib/stage1/round-export.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { PLAN_SHARDS_ERRORS, retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL, SAE_MASKS, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
-import { annotationTask, annotationTaskWorkflowId, NO_LEASE, roundTag } from './stage1-task.ts';
+import { annotationTask } from './stage1-task.ts';
+import { annotationTaskWorkflowId, NO_LEASE, roundTag } from '../lib/stage1/task-messages.ts';
 
 const { planShards } = proxyActivities<Stage3Activities>({
   taskQueue: TASK_QUEUES.orchestration,

@@ -10,9 +10,6 @@
 import {
   allHandlersFinished,
   condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   patched,
   proxyActivities,
   proxyLocalActivities,
@@ -21,6 +18,20 @@ import {
 } from '@temporalio/workflow';
 import type { Stage1Activities } from '../activities/stage1.ts';
 import { submissionProblem, type Submission } from '../lib/stage1/submission.ts';
+import {
+  claimTaskUpdate,
+  closeTaskSignal,
+  finishTaskUpdate,
+  flagTaskUpdate,
+  NO_LEASE,
+  releaseTaskUpdate,
+  submitMaskUpdate,
+  taskStateQuery,
+  type AnnotationTaskInput,
+  type AnnotationTaskResult,
+  type Lease,
+  type SubmitResult,
+} from '../lib/stage1/task-messages.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL } from './search-attributes.ts';
@@ -39,75 +50,6 @@ const local = proxyLocalActivities<Stage1Activities>({
   retry: retryPolicy(STAGE1_ERRORS),
 });
 const STORE_MASKS_LOCALLY = 'stage1-store-masks-locally';
-
-export interface AnnotationTaskInput {
-  runId: string;
-  outputUri: string;
-  round: number;
-  image: { id: number; uri: string; width: number; height: number };
-  /** The model whose decoder assists ("name@version"), recorded with each mask. */
-  model: string;
-  /** How long a claim holds the task without a submission. */
-  leaseSeconds: number;
-}
-
-export interface Lease {
-  annotator: string;
-  /** Epoch milliseconds (workflow time). */
-  expiresAt: number;
-}
-
-export interface AnnotationTaskState {
-  holder: Lease | null;
-  masks: number;
-  finished: boolean;
-}
-
-/** What the annotation service needs to serve a task: its image, and who may see it now. */
-export interface AnnotationTaskView extends AnnotationTaskState {
-  runId: string;
-  round: number;
-  image: AnnotationTaskInput['image'];
-  model: string;
-}
-
-export interface AnnotationTaskResult {
-  masks: number;
-  /** Annotators who submitted, in order of their first mask. */
-  annotators: string[];
-  closedBy: 'annotator' | 'round' | 'flag';
-}
-
-export interface SubmitResult {
-  submissionId: string;
-  /** The mask's index on this image; the same for a repeated submission. */
-  index: number;
-  leaseExpiresAt: number;
-}
-
-export const claimTaskUpdate = defineUpdate<Lease, [{ annotator: string }]>('claim');
-export const submitMaskUpdate = defineUpdate<SubmitResult, [Submission]>('submit');
-/** The annotator is done with the image: the task completes. */
-export const finishTaskUpdate = defineUpdate<AnnotationTaskState, [{ annotator: string }]>('finish');
-/** The annotator skips the image: the task goes back to the pool, for others than them. */
-export const releaseTaskUpdate = defineUpdate<void, [{ annotator: string }]>('release');
-/** The annotator says the image cannot be annotated (why, in a line): the task completes. */
-export const flagTaskUpdate = defineUpdate<void, [{ annotator: string; reason: string }]>('flag');
-/** The round has closed: the task completes with what it has. */
-export const closeTaskSignal = defineSignal('close');
-export const taskStateQuery = defineQuery<AnnotationTaskView>('state');
-
-/** A lease that is free to claim in a visibility query: `SaeLeaseUntil < <now>`. */
-export const NO_LEASE = new Date(0);
-
-/** The value of SaeRound on round `round` of run `runId` and on its tasks. */
-export function roundTag(runId: string, round: number): string {
-  return `${runId}/round-${round}`;
-}
-
-export function annotationTaskWorkflowId(runId: string, round: number, imageId: number): string {
-  return `${runId}/stage1/round-${round}/${imageId}`;
-}
 
 export async function annotationTask(input: AnnotationTaskInput): Promise<AnnotationTaskResult> {
   const { image } = input;

@@ -10,15 +10,15 @@ import { runLayout } from '../../lib/run-layout.ts';
 import type { Submission } from '../../lib/stage1/submission.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
+import { annotationTask } from '../../workflows/stage1-task.ts';
 import {
-  annotationTask,
   annotationTaskWorkflowId,
   claimTaskUpdate,
   closeTaskSignal,
   finishTaskUpdate,
   submitMaskUpdate,
   taskStateQuery,
-} from '../../workflows/stage1-task.ts';
+} from '../../lib/stage1/task-messages.ts';
 import { keysUnder, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
 

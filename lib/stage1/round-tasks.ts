@@ -6,7 +6,7 @@
 // Visibility lags the workflows a little: a free task it lists may have been claimed a moment ago.
 // That is harmless, the claim Update's validator refuses it and the caller tries the next.
 import type { Client } from '@temporalio/client';
-import { claimTaskUpdate, closeTaskSignal, roundTag, type Lease } from '../workflows/stage1-task.ts';
+import { claimTaskUpdate, closeTaskSignal, roundTag, type Lease } from './task-messages.ts';
 
 function tasksOf(runId: string, round: number): string {
   return `WorkflowType = 'annotationTask' AND SaeRound = '${roundTag(runId, round)}'`;
