@@ -52,7 +52,7 @@ export function registerRunCommands(program: Command): void {
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
       // On the embedded default, stage 1's annotation tool runs in this process too.
       const annotation =
-        flags.workers && !flags.dryRun && config.stage1.enabled
+        flags.workers && !flags.dryRun && !flags.detach && config.stage1.enabled
           ? await startAnnotationService(config, endpoints, client)
           : undefined;
       let runOver = false;
@@ -63,6 +63,8 @@ export function registerRunCommands(program: Command): void {
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
         if (annotation) console.log(`Annotation tool: ${annotation.url}`);
+        else if (config.stage1.enabled)
+          console.log(`Serve the annotation tool with: sa-engine annotate serve ${file}`);
         if (flags.detach) return;
         if (annotation && config.simulatedAnnotators.enabled)
           sims = startSimulatedAnnotators(config, endpoints, annotation, () => runOver);

@@ -46,8 +46,8 @@ class AnnotationTool {
   private decoder: BrowserDecoder | null = null;
   private tool: Mode = 'prompt';
   private radius = 8;
-  /** The chosen candidate's low-res logits: the next click's mask prompt. */
-  private lowRes: Float32Array | null = null;
+  /** The last decode's candidates' low-res logits, best first: the shown one prompts the next click. */
+  private lowRes: Float32Array[] = [];
   private view = { scale: 1, x: 0, y: 0 };
   private overlays = new Map<Rle, HTMLCanvasElement>();
   private busy = Promise.resolve();
@@ -83,7 +83,7 @@ class AnnotationTool {
     const image = await createImageBitmap(await imageRes.blob());
     const embedding = BrowserDecoder.embedding(await embeddingRes.arrayBuffer(), `task ${task.task}`);
     this.loaded = { task, image, embedding, editor: new MaskEditor(task.height, task.width), accepted: [] };
-    this.lowRes = null;
+    this.lowRes = [];
     $('task').textContent = `task ${task.task} · ${task.imageName} · ${task.width}×${task.height}`;
     canvas.dataset.task = task.task;
     this.fit();
@@ -104,14 +104,13 @@ class AnnotationTool {
         points,
         labels: prompted.clicks.map((c) => c.label),
         box: prompted.box ?? undefined,
-        maskInput: multimask ? undefined : (this.lowRes ?? undefined),
+        maskInput: multimask ? undefined : this.lowRes[editor.state.candidate],
       },
       multimask,
     );
     const ms = performance.now() - t0;
     canvas.dataset.decodeMs = ms.toFixed(1);
-    const best = [...candidates].sort((a, b) => b.iou - a.iou)[0];
-    this.lowRes = best?.lowRes ?? null;
+    this.lowRes = [...candidates].sort((a, b) => b.iou - a.iou).map((c) => c.lowRes);
     editor.decoded(prompted, candidates);
     this.draw(`decoder ${ms.toFixed(0)} ms`);
   }
@@ -130,7 +129,7 @@ class AnnotationTool {
     loaded.accepted.push(mask);
     canvas.dataset.accepted = String(loaded.accepted.length);
     editor.reset();
-    this.lowRes = null;
+    this.lowRes = [];
     this.draw('accepted');
   }
 
@@ -224,9 +223,9 @@ class AnnotationTool {
       m: () => editor?.cycleCandidate(),
       b: () => this.setTool(this.tool === 'brush' ? 'prompt' : 'brush'),
       e: () => this.setTool(this.tool === 'eraser' ? 'prompt' : 'eraser'),
-      z: () => editor?.undo() && (this.lowRes = null),
+      z: () => editor?.undo() && (this.lowRes = []),
       y: () => editor?.redo(),
-      escape: () => (editor?.reset(), (this.lowRes = null)),
+      escape: () => (editor?.reset(), (this.lowRes = [])),
       n: () => this.queue(() => this.leave('finish')),
       s: () => this.queue(() => this.leave('skip')),
       '[': () => (this.radius = Math.max(1, this.radius / 1.5)),
