@@ -1,4 +1,4 @@
-// Stage 1's activities: thin adapters over lib/stage1 and client/round-tasks.ts. Encoding and
+// Stage 1's activities: thin adapters over lib/stage1 (round-tasks.ts: the visibility queries). Encoding and
 // exporting run on the inference pool; the rest on the orchestration pool.
 import { Context } from '@temporalio/activity';
 import { closeRoundTasks, countRoundTasks, type RoundTaskCounts } from '../lib/stage1/round-tasks.ts';
