@@ -44,6 +44,11 @@ export const runLayout = {
   stage1RoundCoco: (run: string, round: number) => `runs/${run}/stage1/round-${round}/export/instances.json`,
   stage1RoundTrainingSet: (run: string, round: number) =>
     `runs/${run}/stage1/round-${round}/export/training-set.json`,
+  /** Stage 1: who annotated which image of a stage-3 shard in a round (lib/stage1/provenance.ts). */
+  stage1Provenance: (run: string, shard: number, round: number) =>
+    `runs/${run}/stage1/provenance/${shardName(shard)}/round-${round}.jsonl`,
+  stage1ProvenancePrefix: (run: string, shard: number) =>
+    `runs/${run}/stage1/provenance/${shardName(shard)}/`,
   /** Everything the quality audit writes lives under this prefix, and nothing else does. */
   auditPrefix: (run: string) => `runs/${run}/audit/`,
   auditReportJson: (run: string) => `runs/${run}/audit/report.json`,

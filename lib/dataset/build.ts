@@ -26,6 +26,7 @@ import { z } from 'zod';
 import type { ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { runLayout } from '../run-layout.ts';
+import { readShardProvenance, type AnnotatedMask } from '../stage1/provenance.ts';
 import { readPlan, type ShardPlan } from '../stage3/shard-plan.ts';
 import { readShardResult, type ShardResultLine } from '../stage3/shard-runner.ts';
 import { LineSpool } from './line-spool.ts';
@@ -82,13 +83,16 @@ export interface ManifestLine {
   /** With release copies: the copy's key and its size relative to the original (masks are not rescaled). */
   releaseImage?: string;
   releaseScale?: number;
+  /** Masks people annotated on this image in the engine's rounds, with their provenance. */
+  annotated?: AnnotatedMask[];
 }
 
-/** One line of failed.jsonl. */
+/** One line of failed.jsonl: stage 3 could not segment the image (its human masks still count). */
 export interface FailedLine {
   id: number;
   image: string;
   error: string;
+  annotated?: AnnotatedMask[];
 }
 
 /**
@@ -120,6 +124,8 @@ const shardSummarySchema = z.object({
   firstId: z.number().int().nullable(),
   lastId: z.number().int().nullable(),
   releaseImages: z.number().int().nonnegative(),
+  /** Stage-1 masks on the shard's manifest lines: a later round's masks make the shard stale. */
+  annotatedMasks: z.number().int().nonnegative().default(0),
   stats: datasetStatsStateSchema,
 });
 type ShardSummary = z.infer<typeof shardSummarySchema>;
@@ -160,11 +166,14 @@ export async function buildDatasetShard(
   checkRelease(opts.release);
   const { runId, shard } = opts;
   const release = opts.release ?? null;
+  const annotated = await readShardProvenance(out, runId, shard);
+  const annotatedMasks = [...annotated.values()].reduce((n, masks) => n + masks.length, 0);
   const earlier = await readShardSummary(out, runId, shard);
-  if (earlier && sameRelease(earlier.release, release)) return shardResult(earlier, true);
+  if (earlier && sameRelease(earlier.release, release) && earlier.annotatedMasks === annotatedMasks)
+    return shardResult(earlier, true);
 
   const lines = await readShardLines(out, runId, shard);
-  const builder = new ShardBuilder(out, stores, runId, shard, opts.release);
+  const builder = new ShardBuilder(out, stores, runId, shard, opts.release, annotated);
   for (let start = 0; start < lines.length; start += WINDOW) {
     const window = lines.slice(start, start + WINDOW);
     const prepared = await settleAll(window.map((line) => builder.prepare(line)));
@@ -179,6 +188,7 @@ export async function buildDatasetShard(
     firstId: lines[0]?.id ?? null,
     lastId: lines.at(-1)?.id ?? null,
     releaseImages: builder.releaseImages,
+    annotatedMasks,
     stats: builder.stats.state(),
   };
   const jsonl = { contentType: 'application/x-ndjson' };
@@ -370,6 +380,7 @@ class ShardBuilder {
     private readonly runId: string,
     private readonly shard: number,
     private readonly release: { shortestSide: number } | undefined,
+    private readonly annotated: ReadonlyMap<number, AnnotatedMask[]>,
   ) {}
 
   /** Reads the image's masks (and writes its release copy); nothing here touches shared state. */
@@ -392,15 +403,17 @@ class ShardBuilder {
   record(image: PreparedImage): void {
     const { line } = image;
     this.stats.addProcessing(line.model, line.ms);
+    const annotated = this.annotated.get(line.id);
     if (image.kind === 'failed') {
       this.stats.addFailedImage();
       const failed: FailedLine = { id: line.id, image: line.key, error: line.error ?? 'no error recorded' };
+      if (annotated) failed.annotated = annotated;
       this.failed.push(JSON.stringify(failed) + '\n');
       return;
     }
     this.stats.addImage(image.line.w, image.line.h, image.masks);
     if (image.release) this.releaseImages += 1;
-    this.manifest.push(JSON.stringify(manifestLine(image.line, image.release)) + '\n');
+    this.manifest.push(JSON.stringify(manifestLine(image.line, image.release, annotated)) + '\n');
   }
 }
 
@@ -449,7 +462,11 @@ function asDoneLine(shard: number, line: ShardResultLine): DoneLine {
   );
 }
 
-function manifestLine(line: DoneLine, release: ReleaseCopy | undefined): ManifestLine {
+function manifestLine(
+  line: DoneLine,
+  release: ReleaseCopy | undefined,
+  annotated: AnnotatedMask[] | undefined,
+): ManifestLine {
   const entry: ManifestLine = {
     id: line.id,
     image: line.key,
@@ -462,6 +479,7 @@ function manifestLine(line: DoneLine, release: ReleaseCopy | undefined): Manifes
     entry.releaseImage = release.key;
     entry.releaseScale = release.scale;
   }
+  if (annotated) entry.annotated = annotated;
   return entry;
 }
 

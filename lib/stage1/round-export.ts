@@ -7,6 +7,8 @@
 //   image entry per annotated image whose file_name is its copy in export/images/.
 // - export/training-set.json: the training-set manifest trainSam reads (trainer/sae_trainer/worker.py),
 //   so the round's masks can retrain the model with the images beside them.
+// - runs/<run>/stage1/provenance/<shard>/round-<k>.jsonl: who annotated each image, with what model,
+//   clicks and seconds, for the dataset manifest (lib/stage1/provenance.ts).
 //
 // Each annotation keeps its provenance (annotator, seconds, clicks, model, submission id) as extra
 // keys, which COCO readers (pycocotools) ignore.
@@ -16,7 +18,9 @@ import type { ObjectStore } from '../object-store.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { decompressRle, rleArea, rleToBbox } from '../rle.ts';
 import { runLayout } from '../run-layout.ts';
+import { readPlan } from '../stage3/shard-plan.ts';
 import type { AnnotationRecord } from './annotations.ts';
+import { writeRoundProvenance } from './provenance.ts';
 
 const recordSchema = z.object({
   run: z.string(),
@@ -224,6 +228,10 @@ export async function exportRound(
   await out.put(trainingSetKey, JSON.stringify(manifest, null, 2) + '\n', {
     contentType: 'application/json',
   });
+
+  const plan = await readPlan(out, runId);
+  if (!plan) throw new Error(`run ${runId} has no plan at ${out.uri(runLayout.stage3Plan(runId))}`);
+  await writeRoundProvenance(out, runId, round, records, plan.shardSize);
 
   const summary = summarizeRound(runId, round, records, flagged.size);
   const summaryKey = runLayout.stage1RoundSummary(runId, round);

@@ -19,8 +19,10 @@ import { compressRle, decompressRle, encodeMask, rleArea } from '../../lib/rle.t
 import { runLayout } from '../../lib/run-layout.ts';
 import { SamSession } from '../../lib/sam/session.ts';
 import { openIntent } from '../../lib/stage1/intent.ts';
+import { readShardProvenance } from '../../lib/stage1/provenance.ts';
 import type { CocoInstances } from '../../lib/stage1/round-export.ts';
 import { DEFAULT_ANNOTATOR } from '../../lib/stage1/simulated-annotator.ts';
+import { readPlan } from '../../lib/stage3/shard-plan.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { createAnnotationService } from '../../service/annotation-service.ts';
@@ -168,6 +170,19 @@ describe('a stage-1 round over HTTP', () => {
         string
       >;
       expect(manifest).toMatchObject({ format: 'coco-instances/1', annotations: round.export.cocoKey });
+      // The dataset manifest's provenance: each stored mask once, under the shard of its image.
+      const plan = (await readPlan(out, runId))!;
+      const provenance: string[] = [];
+      for (let shard = 0; shard < plan.shardCount; shard++) {
+        for (const [id, annotated] of await readShardProvenance(out, runId, shard)) {
+          expect(Math.floor(id / plan.shardSize)).toBe(shard);
+          for (const m of annotated) {
+            expect(m).toMatchObject({ stage: 'stage1', round: 1, model: session.modelId });
+            provenance.push(m.annotation);
+          }
+        }
+      }
+      expect(provenance.sort()).toEqual([...stored].sort());
       console.log(
         `stage-1 round: ${masks} masks on ${IMAGES} images; seconds per mask median ${round.summary.secondsPerMask.median}, ` +
           `p90 ${round.summary.secondsPerMask.p90}; clicks per mask ${round.summary.clicksPerMask.mean?.toFixed(2)}`,

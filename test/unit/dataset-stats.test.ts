@@ -14,6 +14,8 @@ import {
   releaseSize,
   type DatasetProgress,
   type DatasetStats,
+  type FailedLine,
+  type ManifestLine,
 } from '../../lib/dataset/build.ts';
 import { LineSpool } from '../../lib/dataset/line-spool.ts';
 import { centroidCell, maskMoments } from '../../lib/dataset/mask-moments.ts';
@@ -23,6 +25,8 @@ import { StoreCache } from '../../lib/object-store/uri.ts';
 import { compressRle, decodeRle, encodeMask, rleArea, rleToBbox } from '../../lib/rle.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import type { ShardPlan } from '../../lib/stage3/shard-plan.ts';
+import type { AnnotationRecord } from '../../lib/stage1/annotations.ts';
+import { writeRoundProvenance } from '../../lib/stage1/provenance.ts';
 import type { ShardResultLine } from '../../lib/stage3/shard-runner.ts';
 import { prng } from '../helpers/random.ts';
 
@@ -115,6 +119,28 @@ function resultLine(image: FakeImage): ShardResultLine {
   }
   const masks = runLayout.masks(RUN, image.id);
   return { ...base, w: image.w, h: image.h, status: 'done', masks, count: image.masks.length };
+}
+
+/** A stage-1 annotation record as the task workflow stores it (only its provenance is read here). */
+function annotation(
+  round: number,
+  imageId: number,
+  annotator: string,
+  submissionId: string,
+): AnnotationRecord {
+  return {
+    run: RUN,
+    round,
+    imageId,
+    image: imageUri(imageId),
+    annotator,
+    submissionId,
+    mask: { size: [1, 1], counts: '01' },
+    seconds: 12.5,
+    clicks: 3,
+    model: 'sae-ref@4',
+    acceptedAt: '2026-12-07T00:00:00Z',
+  };
 }
 
 async function readJson<T>(key: string): Promise<T> {
@@ -381,6 +407,62 @@ describe('buildDataset on a fake run', () => {
     await expect(
       buildDatasetShard(out, stores, { runId: RUN, shard: 0, release: { shortestSide: 15 } }),
     ).rejects.toThrow(/masks\/0\.json/);
+  });
+
+  it("puts each image's stage-1 masks and their provenance on its manifest (or failed) line", async () => {
+    await writeRun(mainRun);
+    // Round 1 annotated images 0 and 4, round 2 image 4 again and image 1 (stage 3 failed on it).
+    await writeRoundProvenance(
+      out,
+      RUN,
+      1,
+      [annotation(1, 0, 'ann-a', 'a'), annotation(1, 4, 'ann-b', 'b')],
+      3,
+    );
+    await writeRoundProvenance(
+      out,
+      RUN,
+      2,
+      [annotation(2, 4, 'ann-a', 'c'), annotation(2, 1, 'ann-b', 'd')],
+      3,
+    );
+    await buildDataset(out, stores, { runId: RUN });
+    const manifest = (await readLines('runs/r1/dataset/manifest.jsonl')) as ManifestLine[];
+    const byId = new Map(manifest.map((line) => [line.id, line]));
+    expect(byId.get(0)!.annotated).toEqual([
+      {
+        stage: 'stage1',
+        round: 1,
+        annotator: 'ann-a',
+        model: 'sae-ref@4',
+        seconds: 12.5,
+        clicks: 3,
+        annotation: 'runs/r1/stage1/round-1/annotations/0/a.json',
+      },
+    ]);
+    expect(byId.get(4)!.annotated!.map((m) => [m.round, m.annotator])).toEqual([
+      [1, 'ann-b'],
+      [2, 'ann-a'],
+    ]);
+    expect(byId.get(2)!.annotated).toBeUndefined();
+    const [failed] = (await readLines('runs/r1/dataset/failed.jsonl')) as FailedLine[];
+    expect(failed!.annotated!.map((m) => m.round)).toEqual([2]);
+  });
+
+  it('rebuilds a shard whose images got stage-1 masks after it was built', async () => {
+    await writeRun(mainRun);
+    await buildDatasetShard(out, stores, { runId: RUN, shard: 0 });
+    await writeRoundProvenance(out, RUN, 1, [annotation(1, 2, 'ann-a', 'a')], 3);
+    expect(await buildDatasetShard(out, stores, { runId: RUN, shard: 0 })).toMatchObject({ reused: false });
+    expect(await buildDatasetShard(out, stores, { runId: RUN, shard: 0 })).toMatchObject({ reused: true });
+  });
+
+  it('names the file and line of a provenance line it cannot read', async () => {
+    await writeRun(mainRun);
+    await out.put(runLayout.stage1Provenance(RUN, 1, 1), '{"id": 4, "annotated": [{"stage": "stage9"}]}\n');
+    await expect(buildDatasetShard(out, stores, { runId: RUN, shard: 1 })).rejects.toThrow(
+      /provenance\/000001\/round-1\.jsonl line 1 is not a provenance line/,
+    );
   });
 
   it('refuses to finish while a shard is not built, or built with other release settings', async () => {
