@@ -16,8 +16,6 @@
 // validators decide what an annotator may do; this service adds only what they cannot see: who the
 // caller is, and which storage keys a task gives access to (its image and its embedding, derived
 // from the task's own state, never from the request).
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -27,7 +25,7 @@ import { loadImage } from '../lib/images/image-io.ts';
 import { ObjectNotFoundError } from '../lib/object-store.ts';
 import type { StoreCache } from '../lib/object-store/uri.ts';
 import { runLayout } from '../lib/run-layout.ts';
-import { readModelPackage } from '../lib/sam/model-package.ts';
+import { readModelPackage, readPromptDecoder } from '../lib/sam/model-package.ts';
 import type { Submission } from '../lib/stage1/submission.ts';
 import {
   annotationTaskWorkflowId,
@@ -93,12 +91,13 @@ const TASK_PARAMS = {
 export async function createAnnotationService(opts: AnnotationServiceOptions): Promise<FastifyInstance> {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 2 ** 20, logger: opts.logger ?? false });
   const model = await readModelPackage(opts.modelDir);
-  const externalData = await externalDataFiles(model.dir);
-  const sendModelFile = async (reply: FastifyReply, name: string) =>
+  const decoder = await readPromptDecoder(model);
+  const externalData = decoder.externalData.map((file) => file.path);
+  const sendModelFile = async (reply: FastifyReply, bytes: Uint8Array) =>
     reply
       .type('application/octet-stream')
       .header('Cache-Control', 'private, max-age=86400')
-      .send(await readFile(join(model.dir, name)));
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const out = opts.stores.open(opts.outputUri);
 
   // Multithreaded WebAssembly (onnxruntime-web with threads) needs a cross-origin isolated page.
@@ -207,10 +206,11 @@ export async function createAnnotationService(opts: AnnotationServiceOptions): P
       });
 
       api.get('/model', async () => ({ id: `${model.name}@${model.version}`, externalData }));
-      api.get('/model/decoder.onnx', async (_req, reply) => sendModelFile(reply, model.decoder.file));
+      api.get('/model/decoder.onnx', async (_req, reply) => sendModelFile(reply, decoder.model));
       api.get('/model/data/:name', async (req: FastifyRequest<{ Params: { name: string } }>, reply) => {
-        if (!externalData.includes(req.params.name)) throw new HttpError(404, 'no such model file');
-        return sendModelFile(reply, req.params.name);
+        const file = decoder.externalData.find((f) => f.path === req.params.name);
+        if (!file) throw new HttpError(404, 'no such model file');
+        return sendModelFile(reply, file.data);
       });
     },
     { prefix: '/api' },
@@ -237,14 +237,6 @@ function describe(view: AnnotationTaskView, leaseExpiresAt: number): TaskRespons
     masks: view.masks,
     leaseExpiresAt,
   };
-}
-
-/**
- * Weights an ONNX file keeps beside it (external data, e.g. decoder_weights.bin): the browser
- * fetches them with the decoder and hands them to onnxruntime-web by name.
- */
-async function externalDataFiles(dir: string): Promise<string[]> {
-  return (await readdir(dir)).filter((name) => /\.(bin|data)$/.test(name)).sort();
 }
 
 /** An object a task refers to; a missing one is the service's problem to report, not a 500. */

@@ -16,6 +16,12 @@ export interface Prompt {
   maskInput?: Float32Array;
 }
 
+/**
+ * The decoder outputs every caller reads: the low-res logits are upsampled exactly by
+ * lib/amg/mask-upsample.ts, never taken from an export's own `masks` (see SamSession's Prediction).
+ */
+export const DECODER_OUTPUTS = ['iou_predictions', 'low_res_masks'] as const;
+
 export const LOW_RES = 256;
 export const LOW_RES_AREA = LOW_RES * LOW_RES;
 /** The label of the padding point the official ONNX example appends when there is no box. */

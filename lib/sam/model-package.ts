@@ -2,9 +2,11 @@
 // (DESIGN.md "Model package"). The decoder is the official SAM export as it is (one prompt per
 // run); a package may add a batched decoder of our own that takes many prompts at once.
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_AMG_OPTIONS } from '../amg/types.ts';
+import { DECODER_OUTPUTS } from './decoder-prompt.ts';
+import { externalDataLocations, pruneOnnxOutputs } from './onnx-prune.ts';
 
 export class ModelPackageError extends Error {
   constructor(message: string) {
@@ -167,4 +169,31 @@ export function resolveAmgThresholds(
     predIouThresh: settings.predIouThresh ?? DEFAULT_AMG_OPTIONS.predIouThresh,
     stabilityScoreThresh: settings.stabilityScoreThresh ?? DEFAULT_AMG_OPTIONS.stabilityScoreThresh,
   };
+}
+
+/** An ONNX model in memory with the external-data files it reads, as onnxruntime takes them. */
+export interface OnnxInMemory {
+  model: Uint8Array;
+  externalData: { path: string; data: Uint8Array }[];
+}
+
+/**
+ * The package's one-prompt decoder as the tools that click run it: cut to the outputs they read
+ * (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why), with the weight files it keeps beside it.
+ */
+export async function readPromptDecoder(pkg: ModelPackage): Promise<OnnxInMemory> {
+  const path = join(pkg.dir, pkg.decoder.file);
+  let model: Uint8Array;
+  try {
+    model = pruneOnnxOutputs(await readFile(path), DECODER_OUTPUTS);
+  } catch (err) {
+    throw new ModelPackageError(`${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const externalData = await Promise.all(
+    externalDataLocations(model).map(async (location) => ({
+      path: location,
+      data: await readFile(join(dirname(path), location)),
+    })),
+  );
+  return { model, externalData };
 }

@@ -6,10 +6,11 @@
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
-import { readModelPackage, type ModelPackage } from './model-package.ts';
+import { readModelPackage, readPromptDecoder, type ModelPackage } from './model-package.ts';
 import type { PixelImage, Size } from './resize-longest-side.ts';
 import { ResizeLongestSide } from './resize-longest-side.ts';
 import {
+  DECODER_OUTPUTS,
   decoderFeeds,
   LOW_RES,
   LOW_RES_AREA,
@@ -80,9 +81,13 @@ export class SamSession {
     const pkg = await readModelPackage(packageDir);
     const options = sessionOptions(settings);
     const open = (file: string) => ort.InferenceSession.create(join(pkg.dir, file), options);
+    const openDecoder = async () => {
+      const { model, externalData } = await readPromptDecoder(pkg);
+      return ort.InferenceSession.create(model, { ...options, externalData });
+    };
     const [encoder, decoder, batched] = await Promise.all([
       open(pkg.encoder.file),
-      open(pkg.decoder.file),
+      openDecoder(),
       pkg.batchedDecoder ? open(pkg.batchedDecoder.file) : Promise.resolve(undefined),
     ]);
     return new SamSession(pkg, encoder, decoder, batched);
@@ -127,7 +132,7 @@ export class SamSession {
     const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
     for (const [name, [data, dims]] of Object.entries(decoderFeeds(prompt, embedding.originalSize)))
       feeds[name] = new ort.Tensor('float32', data, dims);
-    const out = await this.decoder.run(feeds, ['iou_predictions', 'low_res_masks']); // not `masks`: see Prediction
+    const out = await this.decoder.run(feeds, [...DECODER_OUTPUTS]); // not `masks`: see Prediction
     const picked = pickMasks(
       out.iou_predictions!.data as Float32Array,
       out.low_res_masks!.data as Float32Array,
@@ -173,7 +178,7 @@ export class SamSession {
         mask_input: new ort.Tensor('float32', this.zeroMasks(count), [count, 1, LOW_RES, LOW_RES]),
         has_mask_input: new ort.Tensor('float32', new Float32Array(count), [count]),
       },
-      ['iou_predictions', 'low_res_masks'],
+      [...DECODER_OUTPUTS],
     );
     return {
       count,
@@ -205,7 +210,7 @@ export class SamSession {
           has_mask_input: hasMask,
           orig_im_size: origSize,
         },
-        ['iou_predictions', 'low_res_masks'],
+        [...DECODER_OUTPUTS],
       );
       iou.set(out.iou_predictions!.data as Float32Array, i * 4);
       lowRes.set(out.low_res_masks!.data as Float32Array, i * 4 * LOW_RES_AREA);

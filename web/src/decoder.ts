@@ -3,7 +3,7 @@
 // lib/amg/mask-upsample.ts), on the embedding the inference pool computed once for the image.
 import * as ort from 'onnxruntime-web/wasm';
 import { planMaskUpsample, upsampleMaskLogits, type MaskUpsamplePlan } from '../../lib/amg/mask-upsample.ts';
-import { decoderFeeds, pickMasks, type Prompt } from '../../lib/sam/decoder-prompt.ts';
+import { DECODER_OUTPUTS, decoderFeeds, pickMasks, type Prompt } from '../../lib/sam/decoder-prompt.ts';
 import { decodeEmbeddingFile } from '../../lib/sam/embedding-file.ts';
 import type { Size } from '../../lib/sam/resize-longest-side.ts';
 
@@ -59,7 +59,7 @@ export class BrowserDecoder {
     const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
     for (const [name, [data, dims]] of Object.entries(decoderFeeds(prompt, embedding.size)))
       feeds[name] = new ort.Tensor('float32', data, dims);
-    const out = await this.session.run(feeds, ['iou_predictions', 'low_res_masks']);
+    const out = await this.session.run(feeds, [...DECODER_OUTPUTS]);
     const { iouPredictions, lowResMasks } = pickMasks(
       out.iou_predictions!.data as Float32Array,
       out.low_res_masks!.data as Float32Array,
