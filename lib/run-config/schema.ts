@@ -224,6 +224,8 @@ function modelsSchema(location: LocationSchema) {
   return z.strictObject({
     /** A model package folder holding model.json, the encoder and the decoder. */
     sam: location,
+    /** The model registry (lib/models/registry.ts); null: `models/` under `output`. */
+    registry: location.nullable().default(null),
     detector: notImplementedYet('stage 2 and its box detector are'),
   });
 }

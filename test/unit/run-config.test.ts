@@ -85,7 +85,7 @@ describe('defaults', () => {
     });
     expect(config.audit).toMatchObject({ enabled: false, reference: null, sampleSize: 500 });
     expect(config.release).toEqual({ enabled: false, shortestSide: 1500 });
-    expect(config.models).toEqual({ sam: 's3://datasets/models/sam/v1/' });
+    expect(config.models).toEqual({ sam: 's3://datasets/models/sam/v1/', registry: null });
   });
 
   it('exports the same defaults it applies', () => {
