@@ -286,12 +286,15 @@ async function startStandInTrainer(stack: StackInfo): Promise<{ shutdown(): Prom
   const metrics: EvaluateSamResult = { images: 2, masks: 6, miou_1click: 0.5, noc90: 7.5, max_clicks: 20 };
   const activities: TrainingActivities = {
     trainSam: async (input) => ({
-      model: `models/${input.modelName}/v${input.version}`,
-      modelJson: `models/${input.modelName}/v${input.version}/model.json`,
+      model: `${input.modelName}/v${input.version}`,
+      modelJson: `${input.modelName}/v${input.version}/model.json`,
+      trainingSetUri: `${input.storage}/${input.trainingSet}`,
+      trainingSetSha256: '0'.repeat(64),
       steps: input.steps,
       finalLoss: 0.25,
       seconds: 1,
       parity: {},
+      files: [],
     }),
     evaluateSam: async () => metrics,
   };
@@ -312,26 +315,31 @@ async function startStandInTrainer(stack: StackInfo): Promise<{ shutdown(): Prom
   };
 }
 
+/** Two retrains on a fresh registry; the second's history (the champion measured, the gate refusing). */
 async function recordRetrain(client: Client, runId: string): Promise<History> {
-  const handle = await client.workflow.start(retrainSam, {
-    taskQueue: TASK_QUEUES.orchestration,
-    workflowId: `${runId}/retrain-1`,
-    args: [
-      {
-        train: {
-          storage: `file:///tmp/${runId}`,
-          trainingSet: 'data/manifest.json',
+  const registry = pathToFileURL(mkdtempSync(join(tmpdir(), 'sae-replay-registry-'))).href;
+  const retrain = (n: number) =>
+    client.workflow.start(retrainSam, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: `${runId}/retrain-${n}`,
+      args: [
+        {
+          registry,
           modelName: 'replay-model',
-          version: 1,
-          mode: 'decoder',
-          steps: 2,
+          train: {
+            storage: `file:///tmp/${runId}`,
+            trainingSet: 'data/manifest.json',
+            mode: 'decoder',
+            steps: 2,
+          },
+          evaluation: { storage: `file:///tmp/${runId}`, dataset: 'data/manifest.json', maxImages: 2 },
+          gate: { minGain: 0.01, maxNoc90Loss: 0 },
+          trigger: `replay retrain ${n}`,
         },
-        heldOut: 'data/manifest.json',
-        maxEvalImages: 2,
-        baseline: { images: 2, masks: 6, miou_1click: 0.4 },
-      },
-    ],
-  });
+      ],
+    });
+  await (await retrain(1)).result();
+  const handle = await retrain(2);
   await handle.result();
   return handle.fetchHistory();
 }

@@ -2,6 +2,7 @@
 // workflows route each activity to its pool through its task queue.
 import { createAuditActivities } from '../activities/audit.ts';
 import { createDatasetActivities } from '../activities/dataset.ts';
+import { createModelActivities } from '../activities/models.ts';
 import { createStage1Activities } from '../activities/stage1.ts';
 import { createStage3Activities, type Stage3Deps } from '../activities/stage3.ts';
 import { createStorageCheckActivities } from '../activities/storage-check.ts';
@@ -24,5 +25,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createStage3Activities(deps),
     ...createDatasetActivities(deps.storeOptions),
     ...createAuditActivities(deps.storeOptions),
+    ...createModelActivities(deps.storeOptions),
   };
 }

@@ -1,9 +1,33 @@
-// Retraining: train a new model version on the training queue, evaluate it on a held-out set, and
-// promote it only if it beats the model it started from (DESIGN.md stage 1).
-import { proxyActivities } from '@temporalio/workflow';
-import type { EvaluateSamResult, TrainingActivities, TrainSamInput } from '../activities/training.ts';
+// A retrain (id `<run>/retrain-<n>`): a new version of the model, trained on the training queue,
+// measured against the champion on the same held-out set, and promoted only through the gate
+// (lib/models/gate.ts). Every version stays in the registry, refused ones with their reason.
+//
+//   claim v<k> in the registry → trainSam writes the package into it → evaluateSam, the candidate
+//   and then the champion, on one set → the gate → the version's lineage (complete) → champion moves
+//
+// The claim carries the workflow id, so a retried workflow task or a continued run gets the same
+// version; the champion moves only from the version the retrain started from, so two retrains that
+// finish together cannot both win.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { z } from 'zod';
+import type { ModelActivities } from '../activities/models.ts';
+import type { TrainingActivities } from '../activities/training.ts';
+import { gateDecision, type GateSettings } from '../lib/models/gate.ts';
+import {
+  EvaluateSamResultSchema,
+  TrainSamResultSchema,
+  type EvaluateSamResult,
+  type TrainSamInput,
+} from '../lib/training/contract.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
+import { MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
+import { SAE_MODEL } from './search-attributes.ts';
 
 const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
   taskQueue: TASK_QUEUES.training,
@@ -13,31 +37,120 @@ const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
   retry: retryPolicy(TRAINING_ERRORS, { maximumAttempts: 3 }),
 });
 
+const { claimModelVersion, resolveModelAlias, completeModelVersion, moveModelAlias } =
+  proxyActivities<ModelActivities>({
+    taskQueue: TASK_QUEUES.orchestration,
+    startToCloseTimeout: '1 minute',
+    retry: retryPolicy(MODEL_REGISTRY_ERRORS),
+  });
+
+export const CHAMPION = 'champion';
+
 export interface RetrainInput {
-  train: TrainSamInput;
-  /** Held-out manifest key; evaluation uses its holdout split. */
-  heldOut: string;
-  maxEvalImages: number;
-  /** Figures of the model training started from; null = promote whatever trains. */
-  baseline: EvaluateSamResult | null;
+  /** The registry's root URI; the trainer writes the version's files into it. */
+  registry: string;
+  modelName: string;
+  /** How to train: everything but where the version goes, which the registry decides. */
+  train: Omit<TrainSamInput, 'registry' | 'modelName' | 'version' | 'parent'>;
+  /** The held-out set both models are measured on (a manifest; its holdout split when it has one). */
+  evaluation: { storage: string; dataset: string; maxImages?: number; maxClicks?: number };
+  gate: GateSettings;
+  /** Why this retrain runs, for the lineage ("stage1 round 2: 600 masks since v3"). */
+  trigger: string;
 }
 
 export interface RetrainResult {
-  model: string;
+  version: number;
+  /** The version's folder URI: a model package. */
+  uri: string;
+  parent: number | null;
   metrics: EvaluateSamResult;
+  championMetrics: EvaluateSamResult | null;
   promoted: boolean;
+  reason: string;
 }
 
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
-  const trained = await trainSam(input.train);
-  const metrics = await evaluateSam({
-    storage: input.train.storage,
-    model: trained.model,
-    dataset: input.heldOut,
-    maxImages: input.maxEvalImages,
-    maxClicks: 20,
+  const { registry, modelName: name } = input;
+  const ref = { registry, name };
+  const parent = await resolveModelAlias({ ...ref, alias: CHAMPION });
+  const claimed = await claimModelVersion({ ...ref, idempotencyKey: workflowInfo().workflowId });
+  const { version } = claimed;
+  upsertSearchAttributes([{ key: SAE_MODEL, value: `${name}@v${version}` }]);
+
+  const trained = checked(
+    TrainSamResultSchema,
+    await trainSam({
+      ...input.train,
+      registry,
+      modelName: name,
+      version,
+      ...(parent !== null ? { parent: `${name}/v${parent}` } : {}),
+    }),
+    'trainSam',
+  );
+  const evaluate = async (model: string) =>
+    checked(
+      EvaluateSamResultSchema,
+      await evaluateSam({
+        ...input.evaluation,
+        registry,
+        model,
+        maxClicks: input.evaluation.maxClicks ?? 20,
+      }),
+      'evaluateSam',
+    );
+  const metrics = await evaluate(`${name}/v${version}`);
+  const championMetrics = parent !== null ? await evaluate(`${name}/v${parent}`) : null;
+  const decision = gateDecision(metrics, championMetrics, input.gate);
+
+  await completeModelVersion({
+    ...ref,
+    version,
+    lineage: {
+      parent: parent !== null ? { name, version: parent } : null,
+      trainingSet: { uri: trained.trainingSetUri, sha256: trained.trainingSetSha256 },
+      steps: trained.steps,
+      trigger: input.trigger,
+      metrics: { [input.evaluation.dataset]: metrics },
+      gate: {
+        promoted: decision.promoted,
+        reason: decision.reason,
+        champion: parent !== null ? { name, version: parent } : null,
+        championMetrics,
+      },
+      idempotencyKey: workflowInfo().workflowId,
+      files: trained.files,
+    },
   });
-  const score = (m: EvaluateSamResult | null) => m?.miou_1click ?? -1;
-  const promoted = input.baseline === null || score(metrics) > score(input.baseline);
-  return { model: trained.model, metrics, promoted };
+  let { promoted, reason } = decision;
+  if (promoted) {
+    try {
+      await moveModelAlias({ ...ref, alias: CHAMPION, version, expected: parent, reason });
+    } catch (err) {
+      if (!isAliasConflict(err)) throw err;
+      // Another retrain or a person moved the champion meanwhile: this version stays, unpromoted.
+      promoted = false;
+      reason = `not promoted: ${CHAMPION} moved meanwhile (${err.cause.message}); ${reason}`;
+    }
+  }
+  return { version, uri: claimed.uri, parent, metrics, championMetrics, promoted, reason };
+}
+
+function isAliasConflict(err: unknown): err is ActivityFailure & { cause: ApplicationFailure } {
+  return (
+    err instanceof ActivityFailure &&
+    err.cause instanceof ApplicationFailure &&
+    err.cause.type === 'AliasConflictError'
+  );
+}
+
+/** A result the other side of the contract sent, parsed; one that does not match fails the workflow. */
+function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw ApplicationFailure.nonRetryable(
+    `${what} returned what the contract does not allow: ${parsed.error.message}`,
+    'ContractError',
+  );
 }

@@ -81,6 +81,9 @@ export const PROBE_STORAGE_ERRORS = [...STORAGE_SETUP_ERRORS];
  */
 export const TRAINING_ERRORS = ['ValueError', 'FileNotFoundError'];
 
+/** The model registry's activities (activities/models.ts): a bad name or version, or a moved alias. */
+export const MODEL_REGISTRY_ERRORS = [...STORAGE_SETUP_ERRORS, 'RegistryError', 'AliasConflictError'];
+
 /** Retries with a bounded backoff (1 s, 2 s, 4 s, ... at most 1 minute apart) and the given permanent errors. */
 export function retryPolicy(nonRetryableErrorTypes: readonly string[], more: RetryPolicy = {}): RetryPolicy {
   return {

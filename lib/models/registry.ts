@@ -47,6 +47,15 @@ const lineageSchema = z.object({
   trigger: z.string(),
   /** Figures on the evaluation set (1-click mIoU, NoC@90, ...), as the evaluation wrote them. */
   metrics: z.record(z.string(), z.unknown()).nullable(),
+  /** The evaluation gate's decision for a trained candidate (lib/models/gate.ts); null when none ran. */
+  gate: z
+    .object({
+      promoted: z.boolean(),
+      reason: z.string(),
+      champion: versionRefSchema.nullable(),
+      championMetrics: z.record(z.string(), z.unknown()).nullable(),
+    })
+    .nullable(),
   /** The package's own name and version before the registry renamed it. */
   source: z.object({ name: z.string(), version: z.string() }),
   /** Set by a caller that may retry (a Temporal activity): a retry finishes or returns this version. */
@@ -74,6 +83,7 @@ export interface RegisterOptions {
   steps?: number | null;
   trigger: string;
   metrics?: Record<string, unknown> | null;
+  gate?: Lineage['gate'];
   /** The same key on a retry finishes the version the first attempt claimed, or returns it. */
   idempotencyKey?: string;
   /** Called after each file is uploaded (e.g. to heartbeat). */
@@ -141,6 +151,29 @@ export class ModelRegistry {
       }
       opts.onFile?.(file);
     }
+    return this.complete(name, version, {
+      ...opts,
+      source: { name: pkg.name, version: pkg.version },
+      files,
+    });
+  }
+
+  /**
+   * Claims the next version for files that someone else writes (the trainer writes its package into
+   * `versionUri(name, version)` itself); `complete` then records it. A retry with the same
+   * idempotency key gets the same version, and its lineage when it was completed.
+   */
+  async claim(name: string, idempotencyKey?: string): Promise<{ version: number; done?: Lineage }> {
+    return this.claimVersion(checkName(name), idempotencyKey);
+  }
+
+  /** Writes a claimed version's lineage, which makes it complete; never twice. */
+  async complete(
+    name: string,
+    version: number,
+    opts: RegisterOptions & { source: Lineage['source']; files: Lineage['files'] },
+  ): Promise<Lineage> {
+    const key = `${checkName(name)}/v${version}/${LINEAGE}`;
     const lineage: Lineage = {
       format: LINEAGE_FORMAT,
       name,
@@ -151,14 +184,16 @@ export class ModelRegistry {
       steps: opts.steps ?? null,
       trigger: opts.trigger,
       metrics: opts.metrics ?? null,
-      source: { name: pkg.name, version: pkg.version },
+      gate: opts.gate ?? null,
+      source: opts.source,
       idempotencyKey: opts.idempotencyKey ?? null,
-      files,
+      files: opts.files,
     };
-    if (!(await this.store.putIfAbsent(prefix + LINEAGE, JSON.stringify(lineage, null, 2) + '\n'))) {
-      throw new RegistryError(`${this.store.uri(prefix + LINEAGE)} exists: ${name} v${version} was completed by another writer`);
-    }
-    return lineage;
+    if (await this.store.putIfAbsent(key, JSON.stringify(lineage, null, 2) + '\n')) return lineage;
+    const existing = await this.lineage(name, version);
+    // A retried completion of the same version by the same caller is done already.
+    if (opts.idempotencyKey !== undefined && existing.idempotencyKey === opts.idempotencyKey) return existing;
+    throw new RegistryError(`${this.store.uri(key)} exists: ${name} v${version} was completed by another writer`);
   }
 
   /** Model names in the registry. */
@@ -327,7 +362,7 @@ function describeVersion(version: number | undefined): string {
 /** model.json with the registry's name and version, so masks name the version that made them. */
 function renamedModelJson(bytes: Buffer, name: string, version: number): Buffer {
   const json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-  return Buffer.from(JSON.stringify({ ...json, name, version: String(version) }, null, 2) + '\n');
+  return Buffer.from(JSON.stringify({ ...json, name, version: `v${version}` }, null, 2) + '\n');
 }
 
 function escape(text: string): string {

@@ -1,17 +1,19 @@
-// The Python training worker (PyTorch) called from a TypeScript workflow: retrainSam trains a new
-// model version from a training-set manifest in the S3 server, evaluates it on the held-out split,
-// and the new version's model.json and metrics.json land in storage.
+// The Python training worker (PyTorch) called from a TypeScript workflow: retrainSam claims a
+// version in the model registry (in the S3 server), trains it from a training-set manifest,
+// measures it and the champion on the held-out split, and promotes it only through the gate.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelRegistry } from '../../lib/models/registry.ts';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { retrainSam } from '../../workflows/retrain.ts';
+import { SAE_MODEL } from '../../workflows/search-attributes.ts';
 import { spawnTrainerProcess, type WorkerProcess } from '../helpers/processes.ts';
 import { storeOptionsFor, startTestWorkers } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
@@ -50,49 +52,75 @@ describe('retrainSam on the Python training worker', () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
-  it('trains a new version, evaluates it, and writes model.json and metrics.json', async () => {
+  it('trains versions into the registry, gates them against the champion, and records why', async () => {
     const client = new Client({ connection, namespace: stack.temporal.namespace });
-    const result = await client.workflow.execute(retrainSam, {
-      taskQueue: TASK_QUEUES.orchestration,
-      workflowId: `${prefix}/retrain-1`,
-      args: [
-        {
-          // A 256-px model and two steps keep this to a minute on a CPU; the contract is what is tested.
-          train: {
-            storage: store.rootUri,
-            trainingSet: 'data/manifest.json',
+    const registryUri = `${store.rootUri.replace(/\/+$/, '')}/registry`;
+    const retrain = (n: number, minGain: number) =>
+      client.workflow.execute(retrainSam, {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: `${prefix}/retrain-${n}`,
+        args: [
+          {
+            registry: registryUri,
             modelName: 'test-model',
-            version: 1,
-            mode: 'full',
-            steps: 2,
-            batchSize: 1,
-            masksPerImage: 1,
-            numPoints: 1,
-            seed: 0,
-            model: { encoder: 'tiny', imageSize: 256 },
+            // A 256-px model and two steps keep this to a minute on a CPU; the contract is what is tested.
+            train: {
+              storage: store.rootUri,
+              trainingSet: 'data/manifest.json',
+              mode: 'full',
+              steps: 2,
+              batchSize: 1,
+              masksPerImage: 1,
+              numPoints: 1,
+              seed: n,
+              model: { encoder: 'tiny', imageSize: 256 },
+            },
+            evaluation: { storage: store.rootUri, dataset: 'data/manifest.json', maxImages: 2 },
+            gate: { minGain, maxNoc90Loss: 0 },
+            trigger: `test retrain ${n}`,
           },
-          heldOut: 'data/manifest.json',
-          maxEvalImages: 2,
-          baseline: null,
-        },
-      ],
-    });
+        ],
+      });
 
-    expect(result.model).toBe('models/test-model/v1');
-    expect(result.promoted).toBe(true);
-    expect(result.metrics.images).toBe(2);
-    expect(result.metrics.miou_1click).toBeGreaterThanOrEqual(0);
-    expect(result.metrics.miou_1click).toBeLessThanOrEqual(1);
-    const modelJson = JSON.parse((await store.get('models/test-model/v1/model.json')).toString('utf8'));
-    expect(modelJson.format).toBe('sa-engine-model/1');
-    expect(modelJson.metrics.miou_1click).toBe(result.metrics.miou_1click);
-    const metrics = JSON.parse((await store.get('models/test-model/v1/metrics.json')).toString('utf8'));
-    expect(metrics.noc90).toBe(result.metrics.noc90);
+    const first = await retrain(1, 0.01);
+    expect(first).toMatchObject({ version: 1, parent: null, promoted: true, championMetrics: null });
+    expect(first.reason).toContain('no champion yet');
+    expect(first.metrics.images).toBe(2);
+    expect(first.metrics.miou_1click).toBeGreaterThanOrEqual(0);
     // The reference figures travel with the rest: the disk always overlaps its mask at the click.
-    expect(result.metrics.miou_1click_disk).toBeGreaterThan(0);
-    expect(metrics.miou_1click_blank).toBe(result.metrics.miou_1click_blank);
-    for (const file of ['encoder.onnx', 'decoder.onnx', 'decoder_batched.onnx', 'checkpoint.pt']) {
-      expect(await store.exists(`models/test-model/v1/${file}`)).toBe(true);
-    }
+    expect(first.metrics.miou_1click_disk).toBeGreaterThan(0);
+
+    // No model gains a whole IoU point: the gate refuses, and the version stays with its reason.
+    const second = await retrain(2, 1);
+    expect(second).toMatchObject({ version: 2, parent: 1, promoted: false });
+    expect(second.reason).toMatch(/^refused: 1-click mIoU .* needs ≥ \+1\.000/);
+    expect(second.championMetrics?.images).toBe(2);
+
+    const registry = new ModelRegistry(openObjectStore(registryUri, storeOptionsFor(stack)));
+    expect(await registry.resolve('test-model', 'champion')).toBe(1);
+    const lineage = await registry.lineage('test-model', 2);
+    expect(lineage).toMatchObject({
+      parent: { name: 'test-model', version: 1 },
+      steps: 2,
+      trigger: 'test retrain 2',
+      gate: { promoted: false, champion: { name: 'test-model', version: 1 } },
+    });
+    expect(lineage.trainingSet?.uri).toBe(`${store.rootUri.replace(/\/+$/, '')}/data/manifest.json`);
+    expect(lineage.trainingSet?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(lineage.files.map((f) => f.name)).toEqual(
+      expect.arrayContaining([
+        'model.json',
+        'encoder.onnx',
+        'decoder.onnx',
+        'decoder_batched.onnx',
+        'checkpoint.pt',
+      ]),
+    );
+    // The trainer names the package after its registry version (a 256-px test model is not one the
+    // engine loads: model.json is read as it is).
+    const modelJson = JSON.parse((await registry.store.get('test-model/v2/model.json')).toString('utf8'));
+    expect(modelJson).toMatchObject({ name: 'test-model', version: 'v2' });
+    const description = await client.workflow.getHandle(`${prefix}/retrain-2`).describe();
+    expect(description.typedSearchAttributes.get(SAE_MODEL)).toBe('test-model@v2');
   });
 });

@@ -53,7 +53,7 @@ describe('ModelRegistry', () => {
       sha256: '60fecaf5176d8867f3f4636f3e972de0436bbe8a02bd9d5d4be2d04eca8e8c0f',
     });
     const stored = await readModelPackage(fileURLToPath(registry.versionUri('sam', 2)));
-    expect([stored.name, stored.version]).toEqual(['sam', '2']);
+    expect([stored.name, stored.version]).toEqual(['sam', 'v2']);
     expect(await readFile(join(fileURLToPath(registry.versionUri('sam', 2)), 'encoder.onnx'), 'utf8')).toBe(
       'bytes of encoder.onnx',
     );

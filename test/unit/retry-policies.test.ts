@@ -11,6 +11,7 @@ import * as datasetStats from '../../lib/dataset/build.ts';
 import * as masksFile from '../../lib/dataset/masks-file.ts';
 import * as imageIo from '../../lib/images/image-io.ts';
 import * as imageSource from '../../lib/images/image-source.ts';
+import * as modelRegistry from '../../lib/models/registry.ts';
 import * as modelPackage from '../../lib/sam/model-package.ts';
 import * as objectStoreErrors from '../../lib/object-store/errors.ts';
 import * as runRecord from '../../lib/run-record.ts';
@@ -31,6 +32,7 @@ for (const module of [
   imageIo,
   imageSource,
   modelPackage,
+  modelRegistry,
   objectStoreErrors,
   runRecord,
   shardPlan,
@@ -52,6 +54,7 @@ const TS_LISTS = {
   AWAIT_SHARD_ERRORS: policies.AWAIT_SHARD_ERRORS,
   AUDIT_RUN_ERRORS: policies.AUDIT_RUN_ERRORS,
   PROBE_STORAGE_ERRORS: policies.PROBE_STORAGE_ERRORS,
+  MODEL_REGISTRY_ERRORS: policies.MODEL_REGISTRY_ERRORS,
 };
 
 describe('non-retryable error types', () => {
@@ -107,7 +110,7 @@ describe('activity stubs in workflows/', () => {
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
     // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
     // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
-    // and the task's local storeAnnotation
-    expect(stubs).toBe(17);
+    // the task's local storeAnnotation, and the retrain's registry activities
+    expect(stubs).toBe(18);
   });
 });

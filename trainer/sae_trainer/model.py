@@ -394,7 +394,8 @@ def load_checkpoint(path: str, encoder: Optional[str] = None,
 
     Returns the model (eval mode), its config and the checkpoint's extra fields.
     """
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    # weights_only: a checkpoint may come from storage others write to; it is data, never code.
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(ckpt, dict) and "config" in ckpt and "model" in ckpt:
         cfg = ModelConfig.from_dict(ckpt["config"])
         state, extra = ckpt["model"], {k: v for k, v in ckpt.items() if k not in ("config", "model")}

@@ -12,15 +12,29 @@ from typing import List
 from urllib.parse import urlparse
 
 
+def check_key(key: str) -> str:
+    """A key relative to a store root: no empty, "." or ".." segment and no leading "/", so that no
+    key (e.g. a COCO file_name an annotator supplied) reaches outside its store, on disk or in S3."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts[:-1]) \
+            or parts[-1] in (".", ".."):
+        raise ValueError(f"key {key!r} is not a plain relative key (no '..', '.', '//' or leading '/')")
+    return key
+
+
 class FileStore:
     def __init__(self, root: str) -> None:
-        self.root = root
+        self.root = os.path.normpath(root)
 
     def _path(self, key: str) -> str:
-        path = os.path.normpath(os.path.join(self.root, key))
-        if not path.startswith(os.path.normpath(self.root)):
-            raise ValueError(f"key {key!r} escapes the store root")
+        path = os.path.normpath(os.path.join(self.root, check_key(key)))
+        # By path components: a root /data/store must not admit /data/store-x.
+        if os.path.commonpath([self.root, path]) != self.root:
+            raise ValueError(f"key {key!r} escapes the store root {self.root}")
         return path
+
+    def uri(self, key: str) -> str:
+        return "file://" + self._path(key)
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
@@ -73,7 +87,11 @@ class S3Store:
         self.bucket, self.prefix = bucket, prefix.strip("/")
 
     def _key(self, key: str) -> str:
+        check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -102,7 +120,8 @@ class S3Store:
     def list(self, prefix: str) -> List[str]:
         keys, skip = [], len(self.prefix) + 1 if self.prefix else 0
         for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)):
+                Bucket=self.bucket, Prefix=self._key(prefix) if prefix else
+                (f"{self.prefix}/" if self.prefix else "")):
             keys += [obj["Key"][skip:] for obj in page.get("Contents", [])]
         return sorted(keys)
 

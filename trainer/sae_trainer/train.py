@@ -16,6 +16,7 @@ this module is the loop that feeds them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -169,7 +170,8 @@ class Trainer:
         ids = []
         while len(ids) < self.cfg.batch_size:
             if not self.order:
-                self.order = list(self.rng.permutation(self.dataset.image_ids))
+                # Python ints: the checkpoint must load with weights_only (no numpy scalars).
+                self.order = [int(i) for i in self.rng.permutation(self.dataset.image_ids)]
             ids.append(int(self.order.pop()))
         return ids
 
@@ -305,6 +307,7 @@ class Trainer:
         tmp = self.checkpoint_path + ".tmp"
         save_checkpoint(tmp, self.sam, self.model_cfg, step=self.step,
                         optimizer=self.optimizer.state_dict(), train_config=self.cfg.to_dict(),
+                        data_sha256=self.data_sha256(),
                         lineage_info=self.lineage(),
                         rng={**self.rng_state(), "torch": torch.get_rng_state()},
                         region_head=None if self.region_head is None else self.region_head.state_dict())
@@ -317,8 +320,19 @@ class Trainer:
             return self.pending.rng_before
         return {"numpy": self.rng.bit_generator.state, "order": list(self.order)}
 
+    def data_sha256(self) -> str:
+        with open(self.dataset.ann_file, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
     def _resume(self) -> None:
-        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint from storage is data, never code to run.
+        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        ours, theirs = training_identity(self.cfg.to_dict()), training_identity(ckpt.get("train_config", {}))
+        if ours != theirs or ckpt.get("data_sha256") != self.data_sha256():
+            changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            what = f"settings {', '.join(changed)}" if changed else "training data (annotations)"
+            raise ValueError(f"{self.checkpoint_path} belongs to another training (its {what} differ): "
+                             "resume only the same training, or start in another out_dir")
         self.sam.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = ckpt["step"]
@@ -331,6 +345,17 @@ class Trainer:
     def _log(self, stats: Dict[str, float]) -> None:
         with open(os.path.join(self.cfg.out_dir, LOG_NAME), "a") as f:
             f.write(json.dumps(stats) + "\n")
+
+
+# Where a run writes and how it is run, not what it trains: a resume may change these.
+RUN_LOCAL_FIELDS = {"data_dir", "out_dir", "ann_file", "init_checkpoint", "init_encoder",
+                    "embedding_cache", "resume", "device", "max_seconds", "loader_threads",
+                    "checkpoint_every", "log_every"}
+
+
+def training_identity(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings that make two trainings the same one (tuples and lists compare equal)."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in RUN_LOCAL_FIELDS}))
 
 
 def train(cfg: TrainConfig, progress: Optional[ProgressFn] = None,

@@ -1,7 +1,9 @@
 """Temporal worker for the `sae-gpu-training` task queue: activities `trainSam` and `evaluateSam`.
 
-Both take and return plain JSON objects (camelCase keys, as the TS workflows send them). Keys are
-relative to `storage`, the store root URI (file:///dir or s3://bucket/prefix; see storage.py).
+Both take and return plain JSON objects (camelCase keys, as the TS workflows send them), checked
+against contract.schema.json (generated from lib/training/contract.ts; see contract.py) on the way
+in and out. Keys are relative to `storage`, the store root URI (file:///dir or s3://bucket/prefix;
+see storage.py).
 
 Training-set manifest (JSON at `trainingSet`):
     {"format": "coco-instances/1",
@@ -9,23 +11,21 @@ Training-set manifest (JSON at `trainingSet`):
      "imagesPrefix": "<key prefix that file_name is relative to; default: the annotations' folder>",
      "holdout": {"annotations": "...", "imagesPrefix": "..."}}   (optional; used by evaluateSam)
 
-trainSam input:
-    {"storage", "trainingSet", "modelName", "version" (int: writes models/<name>/v<version>/),
-     "parent": "<model version prefix holding checkpoint.pt>" (optional),
-     "officialCheckpoint": "<key of an official SAM .pth>", "encoder": "vit_b" (optional, no parent),
-     "mode": "decoder" | "full", "steps", "batchSize", "masksPerImage", "numPoints", "cropSize",
-     "cropContext", "boxProbability", "pointDepth", "lr", "seed",
-     "model": {"encoder", "imageSize", "transformerMlpDim", "iouHeadHiddenDim", "peScale"} (no parent)}
-  writes models/<name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, checkpoint.pt,
-  train_log.jsonl, model.json (last: its presence marks a complete version)}, heartbeats
-  {"phase", "step", "steps", "loss"}, uploads a resumable checkpoint to models/<name>/v<k>/train/ so
-  a retry (on any machine) continues where the last attempt stopped, and honours cancellation.
+trainSam input (TrainSamInput in contract.schema.json):
+    {"storage", "trainingSet", "registry", "modelName", "version" (a version the caller claimed in
+     the registry: writes <registry>/<name>/v<version>/), "parent": "<name>/v<k>" (optional),
+     "officialCheckpoint": "<key in storage of an official SAM .pth>", "encoder" (optional),
+     "mode", "steps", ... (see the schema)}
+  writes <name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, checkpoint.pt,
+  train_log.jsonl, model.json} in the registry, heartbeats {"phase", ...} through download, training,
+  export and upload, uploads a resumable checkpoint to <name>/v<k>/train/ so a retry (on any
+  machine) continues where the last attempt stopped, and honours cancellation. The registry's
+  lineage.json, which makes the version complete, is the workflow's to write.
 
-evaluateSam input:
-    {"storage", "model": "<model version prefix>", "dataset": "<manifest key>",
+evaluateSam input (EvaluateSamInput):
+    {"storage", "dataset": "<manifest key>", "registry", "model": "<name>/v<k>",
      "maxImages", "maxMasksPerImage", "maxClicks"}
-  evaluates the manifest's holdout (else all of it), writes <model>/metrics.json, merges the metrics
-  into <model>/model.json and returns them.
+  evaluates the manifest's holdout (else all of it) and returns the figures; writes nothing.
 
 Both run on the worker host's device: `worker --device` or SAE_TRAIN_DEVICE (default auto: the
 GPU when PyTorch sees one).
@@ -34,6 +34,7 @@ GPU when PyTorch sees one).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import posixpath
@@ -44,7 +45,8 @@ from typing import Any, Callable, Dict, Optional
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from .storage import open_store
+from .contract import ContractError, check
+from .storage import check_key, open_store
 
 TASK_QUEUE = "sae-gpu-training"
 DEVICE_ENV = "SAE_TRAIN_DEVICE"
@@ -60,10 +62,20 @@ def work_dir(*parts: str) -> str:
     return path
 
 
-def _require(inp: Dict[str, Any], *names: str) -> None:
-    missing = [n for n in names if inp.get(n) in (None, "")]
-    if missing:
-        raise ApplicationError(f"missing input field(s): {', '.join(missing)}", non_retryable=True)
+def _checked(name: str, payload: Dict[str, Any]) -> Dict[str, Any]:
+    """The payload, when it matches the contract (contract.py); a retry could not fix one that does not."""
+    try:
+        return check(name, payload)
+    except ContractError as e:
+        raise ApplicationError(str(e), type="ContractError", non_retryable=True) from e
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _heartbeat_every(seconds: float) -> Callable[[Dict[str, Any]], None]:
@@ -92,6 +104,12 @@ def fetch_dataset(store, manifest: Dict[str, Any], dest: str, beat) -> tuple[str
     with open(ann_path) as f:
         images = json.load(f)["images"]
     for n, image in enumerate(images, start=1):
+        # file_name comes from annotators' files: a plain relative key, or the manifest is refused.
+        try:
+            check_key(image["file_name"])
+        except ValueError as e:
+            raise ApplicationError(f"{ann_key}: image {image.get('id')}: {e}", type="ContractError",
+                                   non_retryable=True) from e
         path = os.path.join(dest, image["file_name"])
         if not os.path.isfile(path):
             store.download(posixpath.join(prefix, image["file_name"]), path)
@@ -100,14 +118,20 @@ def fetch_dataset(store, manifest: Dict[str, Any], dest: str, beat) -> tuple[str
     return dest, ann_path
 
 
-def _manifest(store, key: str) -> Dict[str, Any]:
+def _manifest(store, key: str) -> tuple[bytes, Dict[str, Any]]:
+    """The manifest's bytes (their hash goes into the lineage) and its content."""
     try:
-        manifest = json.loads(store.get_bytes(key))
+        data = store.get_bytes(key)
     except FileNotFoundError as e:
         raise ApplicationError(f"training-set manifest {key!r} not found", non_retryable=True) from e
+    manifest = json.loads(data)
     if "annotations" not in manifest:
         raise ApplicationError(f"manifest {key!r} has no 'annotations' key", non_retryable=True)
-    return manifest
+    return data, manifest
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def _model_config(inp: Dict[str, Any]):
@@ -120,11 +144,12 @@ def _model_config(inp: Dict[str, Any]):
                        pe_scale=float(m.get("peScale", 1.0)))
 
 
-def _initial_checkpoint(store, inp: Dict[str, Any], local: str) -> tuple[Optional[str], Optional[str]]:
+def _initial_checkpoint(store, models, inp: Dict[str, Any],
+                        local: str) -> tuple[Optional[str], Optional[str]]:
     """(local path of the parent checkpoint, its ViT name if official) or (None, None)."""
     if inp.get("parent"):
         path = os.path.join(local, "parent.pt")
-        store.download(posixpath.join(inp["parent"], "checkpoint.pt"), path)
+        models.download(posixpath.join(inp["parent"], "checkpoint.pt"), path)
         return path, None
     if inp.get("officialCheckpoint"):
         path = os.path.join(local, "official.pth")
@@ -140,22 +165,24 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .train import train
     from .train_config import CHECKPOINT_NAME, TrainConfig, TrainingCancelled
 
-    _require(inp, "storage", "trainingSet", "modelName", "version")
+    _checked("TrainSamInput", inp)
     store = open_store(inp["storage"])
-    prefix = f"models/{inp['modelName']}/v{int(inp['version'])}"
-    local = work_dir(inp["modelName"], f"v{int(inp['version'])}")
+    models = open_store(inp["registry"])
+    prefix = f"{inp['modelName']}/v{int(inp['version'])}"
+    # Keyed by where the version goes, not by its name: two registries may both have a v3.
+    local = work_dir("train", _digest(inp["registry"], prefix))
     beat = _heartbeat_every(5.0)
 
-    manifest = _manifest(store, inp["trainingSet"])
+    manifest_bytes, manifest = _manifest(store, inp["trainingSet"])
     data_dir, ann_file = fetch_dataset(store, manifest, os.path.join(local, "data"), beat)
-    init, init_encoder = _initial_checkpoint(store, inp, local)
+    init, init_encoder = _initial_checkpoint(store, models, inp, local)
 
     out_dir = os.path.join(local, "train")
     os.makedirs(out_dir, exist_ok=True)
     remote_ckpt = f"{prefix}/train/{CHECKPOINT_NAME}"
     local_ckpt = os.path.join(out_dir, CHECKPOINT_NAME)
-    if not os.path.isfile(local_ckpt) and store.exists(remote_ckpt):
-        store.download(remote_ckpt, local_ckpt)  # resume an attempt from another machine
+    if not os.path.isfile(local_ckpt) and models.exists(remote_ckpt):
+        models.download(remote_ckpt, local_ckpt)  # resume an attempt from another machine
 
     cfg = TrainConfig(data_dir=data_dir, out_dir=out_dir, ann_file=ann_file,
                       mode=inp.get("mode", "decoder" if init else "full"),
@@ -174,34 +201,51 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
 
     def progress(stats: Dict[str, Any]) -> None:
         if stats.get("checkpointed"):
-            store.upload(local_ckpt, remote_ckpt)
+            models.upload(local_ckpt, remote_ckpt)
         beat({"phase": "train", "step": stats["step"], "steps": stats["steps"],
               "loss": stats["loss"]}, force=bool(stats.get("checkpointed")))
 
     try:
         result = train(cfg, progress=progress, cancel=activity.is_cancelled)
     except TrainingCancelled as e:
-        store.upload(local_ckpt, remote_ckpt)
+        models.upload(local_ckpt, remote_ckpt)
         raise CancelledError(str(e)) from e
 
     beat({"phase": "export"}, force=True)
+
+    def export_log(message: str) -> None:
+        # Each export step heartbeats: a large model's export must not look like a dead worker.
+        activity.logger.info(message)
+        beat({"phase": "export", "step": message}, force=True)
+
     package_dir = os.path.join(local, "package")
+    training_set_uri = store.uri(inp["trainingSet"])
+    training_set_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
     lineage = {"parent": inp.get("parent") or inp.get("officialCheckpoint"),
-               "training_data": {"manifest": inp["trainingSet"], "storage": inp["storage"]},
+               "training_data": {"manifest": training_set_uri, "sha256": training_set_sha256},
                "steps": result["steps"], "mode": cfg.mode}
     package = export_package(result["checkpoint"], package_dir, name=inp["modelName"],
                              version=f"v{int(inp['version'])}", lineage=lineage,
-                             log=lambda msg: activity.logger.info(msg))
+                             log=lambda msg: export_log(msg))
     files = {name: os.path.join(package_dir, name) for name in MODEL_FILES[:3]}
     files.update({"checkpoint.pt": result["checkpoint"],
                   "train_log.jsonl": os.path.join(out_dir, "train_log.jsonl")})
+    uploaded = []
     for name, path in files.items():
         if os.path.isfile(path):
-            store.upload(path, f"{prefix}/{name}")
-    store.put_bytes(f"{prefix}/model.json", json.dumps(package, indent=2).encode())
-    return {"model": prefix, "modelJson": f"{prefix}/model.json", "steps": result["steps"],
-            "finalLoss": result["final"].get("loss"), "seconds": result["seconds"],
-            "parity": package["parity"]["onnx_vs_pytorch_max_abs_diff"]}
+            beat({"phase": "upload", "file": name}, force=True)
+            models.upload(path, f"{prefix}/{name}")
+            uploaded.append({"name": name, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+    model_json = json.dumps(package, indent=2).encode()
+    models.put_bytes(f"{prefix}/model.json", model_json)
+    uploaded.append({"name": "model.json", "bytes": len(model_json),
+                     "sha256": hashlib.sha256(model_json).hexdigest()})
+    return _checked("TrainSamResult", {
+        "model": prefix, "modelJson": f"{prefix}/model.json",
+        "trainingSetUri": training_set_uri, "trainingSetSha256": training_set_sha256,
+        "steps": result["steps"],
+        "finalLoss": result["final"].get("loss"), "seconds": result["seconds"],
+        "parity": package["parity"]["onnx_vs_pytorch_max_abs_diff"], "files": uploaded})
 
 
 @activity.defn(name="evaluateSam")
@@ -210,18 +254,21 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .evaluate import evaluate
     from .model import load_checkpoint, resolve_device
 
-    _require(inp, "storage", "model", "dataset")
+    _checked("EvaluateSamInput", inp)
     store = open_store(inp["storage"])
-    manifest = _manifest(store, inp["dataset"])
+    models = open_store(inp["registry"])
+    _, manifest = _manifest(store, inp["dataset"])
     split = manifest.get("holdout") or manifest
-    local = work_dir("eval", inp["model"].replace("/", "_"))
-    beat = _heartbeat_every(5.0)
-    data_dir, ann_file = fetch_dataset(store, split, os.path.join(local, "data"), beat)
-    ckpt = os.path.join(local, "checkpoint.pt")
-    store.download(posixpath.join(inp["model"], "checkpoint.pt"), ckpt)
+    # The data by where it lives, the checkpoint by its version: both are fetched once per host.
+    data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", _digest(inp["storage"], inp["dataset"])),
+                                       _heartbeat_every(5.0))
+    ckpt = os.path.join(work_dir("eval-model", _digest(inp["registry"], inp["model"])), "checkpoint.pt")
+    if not os.path.isfile(ckpt):
+        models.download(posixpath.join(inp["model"], "checkpoint.pt"), ckpt)
     sam, _, _ = load_checkpoint(ckpt)
     sam.to(resolve_device(worker_device()))
 
+    beat = _heartbeat_every(5.0)
     metrics = evaluate(sam, CocoInstances(data_dir, ann_file), max_images=inp.get("maxImages"),
                        max_masks_per_image=inp.get("maxMasksPerImage"),
                        max_clicks=int(inp.get("maxClicks", 20)),
@@ -229,13 +276,9 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
                                                        "total": total}),
                        cancel=activity.is_cancelled)
     metrics["dataset"] = inp["dataset"]
-    store.put_bytes(posixpath.join(inp["model"], "metrics.json"), json.dumps(metrics, indent=2).encode())
-    model_json = posixpath.join(inp["model"], "model.json")
-    if store.exists(model_json):
-        package = json.loads(store.get_bytes(model_json))
-        package["metrics"] = metrics
-        store.put_bytes(model_json, json.dumps(package, indent=2).encode())
-    return metrics
+    # Returned only: a registry version is never written after it was made (the retrain workflow
+    # keeps the figures in the new version's lineage).
+    return _checked("EvaluateSamResult", metrics)
 
 
 async def run_worker(address: str, namespace: str, task_queue: str, device: str) -> None:

@@ -7,6 +7,7 @@ when they are absent, since nothing can be downloaded at test time.
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -100,11 +101,12 @@ def test_retrain_round_trip(coco_dir, s3_uri, tmp_path, monkeypatch):
             store.upload(os.path.join(d, name), f"data/{rel}")
     store.put_bytes("data/manifest.json", json.dumps({"annotations": "data/annotations.json"}).encode())
 
-    train_input = {"storage": s3_uri, "trainingSet": "data/manifest.json", "modelName": "it",
-                   "version": 1, "steps": 1, "batchSize": 1, "masksPerImage": 1, "numPoints": 1,
-                   "model": {"imageSize": 128}}
-    eval_input = {"storage": s3_uri, "model": "models/it/v1", "dataset": "data/manifest.json",
-                  "maxImages": 1, "maxMasksPerImage": 1, "maxClicks": 2}
+    registry = f"{s3_uri}/registry"
+    train_input = {"storage": s3_uri, "trainingSet": "data/manifest.json", "registry": registry,
+                   "modelName": "it", "version": 1, "mode": "full", "steps": 1, "batchSize": 1,
+                   "masksPerImage": 1, "numPoints": 1, "model": {"imageSize": 128}}
+    eval_input = {"storage": s3_uri, "registry": registry, "model": "it/v1",
+                  "dataset": "data/manifest.json", "maxImages": 1, "maxMasksPerImage": 1, "maxClicks": 2}
 
     async def scenario():
         env = await WorkflowEnvironment.start_local(dev_server_existing_path=TEMPORAL,
@@ -118,7 +120,12 @@ def test_retrain_round_trip(coco_dir, s3_uri, tmp_path, monkeypatch):
                         id=f"retrain-{uuid.uuid4()}", task_queue=TASK_QUEUE)
 
     result = asyncio.run(scenario())
-    assert result["trained"]["model"] == "models/it/v1" and result["trained"]["steps"] == 1
+    assert result["trained"]["model"] == "it/v1" and result["trained"]["steps"] == 1
     assert result["metrics"]["masks"] == 1
-    meta = json.loads(store.get_bytes("models/it/v1/model.json"))
-    assert meta["metrics"]["masks"] == 1 and store.exists("models/it/v1/decoder.onnx")
+    models = open_store(registry)
+    meta = json.loads(models.get_bytes("it/v1/model.json"))
+    assert meta["version"] == "v1" and models.exists("it/v1/decoder.onnx")
+    uploaded = {f["name"]: f for f in result["trained"]["files"]}
+    assert uploaded["model.json"]["bytes"] == len(models.get_bytes("it/v1/model.json"))
+    assert result["trained"]["trainingSetSha256"] == hashlib.sha256(
+        store.get_bytes("data/manifest.json")).hexdigest()

@@ -75,7 +75,7 @@ def test_cancel_saves_a_checkpoint_and_resume_continues(coco_dir, tmp_path):
 
     with pytest.raises(TrainingCancelled):
         train(small_config(coco_dir, tmp_path, steps=3), cancel=cancel)
-    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 1
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["step"] == 1
     resumed = train(small_config(coco_dir, tmp_path, steps=3))
     assert resumed["steps"] == 3
 
@@ -84,10 +84,39 @@ def test_cancel_saves_a_checkpoint_and_resume_continues(coco_dir, tmp_path):
     assert resumed["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-5)
 
 
+def test_a_checkpoint_of_another_training_is_not_resumed(coco_dir, tmp_path):
+    train(small_config(coco_dir, tmp_path, steps=1))
+    with pytest.raises(ValueError, match="belongs to another training .*settings lr"):
+        train(small_config(coco_dir, tmp_path, steps=1, lr=1e-5))
+    # The same settings on other data (the annotations changed) are another training too.
+    ann = os.path.join(coco_dir, "annotations.json")
+    with open(ann) as f:
+        coco = json.load(f)
+    coco["annotations"] = coco["annotations"][1:]
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    os.symlink(os.path.join(coco_dir, "images"), changed / "images")
+    with open(changed / "annotations.json", "w") as f:
+        json.dump(coco, f)
+    with pytest.raises(ValueError, match="training data"):
+        train(small_config(str(changed), tmp_path, steps=1))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    torch.save({"config": {}, "model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_checkpoint(str(tmp_path / "evil.pt"))
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_a_time_budget_stops_the_run_with_a_checkpoint_and_resume_continues(coco_dir, tmp_path):
     cut = train(small_config(coco_dir, tmp_path, steps=3, log_every=10, max_seconds=1e-6))
     assert cut["stopped"] == "max_seconds" and cut["steps"] == 1
-    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 1
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["step"] == 1
     assert [json.loads(line)["step"] for line in (tmp_path / LOG_NAME).read_text().splitlines()] == [1]
     resumed = train(small_config(coco_dir, tmp_path, steps=3))
     assert resumed["stopped"] == "steps" and resumed["steps"] == 3

@@ -1,6 +1,7 @@
 """trainSam / evaluateSam activities on a file:// store, run in temporalio's ActivityEnvironment."""
 
 import argparse
+import hashlib
 import json
 import os
 
@@ -29,33 +30,65 @@ def store_uri(coco_dir, tmp_path, monkeypatch):
     return uri
 
 
+def registry_of(store_uri):
+    return f"{store_uri}/registry"
+
+
 def train_input(store_uri, **kw):
-    return {"storage": store_uri, "trainingSet": "datasets/syn/manifest.json", "modelName": "ref",
-            "version": 1, "steps": 2, "batchSize": 2, "masksPerImage": 2, "numPoints": 1,
-            "checkpointEvery": 1, "model": {"imageSize": 128}, **kw}
+    return {"storage": store_uri, "trainingSet": "datasets/syn/manifest.json",
+            "registry": registry_of(store_uri), "modelName": "ref", "version": 1, "mode": "full",
+            "steps": 2, "batchSize": 2, "masksPerImage": 2, "numPoints": 1, "checkpointEvery": 1,
+            "model": {"imageSize": 128}, **kw}
 
 
 def test_train_then_evaluate(store_uri):
     env, beats = ActivityEnvironment(), []
     env.on_heartbeat = lambda *d: beats.append(d[0])
     result = env.run(train_sam, train_input(store_uri))
-    assert result["model"] == "models/ref/v1" and result["steps"] == 2
-    store = open_store(store_uri)
+    assert result["model"] == "ref/v1" and result["steps"] == 2
+    models = open_store(registry_of(store_uri))
     for name in ("model.json", "encoder.onnx", "decoder.onnx", "decoder_batched.onnx",
                  "checkpoint.pt", "train/checkpoint.pt"):
-        assert store.exists(f"models/ref/v1/{name}"), name
-    meta = json.loads(store.get_bytes("models/ref/v1/model.json"))
+        assert models.exists(f"ref/v1/{name}"), name
+    meta = json.loads(models.get_bytes("ref/v1/model.json"))
     assert meta["name"] == "ref" and meta["version"] == "v1"
-    assert meta["lineage"]["training_data"]["manifest"] == "datasets/syn/manifest.json"
+    manifest = open_store(store_uri).get_bytes("datasets/syn/manifest.json")
+    assert meta["lineage"]["training_data"] == {"manifest": f"{store_uri}/datasets/syn/manifest.json",
+                                                "sha256": hashlib.sha256(manifest).hexdigest()}
+    assert result["trainingSetSha256"] == hashlib.sha256(manifest).hexdigest()
     assert meta["lineage"]["steps"] == 2
-    assert {b["phase"] for b in beats} >= {"download", "train", "export"}
+    files = {f["name"]: f for f in result["files"]}
+    assert files["decoder.onnx"]["sha256"] == hashlib.sha256(models.get_bytes("ref/v1/decoder.onnx")).hexdigest()
+    assert {b["phase"] for b in beats} >= {"download", "train", "export", "upload"}
     assert [b["step"] for b in beats if b["phase"] == "train"] == [1, 2]
 
     metrics = ActivityEnvironment().run(evaluate_sam, {
-        "storage": store_uri, "model": "models/ref/v1", "dataset": "datasets/syn/manifest.json",
-        "maxImages": 1, "maxMasksPerImage": 1, "maxClicks": 2})
+        "storage": store_uri, "registry": registry_of(store_uri), "model": "ref/v1",
+        "dataset": "datasets/syn/manifest.json", "maxImages": 1, "maxMasksPerImage": 1, "maxClicks": 2})
     assert metrics["masks"] == 1 and 0 <= metrics["miou_1click"] <= 1
-    assert json.loads(store.get_bytes("models/ref/v1/model.json"))["metrics"]["masks"] == 1
+    # A registry version is never written after it was made: the figures are only returned.
+    assert json.loads(models.get_bytes("ref/v1/model.json")) == meta
+    assert not models.exists("ref/v1/metrics.json")
+
+
+def test_input_outside_the_contract_is_refused_with_the_field(store_uri):
+    for bad, field in ((train_input(store_uri, stpes=3), "stpes"),
+                       (train_input(store_uri, steps="2"), "steps"),
+                       (train_input(store_uri, mode="fast"), "mode")):
+        with pytest.raises(ApplicationError) as err:
+            ActivityEnvironment().run(train_sam, bad)
+        assert err.value.non_retryable and err.value.type == "ContractError" and field in str(err.value)
+
+
+def test_a_training_set_naming_paths_outside_its_folder_is_refused(store_uri):
+    store = open_store(store_uri)
+    coco = json.loads(store.get_bytes("datasets/syn/annotations.json"))
+    for name in ("../../etc/passwd", "/etc/passwd", "images/../../x.png"):
+        coco["images"][0]["file_name"] = name
+        store.put_bytes("datasets/syn/annotations.json", json.dumps(coco).encode())
+        with pytest.raises(ApplicationError) as err:
+            ActivityEnvironment().run(train_sam, train_input(store_uri))
+        assert err.value.non_retryable and "not a plain relative key" in str(err.value), name
 
 
 def test_cancellation_keeps_a_resumable_checkpoint(store_uri):
@@ -68,13 +101,13 @@ def test_cancellation_keeps_a_resumable_checkpoint(store_uri):
     env.on_heartbeat = on_heartbeat
     with pytest.raises(CancelledError):
         env.run(train_sam, train_input(store_uri, steps=3))
-    assert open_store(store_uri).exists("models/ref/v1/train/checkpoint.pt")
+    assert open_store(registry_of(store_uri)).exists("ref/v1/train/checkpoint.pt")
 
 
 def test_bad_input_is_not_retried(store_uri):
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(train_sam, {"storage": store_uri})
-    assert err.value.non_retryable and "trainingSet" in str(err.value)
+    assert err.value.non_retryable and "'trainingSet' is a required property" in str(err.value)
     with pytest.raises(ApplicationError, match="not found"):
         ActivityEnvironment().run(train_sam, train_input(store_uri, trainingSet="nope.json"))
 
@@ -83,8 +116,8 @@ def test_training_runs_on_the_device_the_worker_host_names(store_uri, tmp_path, 
     monkeypatch.setenv("SAE_TRAIN_DEVICE", "cpu")
     ActivityEnvironment().run(train_sam, train_input(store_uri, steps=1))
     local = tmp_path / "train-checkpoint.pt"
-    open_store(store_uri).download("models/ref/v1/train/checkpoint.pt", str(local))
-    assert torch.load(local, weights_only=False)["train_config"]["device"] == "cpu"
+    open_store(registry_of(store_uri)).download("ref/v1/train/checkpoint.pt", str(local))
+    assert torch.load(local, weights_only=True)["train_config"]["device"] == "cpu"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a GPU: it can start on one")
