@@ -1,8 +1,17 @@
 // The model registry's activities (lib/models/registry.ts), on the orchestration pool: small reads
 // and conditional writes that a retrain workflow strings around the trainer's activities.
+import { Context } from '@temporalio/activity';
+import { CHAMPION } from '../lib/models/gate.ts';
+import {
+  AliasConflictError,
+  ModelRegistry,
+  type AliasMove,
+  type Lineage,
+  type RegisterOptions,
+} from '../lib/models/registry.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
-import { ModelRegistry, type AliasMove, type Lineage, type RegisterOptions } from '../lib/models/registry.ts';
+import { localModelDir } from '../lib/sam/local-model.ts';
 
 export interface RegistryRef {
   /** The registry's root URI. */
@@ -25,6 +34,38 @@ export function createModelActivities(storeOptions: ObjectStoreOptions = {}) {
         uri: registry.versionUri(input.name, claimed.version),
         done: claimed.done ?? null,
       };
+    },
+
+    /**
+     * The champion of a run's model, first seeded from the run's `models.sam` package when the
+     * registry has none (a retried or concurrent seed finds the champion someone else set).
+     */
+    async ensureChampion(
+      input: RegistryRef & { seedModelUri: string; runId: string },
+    ): Promise<{ version: number; uri: string; seeded: boolean }> {
+      const registry = open(input.registry);
+      const champion = async () => (await registry.resolve(input.name, CHAMPION)) ?? null;
+      let version = await champion();
+      const seeded = version === null;
+      if (version === null) {
+        const ctx = Context.current();
+        const dir = await localModelDir(input.seedModelUri, storeOptions);
+        const lineage = await registry.register(dir, input.name, {
+          trigger: `seeded from ${input.seedModelUri} by run ${input.runId}`,
+          idempotencyKey: `${input.runId}/seed`,
+          onFile: (file) => ctx.heartbeat({ uploaded: file }),
+        });
+        try {
+          await registry.moveAlias(input.name, CHAMPION, lineage.version, {
+            reason: `seeded by run ${input.runId}`,
+            expected: undefined,
+          });
+        } catch (err) {
+          if (!(err instanceof AliasConflictError)) throw err;
+        }
+        version = (await champion())!;
+      }
+      return { version, uri: registry.versionUri(input.name, version), seeded };
     },
 
     /** Where an alias points now (null: never set). */

@@ -15,6 +15,7 @@ import {
 } from '../lib/stage1/annotations.ts';
 import { embedImages, type EmbedImage, type EmbedImagesResult } from '../lib/stage1/embeddings.ts';
 import { exportRound, type RoundExport } from '../lib/stage1/round-export.ts';
+import { buildTrainingSet, type TrainingSetSummary } from '../lib/stage1/training-set.ts';
 import { readShardEntries, type ShardEntry } from '../lib/stage3/shard-plan.ts';
 import { runLayout } from '../lib/run-layout.ts';
 
@@ -86,6 +87,18 @@ export function createStage1Activities(deps: Stage1Deps) {
     async closeRoundTasks(input: RoundRef): Promise<number> {
       const ctx = Context.current();
       return closeRoundTasks(ctx.client, input.runId, input.round, () => ctx.heartbeat());
+    },
+
+    /** A retrain's training set from the rounds' exports, with the run's evaluation set held out. */
+    async buildTrainingSet(input: {
+      runId: string;
+      outputUri: string;
+      rounds: number[];
+      set: number;
+      holdoutFraction: number;
+    }): Promise<TrainingSetSummary> {
+      const { runId, rounds, set, holdoutFraction } = input;
+      return buildTrainingSet(stores.open(input.outputUri), runId, rounds, set, holdoutFraction);
     },
 
     /** The round's summary, COCO export and training-set manifest (lib/stage1/round-export.ts). */

@@ -4,6 +4,8 @@
 import type { Client } from '@temporalio/client';
 import { AnnotationApi } from '../client/annotation-api.ts';
 import { runSimulatedAnnotator, type SimulatedAnnotatorResult } from '../client/simulated-annotators.ts';
+import { ModelLocator } from '../lib/models/model-locator.ts';
+import { ModelRegistry, registryUri } from '../lib/models/registry.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import type { RunConfig } from '../lib/run-config.ts';
 import { localModelDir } from '../lib/sam/local-model.ts';
@@ -18,6 +20,18 @@ export interface RunningAnnotationService {
   url: string;
   accounts: AnnotatorAccounts;
   close(): Promise<void>;
+}
+
+/** The run's model, and with retraining its registry's versions, by model id. */
+async function modelLocator(config: RunConfig, endpoints: Endpoints): Promise<ModelLocator> {
+  const registry = config.stage1.retrain.enabled
+    ? {
+        registry: new ModelRegistry(new StoreCache(endpoints.storeOptions).open(registryUri(config))),
+        name: config.stage1.retrain.model,
+      }
+    : undefined;
+  const baseDir = await localModelDir(config.models.sam, endpoints.storeOptions);
+  return ModelLocator.open(baseDir, registry, endpoints.storeOptions);
 }
 
 /** The run's annotation accounts: annotators/<name>.json in its output store. */
@@ -39,6 +53,7 @@ export async function startAnnotationService(
     stores,
     accounts,
     modelDir: await localModelDir(config.models.sam, endpoints.storeOptions),
+    models: await modelLocator(config, endpoints),
     webDir: await buildWeb(), // under a second, and never a stale tool
   });
   const { host, port } = config.stage1.service;
@@ -60,7 +75,16 @@ export async function startSimulatedAnnotators(
   const sims = config.simulatedAnnotators;
   const stores = new StoreCache(endpoints.storeOptions);
   const intent = await openIntent(stores, sims.intent!);
-  const session = await SamSession.load(await localModelDir(config.models.sam, endpoints.storeOptions));
+  const models = await modelLocator(config, endpoints);
+  const sessions = new Map<string, Promise<SamSession>>();
+  const sessionFor = (id: string) => {
+    if (!sessions.has(id))
+      sessions.set(
+        id,
+        models.dirFor(id).then((dir) => SamSession.load(dir)),
+      );
+    return sessions.get(id)!;
+  };
   const model = {
     targetIou: sims.targetIou,
     maxClicks: sims.maxClicks,
@@ -74,7 +98,7 @@ export async function startSimulatedAnnotators(
       return runSimulatedAnnotator({
         api: new AnnotationApi(service.url, token),
         index,
-        session,
+        sessionFor,
         intent,
         model,
         maxMasksPerImage: sims.maxMasksPerImage,

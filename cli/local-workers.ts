@@ -8,7 +8,9 @@
 // waiting on its queue with no word. Its activities are durable (a shard resumes from its last
 // heartbeat), so restarting the child is all it takes; a child that keeps dying stops the command.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { defaultStateDir } from '../infra/dev-state.ts';
 import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
@@ -189,4 +191,64 @@ async function stopChild(child: ChildProcess): Promise<void> {
 /** `work`, unless the local workers give up first (their error says what died and what to do). */
 export function unlessWorkersFail<T>(work: Promise<T>, local: LocalWorkers | undefined): Promise<T> {
   return local ? Promise.race([work, local.failed]) : work;
+}
+
+export interface TrainerWorker {
+  readonly logFile: string;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The Python trainer's worker on the training queue (`python -m sae_trainer worker`), for a run
+ * that retrains: the venv `npm run setup` built, the run's endpoints and S3 settings, its output in
+ * a log file. Not restarted when it dies: its activities retry on the next trainer that polls.
+ */
+export async function startTrainerWorker(endpoints: Endpoints): Promise<TrainerWorker> {
+  const trainerDir = resolve(import.meta.dirname, '../trainer');
+  const python = resolve(trainerDir, '.venv/bin/python');
+  if (!existsSync(python))
+    throw new Error(`${python} is missing: run \`npm run setup\` to build the trainer's venv`);
+  const stateDir = defaultStateDir();
+  mkdirSync(stateDir, { recursive: true });
+  const logFile = resolve(stateDir, 'trainer.log');
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const s3 = endpoints.storeOptions.s3 ?? {};
+  const child = spawn(
+    python,
+    ['-m', 'sae_trainer', 'worker', '--address', endpoints.address, '--namespace', endpoints.namespace],
+    {
+      cwd: trainerDir,
+      env: {
+        ...process.env,
+        ...(s3.endpoint ? { SAE_S3_ENDPOINT: s3.endpoint } : {}),
+        ...(s3.accessKeyId ? { AWS_ACCESS_KEY_ID: s3.accessKeyId } : {}),
+        ...(s3.secretAccessKey ? { AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } : {}),
+        ...(s3.region ? { AWS_REGION: s3.region } : {}),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  await new Promise<void>((resolveReady, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      if (seen.includes('sae-trainer worker:')) resolveReady();
+    };
+    child.stdout.on('data', onData);
+    child.once('exit', (code) =>
+      reject(new Error(`the trainer worker exited (${code}) before it was ready; see ${logFile}`)),
+    );
+  });
+  return {
+    logFile,
+    async shutdown() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      log.end();
+    },
+  };
 }

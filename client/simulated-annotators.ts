@@ -13,7 +13,8 @@ export interface SimulatedAnnotatorOptions {
   api: AnnotationApi;
   /** Which of the intent's views this annotator has (partitions: j mod n). */
   index: number;
-  session: SamSession;
+  /** The SAM session of the model a task names (a retrain may promote a new one between rounds). */
+  sessionFor: (modelId: string) => Promise<SamSession>;
   intent: Intent;
   model: AnnotatorModel;
   /** At most this many masks per image (the first intended objects that are big enough). */
@@ -51,8 +52,9 @@ export async function runSimulatedAnnotator(
     }
     const file = await opts.api.embedding(task.task);
     const { header, data } = decodeEmbeddingFile(file, `${opts.api.baseUrl} task ${task.task}`);
-    const embedding = opts.session.embeddingFrom(`task ${task.task}`, header, data);
-    const masks = await annotateImage(opts.session, embedding, truths, task.height, task.width, opts.model);
+    const session = await opts.sessionFor(task.model);
+    const embedding = session.embeddingFrom(`task ${task.task}`, header, data);
+    const masks = await annotateImage(session, embedding, truths, task.height, task.width, opts.model);
     for (const mask of masks.slice(0, opts.maxMasksPerImage)) {
       await opts.api.submit(task.task, {
         submissionId: randomUUID(),

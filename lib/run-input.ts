@@ -1,6 +1,8 @@
 // Turns a validated run config into the input of the datasetRun workflow: keys, URIs and small
 // settings only (Temporal payloads stay small; the full config goes to runs/<run>/run.json).
 import type { DatasetRunInput } from '../workflows/dataset-run.ts';
+import type { Stage1RetrainSpec } from '../workflows/stage1-retraining.ts';
+import { registryUri } from './models/registry.ts';
 import { durationToMs, type RunConfig } from './run-config.ts';
 
 /** Shards per workflow run before continue-as-new: ~8 history events a shard keeps this far below 10k. */
@@ -37,6 +39,7 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
             pollSeconds: ROUND_POLL_SECONDS,
             tasksPerWorkflowRun: TASKS_PER_WORKFLOW_RUN,
           },
+          retrain: stage1.retrain.enabled ? retrainSpec(config) : undefined,
         }
       : undefined,
     stage3: enabled
@@ -55,6 +58,31 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
       : undefined,
     release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,
     audit: config.audit.enabled ? config.audit : undefined,
+  };
+}
+
+function retrainSpec(config: RunConfig): Stage1RetrainSpec {
+  const r = config.stage1.retrain;
+  return {
+    registry: registryUri(config),
+    modelName: r.model,
+    policy: {
+      minNewMasks: r.minNewMasks,
+      minGrowth: r.minGrowth,
+      minIntervalMs: r.minInterval === null ? null : durationToMs(r.minInterval),
+    },
+    waitForRetrain: r.waitForRetrain,
+    holdoutFraction: r.holdoutFraction,
+    maxEvalImages: r.maxEvalImages,
+    gate: { minGain: r.minGain, maxNoc90Loss: r.maxNoc90Loss },
+    train: {
+      mode: r.mode,
+      steps: r.steps,
+      batchSize: r.batchSize,
+      masksPerImage: r.masksPerImage,
+      numPoints: r.numPoints,
+      lr: r.lr,
+    },
   };
 }
 

@@ -9,8 +9,9 @@
 //   POST /api/tasks/:round/:image/finish    done with the image
 //   POST /api/tasks/:round/:image/skip      give it back (not to you again)
 //   POST /api/tasks/:round/:image/flag      {reason}: the image cannot be annotated
-//   GET  /api/model, /api/model/decoder.onnx, /api/model/data/:name
-//                                           the decoder that assists (and its external weights)
+//   GET  /api/model, /api/model/decoder.onnx, /api/model/data/:name   [?id=<model id>]
+//                                           the decoder that assists (and its external weights):
+//                                           the run's model, or the one a task names
 //
 // Every /api call needs `Authorization: Bearer <token>` (./annotators.ts). The task workflow's
 // validators decide what an annotator may do; this service adds only what they cannot see: who the
@@ -25,7 +26,8 @@ import { loadImage } from '../lib/images/image-io.ts';
 import { ObjectNotFoundError } from '../lib/object-store.ts';
 import type { StoreCache } from '../lib/object-store/uri.ts';
 import { runLayout } from '../lib/run-layout.ts';
-import { readModelPackage, readPromptDecoder } from '../lib/sam/model-package.ts';
+import { ModelLocator, UnknownModelError } from '../lib/models/model-locator.ts';
+import { readModelPackage, readPromptDecoder, type OnnxInMemory } from '../lib/sam/model-package.ts';
 import type { Submission } from '../lib/stage1/submission.ts';
 import {
   annotationTaskWorkflowId,
@@ -46,6 +48,11 @@ export interface AnnotationServiceOptions {
   accounts: AnnotatorAccounts;
   /** A local model package folder: its decoder is served to the browser. */
   modelDir: string;
+  /**
+   * Where the packages of other model ids are (a run that retrains: its registry versions); a
+   * task names the model that assists it, and the browser asks for that model's decoder.
+   */
+  models?: ModelLocator;
   /** The built browser tool (web/dist); absent: the API alone. */
   webDir?: string;
   /** Largest request body in bytes; a mask of a 24 MP image is well under the default. */
@@ -90,9 +97,26 @@ const TASK_PARAMS = {
 
 export async function createAnnotationService(opts: AnnotationServiceOptions): Promise<FastifyInstance> {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 2 ** 20, logger: opts.logger ?? false });
-  const model = await readModelPackage(opts.modelDir);
-  const decoder = await readPromptDecoder(model);
-  const externalData = decoder.externalData.map((file) => file.path);
+  const models = opts.models ?? (await ModelLocator.open(opts.modelDir));
+  const decoders = new Map<string, Promise<OnnxInMemory>>();
+  /** The decoder of a model id (default: the run's own), read once per model. */
+  const decoderOf = (id: string = models.baseId): Promise<OnnxInMemory> => {
+    let decoder = decoders.get(id);
+    if (!decoder) {
+      decoder = models
+        .dirFor(id)
+        .then(readModelPackage)
+        .then(readPromptDecoder)
+        .catch((err: unknown) => {
+          decoders.delete(id);
+          if (err instanceof UnknownModelError) throw new HttpError(404, err.message);
+          throw err;
+        });
+      decoders.set(id, decoder);
+    }
+    return decoder;
+  };
+  await decoderOf(); // a broken package fails the service at start, not at the first click
   const sendModelFile = async (reply: FastifyReply, bytes: Uint8Array) =>
     reply
       .type('application/octet-stream')
@@ -205,10 +229,17 @@ export async function createAnnotationService(opts: AnnotationServiceOptions): P
         return { flagged: true };
       });
 
-      api.get('/model', async () => ({ id: `${model.name}@${model.version}`, externalData }));
-      api.get('/model/decoder.onnx', async (_req, reply) => sendModelFile(reply, decoder.model));
-      api.get('/model/data/:name', async (req: FastifyRequest<{ Params: { name: string } }>, reply) => {
-        const file = decoder.externalData.find((f) => f.path === req.params.name);
+      // ?id=<model id> names the model a task says assists it; without it, the run's own model.
+      type ModelRequest = FastifyRequest<{ Querystring: { id?: string }; Params: { name?: string } }>;
+      api.get('/model', async (req: ModelRequest) => {
+        const id = req.query.id ?? models.baseId;
+        return { id, externalData: (await decoderOf(id)).externalData.map((file) => file.path) };
+      });
+      api.get('/model/decoder.onnx', async (req: ModelRequest, reply) =>
+        sendModelFile(reply, (await decoderOf(req.query.id)).model),
+      );
+      api.get('/model/data/:name', async (req: ModelRequest, reply) => {
+        const file = (await decoderOf(req.query.id)).externalData.find((f) => f.path === req.params.name);
         if (!file) throw new HttpError(404, 'no such model file');
         return sendModelFile(reply, file.data);
       });

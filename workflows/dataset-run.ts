@@ -32,6 +32,7 @@ import { auditStage, auditWorkflowId } from './audit.ts';
 import { executeContinuingChild } from './continuing-child.ts';
 import { datasetBuild, datasetWorkflowId } from './dataset-build.ts';
 import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } from './stage1-round.ts';
+import { Stage1Retraining, type RetrainSummary, type Stage1RetrainSpec } from './stage1-retraining.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
@@ -66,6 +67,8 @@ export interface DatasetRunInput {
     rounds: number;
     imagesPerRound: number;
     round: Omit<RoundSpec, 'runId' | 'outputUri' | 'round' | 'firstImage' | 'imageCount'>;
+    /** Retraining between rounds through the model registry (workflows/stage1-retraining.ts). */
+    retrain?: Stage1RetrainSpec;
   };
   stage3?: Omit<Stage3Spec, 'runId' | 'outputUri'>;
   release?: { shortestSide: number };
@@ -85,6 +88,8 @@ export interface RunProgress {
 export interface DatasetRunResult {
   runId: string;
   stage1?: RoundResult[];
+  /** The retrains stage 1 started, each with its version and the gate's word. */
+  retrains?: RetrainSummary[];
   stage3?: AutomaticStageResult;
   /** Absent only when the run annotated stage-1 rounds and ran no stage 3. */
   dataset?: DatasetSummary;
@@ -109,6 +114,7 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   await CancellationScope.nonCancellable(() => recordRun(record));
 
   let stage1: RoundResult[] | undefined;
+  let retrains: RetrainSummary[] | undefined;
   let stage3: AutomaticStageResult | undefined;
   let dataset: DatasetSummary | undefined;
   let audit: AuditSummary | undefined;
@@ -116,11 +122,17 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
     if (input.stage1) {
       enterStage(progress, 'stage1');
       stage1 = [];
+      // With retraining, the rounds are assisted by the registry's champion, which retrains promote.
+      const retraining = input.stage1.retrain
+        ? await Stage1Retraining.start(runId, outputUri, input.modelUri, input.stage1.retrain)
+        : undefined;
       for (let round = 1; round <= input.stage1.rounds; round++) {
         progress.stage1WorkflowId = roundWorkflowId(runId, round);
         const firstImage = (round - 1) * input.stage1.imagesPerRound;
+        const champion = await retraining?.beforeRound();
         const spec = {
           ...input.stage1.round,
+          ...(champion ? { modelUri: champion.uri } : {}),
           runId,
           outputUri,
           round,
@@ -135,11 +147,18 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
               { key: SAE_RUN, value: runId },
               { key: SAE_STAGE, value: 'stage1' },
               { key: SAE_ROUND, value: roundTag(runId, round) },
-              { key: SAE_MODEL, value: input.modelUri },
+              { key: SAE_MODEL, value: champion?.tag ?? input.modelUri },
             ],
           }),
         );
+        const masks = stage1.reduce((n, r) => n + r.summary.masks, 0);
+        await retraining?.afterRound(
+          stage1.map((_, i) => i + 1),
+          masks,
+        );
       }
+      await retraining?.finish();
+      retrains = retraining?.retrains;
     }
 
     if (input.stage3) {
@@ -182,15 +201,15 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   } catch (err) {
     const cancelled = isCancellation(err);
     const error = cancelled ? `cancelled during ${progress.stage}` : failureReason(err);
-    const result = { stage1, stage3, dataset, audit, error };
+    const result = { stage1, retrains, stage3, dataset, audit, error };
     const status = cancelled ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
     throw err;
   }
 
-  await recordRun({ ...record, status: 'completed', result: { stage1, stage3, dataset, audit } });
+  await recordRun({ ...record, status: 'completed', result: { stage1, retrains, stage3, dataset, audit } });
   enterStage(progress, 'done');
-  return { runId, stage1, stage3, dataset, audit };
+  return { runId, stage1, retrains, stage3, dataset, audit };
 }
 
 function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise<DatasetSummary> {

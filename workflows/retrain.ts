@@ -18,7 +18,7 @@ import {
 import type { z } from 'zod';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
-import { gateDecision, type GateSettings } from '../lib/models/gate.ts';
+import { CHAMPION, gateDecision, type GateSettings } from '../lib/models/gate.ts';
 import {
   EvaluateSamResultSchema,
   TrainSamResultSchema,
@@ -43,8 +43,6 @@ const { claimModelVersion, resolveModelAlias, completeModelVersion, moveModelAli
     startToCloseTimeout: '1 minute',
     retry: retryPolicy(MODEL_REGISTRY_ERRORS),
   });
-
-export const CHAMPION = 'champion';
 
 export interface RetrainInput {
   /** The registry's root URI; the trainer writes the version's files into it. */

@@ -4,12 +4,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { CHAMPION } from '../../lib/models/gate.ts';
 import { ModelRegistry, registryUri, type Lineage } from '../../lib/models/registry.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
 import { resolveEndpoints } from '../endpoints.ts';
-
-const CHAMPION = 'champion';
 
 interface RegistryFlags {
   config?: string;

@@ -15,7 +15,7 @@ import {
   type Endpoints,
 } from '../endpoints.ts';
 import { startAnnotationService, startSimulatedAnnotators } from '../annotation.ts';
-import { startLocalWorkers, unlessWorkersFail } from '../local-workers.ts';
+import { startLocalWorkers, startTrainerWorker, unlessWorkersFail } from '../local-workers.ts';
 import { ProgressView } from '../progress-view.ts';
 
 interface RunFlags extends EndpointFlags {
@@ -55,6 +55,12 @@ export function registerRunCommands(program: Command): void {
         flags.workers && !flags.dryRun && !flags.detach && config.stage1.enabled
           ? await startAnnotationService(config, endpoints, client)
           : undefined;
+      // A run that retrains needs the Python trainer on the training queue.
+      const trainer =
+        flags.workers && !flags.dryRun && !flags.detach && config.stage1.enabled && config.stage1.retrain.enabled
+          ? await startTrainerWorker(endpoints)
+          : undefined;
+      if (trainer) console.log(`Trainer worker started (log: ${trainer.logFile}).`);
       let runOver = false;
       let sims: Promise<unknown> | undefined;
       try {
@@ -77,6 +83,7 @@ export function registerRunCommands(program: Command): void {
         // They finish the image in hand (a closed task refuses them) and stop.
         await sims?.catch((err: unknown) => console.error(`simulated annotators: ${(err as Error).message}`));
         await annotation?.close();
+        await trainer?.shutdown();
         await local?.shutdown();
         await client.connection.close();
       }

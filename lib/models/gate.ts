@@ -5,6 +5,9 @@
 // `maxNoc90Loss` clicks. Pure: the workflow calls it on the two evaluations.
 import type { EvaluateSamResult } from '../training/contract.ts';
 
+/** The alias of the version that assists annotators and that candidates must beat. */
+export const CHAMPION = 'champion';
+
 export interface GateSettings {
   /** Least rise of 1-click mIoU over the champion (δ). */
   minGain: number;

@@ -419,6 +419,41 @@ function auditSchema(location: LocationSchema) {
     });
 }
 
+// When and how stage 1 retrains SAM on its accepted masks (lib/models/trigger.ts, workflows/retrain.ts).
+const RetrainSchema = z
+  .strictObject({
+    enabled: bool().default(false),
+    /** The model's name in the registry: its champion assists the rounds (seeded from models.sam). */
+    model: z
+      .string(expecting('a model name: lowercase letters, digits, ".", "-" or "_"'))
+      .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, expecting('a model name: lowercase letters, digits, ".", "-" or "_"'))
+      .default('sam'),
+    /** Retrain once this many masks were accepted since the last retrain (or since the run began)... */
+    minNewMasks: intAtLeast(1).default(500),
+    /** ...or once the accepted masks grew by this fraction since the last retrain (null: off). */
+    minGrowth: numberAtLeast(0).nullable().default(null),
+    /** No retrain sooner than this after the last one started (null: any time). */
+    minInterval: duration().nullable().default(null),
+    /** true: a round waits for a due retrain (and its new champion); false: it runs on the champion it has. */
+    waitForRetrain: bool().default(false),
+    /** decoder: fine-tune the decoder on cached embeddings (fast, the CPU default); full: the whole model. */
+    mode: z.enum(['decoder', 'full'], expecting('"decoder" or "full"')).default('decoder'),
+    steps: intAtLeast(1).default(200),
+    batchSize: intAtLeast(1).default(4),
+    masksPerImage: intAtLeast(1).default(8),
+    /** Corrective clicks per mask after the first prompt (the paper: 8). */
+    numPoints: intBetween(0, 20).default(8),
+    lr: numberAtLeast(0).default(1e-4),
+    /** Promote only when 1-click mIoU rises by at least this (δ)... */
+    minGain: z.number(expecting('a number')).default(0.01),
+    /** ...and NoC@90 worsens by at most this many clicks (ε). */
+    maxNoc90Loss: numberAtLeast(0).default(0.5),
+    /** The run's evaluation set: this share of the annotated images, chosen by image id, never trained on. */
+    holdoutFraction: fraction().default(0.1),
+    maxEvalImages: intAtLeast(1).default(50),
+  })
+  .prefault({});
+
 const Stage1Schema = z.strictObject({
   enabled: bool().default(false),
   /** Rounds run one after another; round k takes the next imagesPerRound images of the run. */
@@ -434,6 +469,8 @@ const Stage1Schema = z.strictObject({
   /** Images per embedding activity, and how many of those run at once. */
   embedBatch: intBetween(1, 1000).default(8),
   embedWindow: intBetween(1, 64).default(2),
+  /** Retraining between rounds (the paper: 6 retrains in stage 1), through the model registry. */
+  retrain: RetrainSchema,
   /** Where `sa-engine annotate serve` (and `run --workers`) serves the annotation tool. */
   service: z
     .strictObject({

@@ -94,7 +94,7 @@ async function annotate(
       runSimulatedAnnotator({
         api: new AnnotationApi(url, await round.accounts.add(name)),
         index,
-        session,
+        sessionFor: async () => session,
         intent,
         model: { ...DEFAULT_ANNOTATOR, maxClicks: 2, minArea: 400 },
         maxMasksPerImage: 2,

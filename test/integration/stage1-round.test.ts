@@ -115,7 +115,7 @@ describe('a stage-1 round over HTTP', () => {
           runSimulatedAnnotator({
             api: new AnnotationApi(baseUrl, await accounts.add(name)),
             index,
-            session,
+            sessionFor: async () => session,
             intent,
             model: { ...DEFAULT_ANNOTATOR, maxClicks: 3, minArea: 400 },
             maxMasksPerImage: 3,

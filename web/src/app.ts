@@ -44,6 +44,8 @@ type Mode = 'prompt' | 'brush' | 'eraser';
 class AnnotationTool {
   private loaded: Loaded | null = null;
   private decoder: BrowserDecoder | null = null;
+  /** The model id whose decoder is loaded. */
+  private decoderModel = '';
   private tool: Mode = 'prompt';
   private radius = 8;
   /** The last decode's candidates' low-res logits, best first: the shown one prompts the next click. */
@@ -55,16 +57,28 @@ class AnnotationTool {
   constructor(private readonly api: Api) {}
 
   async start(): Promise<void> {
-    const info = (await (await this.api.call('GET', '/api/model')).json()) as { externalData: string[] };
+    await this.loadDecoder();
+    this.bindInput();
+    await this.nextTask();
+  }
+
+  /** The decoder of a model id (default: the run's own); a task assisted by a retrained model names it. */
+  private async loadDecoder(id?: string): Promise<void> {
+    const query = id === undefined ? '' : `?id=${encodeURIComponent(id)}`;
+    const info = (await (await this.api.call('GET', `/api/model${query}`)).json()) as {
+      id: string;
+      externalData: string[];
+    };
     const bytes = async (path: string) => (await this.api.call('GET', path)).arrayBuffer();
     const externalData = Object.fromEntries(
       await Promise.all(
-        info.externalData.map(async (name) => [name, await bytes(`/api/model/data/${name}`)] as const),
+        info.externalData.map(
+          async (name) => [name, await bytes(`/api/model/data/${name}${query}`)] as const,
+        ),
       ),
     );
-    this.decoder = await BrowserDecoder.load(await bytes('/api/model/decoder.onnx'), externalData);
-    this.bindInput();
-    await this.nextTask();
+    this.decoder = await BrowserDecoder.load(await bytes(`/api/model/decoder.onnx${query}`), externalData);
+    this.decoderModel = info.id;
   }
 
   private async nextTask(): Promise<void> {
@@ -76,6 +90,7 @@ class AnnotationTool {
       return this.draw();
     }
     const task = (await res.json()) as TaskResponse;
+    if (task.model !== this.decoderModel) await this.loadDecoder(task.model);
     const [imageRes, embeddingRes] = await Promise.all([
       this.api.call('GET', `/api/tasks/${task.task}/image`),
       this.api.call('GET', `/api/tasks/${task.task}/embedding`),
