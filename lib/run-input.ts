@@ -82,6 +82,9 @@ function retrainSpec(config: RunConfig): Stage1RetrainSpec {
       masksPerImage: r.masksPerImage,
       numPoints: r.numPoints,
       lr: r.lr,
+      boxProbability: r.boxProbability,
+      ...(r.cropSize !== null ? { cropSize: r.cropSize } : {}),
+      ...(r.cropContext !== null ? { cropContext: r.cropContext } : {}),
     },
   };
 }

@@ -426,7 +426,10 @@ const RetrainSchema = z
     /** The model's name in the registry: its champion assists the rounds (seeded from models.sam). */
     model: z
       .string(expecting('a model name: lowercase letters, digits, ".", "-" or "_"'))
-      .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, expecting('a model name: lowercase letters, digits, ".", "-" or "_"'))
+      .regex(
+        /^[a-z0-9][a-z0-9._-]{0,62}$/,
+        expecting('a model name: lowercase letters, digits, ".", "-" or "_"'),
+      )
       .default('sam'),
     /** Retrain once this many masks were accepted since the last retrain (or since the run began)... */
     minNewMasks: intAtLeast(1).default(500),
@@ -444,6 +447,15 @@ const RetrainSchema = z
     /** Corrective clicks per mask after the first prompt (the paper: 8). */
     numPoints: intBetween(0, 20).default(8),
     lr: numberAtLeast(0).default(1e-4),
+    /** Train on square windows of this side (a multiple of 16; null: whole images), cheaper on a CPU. */
+    cropSize: intAtLeast(16)
+      .refine((side) => side % 16 === 0, expecting('a multiple of 16 (the embedding grid)'))
+      .nullable()
+      .default(null),
+    /** Windows this many times the longer side of the mask they hold (cropSize: the smallest). */
+    cropContext: numberAtLeast(1).nullable().default(null),
+    /** Share of first prompts that are boxes (the paper: 0.5). */
+    boxProbability: fraction().default(0.5),
     /** Promote only when 1-click mIoU rises by at least this (δ)... */
     minGain: z.number(expecting('a number')).default(0.01),
     /** ...and NoC@90 worsens by at most this many clicks (ε). */
