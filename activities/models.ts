@@ -42,11 +42,10 @@ export function createModelActivities(storeOptions: ObjectStoreOptions = {}) {
      */
     async ensureChampion(
       input: RegistryRef & { seedModelUri: string; runId: string },
-    ): Promise<{ version: number; uri: string; seeded: boolean }> {
+    ): Promise<{ version: number; uri: string }> {
       const registry = open(input.registry);
       const champion = async () => (await registry.resolve(input.name, CHAMPION)) ?? null;
       let version = await champion();
-      const seeded = version === null;
       if (version === null) {
         const ctx = Context.current();
         const dir = await localModelDir(input.seedModelUri, storeOptions);
@@ -65,7 +64,7 @@ export function createModelActivities(storeOptions: ObjectStoreOptions = {}) {
         }
         version = (await champion())!;
       }
-      return { version, uri: registry.versionUri(input.name, version), seeded };
+      return { version, uri: registry.versionUri(input.name, version) };
     },
 
     /** Where an alias points now (null: never set). */

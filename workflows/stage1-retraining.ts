@@ -174,11 +174,7 @@ export class Stage1Retraining {
         miou1: result.metrics.miou_1click ?? null,
       };
       if (result.promoted) {
-        this.champion = {
-          version: result.version,
-          uri: result.uri,
-          tag: `${this.spec.modelName}@v${result.version}`,
-        };
+        this.champion = versionRef(this.spec.modelName, result);
       }
     } catch (err) {
       if (isCancellation(err)) throw err;

@@ -321,10 +321,11 @@ export class ModelRegistry {
 
   private async versionNumbers(name: string, marker: string): Promise<number[]> {
     const versions: number[] = [];
-    const pattern = new RegExp(`^${escape(checkName(name))}/v(\\d+)/${escape(marker)}$`);
-    for await (const key of this.store.listKeys(`${name}/v`)) {
-      const match = pattern.exec(key);
-      if (match) versions.push(Number(match[1]));
+    // Keys under "<name>/v" are "<name>/v<k>/<file>"; the version's own marker file says it is there.
+    for await (const key of this.store.listKeys(`${checkName(name)}/v`)) {
+      const [, folder, file, ...deeper] = key.split('/');
+      const version = /^v(\d+)$/.exec(folder ?? '');
+      if (version && file === marker && deeper.length === 0) versions.push(Number(version[1]));
     }
     return versions;
   }
@@ -363,10 +364,6 @@ function describeVersion(version: number | undefined): string {
 function renamedModelJson(bytes: Buffer, name: string, version: number): Buffer {
   const json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   return Buffer.from(JSON.stringify({ ...json, name, version: `v${version}` }, null, 2) + '\n');
-}
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function parse<T>(schema: z.ZodType<T>, bytes: Buffer, uri: string): T {
