@@ -228,7 +228,7 @@ export class SamSession {
   }
 }
 
-function sessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+export function sessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: settings.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
     graphOptimizationLevel: 'all',

@@ -124,11 +124,90 @@ export const EvaluateSamResultSchema = z.strictObject({
   dataset: key.optional(),
 });
 
+/** How detector maps become boxes (lib/detector/decode.ts); stored in the package's model.json. */
+export const DetectorDecodeSchema = z.strictObject({
+  scoreThreshold: fraction.optional(),
+  nmsIou: fraction.optional(),
+  maxDetections: positiveInt.optional(),
+});
+
+export const TrainDetectorInputSchema = z.strictObject({
+  storage: key,
+  /** A training-set manifest as for trainSam: the boxes of its masks are the targets. */
+  trainingSet: key,
+  registry: key,
+  /** The detector's name in the registry, and the version claimed for it. */
+  modelName: key,
+  version: positiveInt,
+  /** The SAM version whose (frozen) encoder's embeddings the detector reads: "<name>/v<k>". */
+  sam: key,
+  /** A detector version to continue from: "<name>/v<k>" (it must read the same encoder). */
+  parent: key.optional(),
+  steps: positiveInt,
+  batchSize: positiveInt.optional(),
+  lr: z.number().positive().optional(),
+  seed: z.number().int().nonnegative().optional(),
+  checkpointEvery: positiveInt.optional(),
+  /** Head width and one dilated 3×3 conv per entry (trainer/sae_trainer/detector.py). */
+  width: positiveInt.optional(),
+  dilations: z.array(positiveInt).min(1).optional(),
+  decode: DetectorDecodeSchema.optional(),
+});
+
+export const TrainDetectorResultSchema = z.strictObject({
+  model: key,
+  modelJson: key,
+  trainingSetUri: key,
+  trainingSetSha256: key,
+  steps: z.number().int().nonnegative(),
+  finalLoss: z.number().nullable(),
+  seconds: z.number().nonnegative(),
+  /** Largest |ONNX − PyTorch| per output (scores, boxes). */
+  parity: z.record(z.string(), z.number()),
+  files: z.array(ModelFileSchema),
+});
+
+export const EvaluateDetectorInputSchema = z.strictObject({
+  storage: key,
+  registry: key,
+  /** The detector version ("<name>/v<k>") and the SAM version whose embeddings it reads. */
+  model: key,
+  sam: key,
+  /** Manifest key; its holdout split is used when it has one. */
+  dataset: key,
+  maxImages: positiveInt.optional(),
+  decode: DetectorDecodeSchema.optional(),
+});
+
+/** pycocotools COCOeval on boxes with useCats = 0 (trainer/sae_trainer/detector_train.py). */
+export const EvaluateDetectorResultSchema = z.strictObject({
+  images: z.number().int().nonnegative(),
+  /** Ground-truth boxes (one per mask) and the detections made. */
+  boxes: z.number().int().nonnegative(),
+  detections: z.number().int().nonnegative(),
+  AP: z.number(),
+  AP50: z.number(),
+  AP75: z.number(),
+  AP_small: z.number(),
+  AP_medium: z.number(),
+  AP_large: z.number(),
+  AR1: z.number(),
+  AR10: z.number(),
+  AR100: z.number(),
+  settings: z.strictObject({ score_threshold: z.number(), nms_iou: z.number(), max_detections: z.number() }),
+  protocol: z.string(),
+  dataset: key.optional(),
+});
+
 export type ModelShape = z.infer<typeof ModelShapeSchema>;
 export type TrainSamInput = z.infer<typeof TrainSamInputSchema>;
 export type TrainSamResult = z.infer<typeof TrainSamResultSchema>;
 export type EvaluateSamInput = z.infer<typeof EvaluateSamInputSchema>;
 export type EvaluateSamResult = z.infer<typeof EvaluateSamResultSchema>;
+export type TrainDetectorInput = z.infer<typeof TrainDetectorInputSchema>;
+export type TrainDetectorResult = z.infer<typeof TrainDetectorResultSchema>;
+export type EvaluateDetectorInput = z.infer<typeof EvaluateDetectorInputSchema>;
+export type EvaluateDetectorResult = z.infer<typeof EvaluateDetectorResultSchema>;
 
 /** Every schema of the contract by the name the JSON file and the Python side use. */
 export const TRAINING_CONTRACT = {
@@ -136,6 +215,10 @@ export const TRAINING_CONTRACT = {
   TrainSamResult: TrainSamResultSchema,
   EvaluateSamInput: EvaluateSamInputSchema,
   EvaluateSamResult: EvaluateSamResultSchema,
+  TrainDetectorInput: TrainDetectorInputSchema,
+  TrainDetectorResult: TrainDetectorResultSchema,
+  EvaluateDetectorInput: EvaluateDetectorInputSchema,
+  EvaluateDetectorResult: EvaluateDetectorResultSchema,
 } as const;
 
 /** The contract as one JSON Schema document with a definition per activity input and result. */

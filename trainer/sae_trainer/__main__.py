@@ -1,5 +1,6 @@
 """Command line (PYTHONPATH=trainer):
-`python -m sae_trainer {train,export,evaluate,fit-iou-head,bench,worker} ...`."""
+`python -m sae_trainer {train,export,evaluate,fit-iou-head,train-detector,evaluate-detector,
+export-detector,bench,worker} ...`."""
 
 from __future__ import annotations
 
@@ -95,6 +96,77 @@ def _fit_iou_head(args: argparse.Namespace) -> None:
     lineage = {**(extra.get("lineage_info") or {}), "iou_head_refit": done}
     save_checkpoint(args.out, sam, cfg, step=extra.get("step"), lineage_info=lineage)
     print(json.dumps(done, indent=2))
+
+
+def _split_ids(data: str, ann, holdout_fraction: float, split_seed: int, held_out: bool,
+               file_prefix: str = ""):
+    """Image ids of one side of a deterministic split, of the images whose file_name starts with
+    file_prefix (None: all images)."""
+    if not holdout_fraction and not file_prefix:
+        return None
+    from .data import CocoInstances
+
+    dataset = CocoInstances(data, ann)
+    if holdout_fraction:
+        train, holdout = dataset.split(holdout_fraction, split_seed)
+        dataset = holdout if held_out else train
+    return [i for i in dataset.image_ids
+            if dataset.coco.imgs[i]["file_name"].startswith(file_prefix)]
+
+
+def _train_detector(args: argparse.Namespace) -> None:
+    from .detector import DetectorConfig
+    from .detector_train import DetectorTrainConfig, train_detector
+
+    cfg = DetectorTrainConfig(
+        data_dir=args.data, out_dir=args.out, sam_checkpoint=args.sam, ann_file=args.ann,
+        init_checkpoint=args.init, detector=DetectorConfig(width=args.width,
+                                dilations=tuple(int(d) for d in args.dilations.split(","))),
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, device=args.device,
+        image_ids=_split_ids(args.data, args.ann, args.holdout_fraction, args.split_seed, False))
+
+    def progress(s: dict) -> None:
+        if s["phase"] == "embed":
+            print(f"embed {s['done']}/{s['total']}", end="\r", flush=True)
+        elif s["step"] % 50 == 0 or s["step"] == s["steps"]:
+            print(f"step {s['step']}/{s['steps']} loss {s['loss']:.4f} heatmap {s['heatmap']:.4f} "
+                  f"size {s['size']:.4f} offset {s['offset']:.4f}", flush=True)
+
+    print(json.dumps(train_detector(cfg, progress=progress), indent=2))
+
+
+def _evaluate_detector(args: argparse.Namespace) -> None:
+    from .detector import DecodeSettings
+    from .detector_train import evaluate_detector
+
+    metrics = evaluate_detector(
+        args.checkpoint, args.sam, args.data, ann_file=args.ann, max_images=args.max_images,
+        image_ids=_split_ids(args.data, args.ann, args.holdout_fraction, args.split_seed, True,
+                             args.file_prefix),
+        settings=DecodeSettings(args.score_threshold, args.nms_iou, args.max_detections),
+        embedding_cache=args.embedding_cache,
+        progress=lambda n, total: print(f"embed {n}/{total}", end="\r", flush=True))
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+def _export_detector(args: argparse.Namespace) -> None:
+    from .detector import DecodeSettings
+    from .detector_train import export_detector, file_sha256
+
+    sam = {"model": args.sam_name} if args.sam_name else {}
+    if args.sam_package:
+        sam["encoder_onnx_sha256"] = file_sha256(os.path.join(args.sam_package, "encoder.onnx"))
+    metrics = json.load(open(args.metrics)) if args.metrics else None
+    package = export_detector(args.checkpoint, args.out, name=args.name, version=args.version,
+                              sam=sam, metrics=metrics,
+                              settings=DecodeSettings(args.score_threshold, args.nms_iou,
+                                                      args.max_detections))
+    print(json.dumps(package["parity"], indent=2))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -209,6 +281,58 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=200)
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_fit_iou_head)
+
+    def split_args(parser: argparse.ArgumentParser, side: str) -> None:
+        parser.add_argument("--holdout-fraction", type=float, default=0.0,
+                            help=f"use only the {side} side of a split by image (--split-seed)")
+        parser.add_argument("--split-seed", type=int, default=0)
+
+    def decode_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--score-threshold", type=float, default=0.1)
+        parser.add_argument("--nms-iou", type=float, default=0.5)
+        parser.add_argument("--max-detections", type=int, default=100)
+
+    td = sub.add_parser("train-detector", help="train the stage-2 box detector on a SAM model's embeddings")
+    td.add_argument("--data", required=True)
+    td.add_argument("--ann")
+    td.add_argument("--sam", required=True, help="SAM checkpoint whose frozen encoder it reads")
+    td.add_argument("--out", required=True, help="output folder (detector.pt, detector_log.jsonl)")
+    td.add_argument("--init", help="a detector checkpoint to continue from")
+    td.add_argument("--width", type=int, default=64)
+    td.add_argument("--dilations", default="1,2,4", help="one 3x3 conv per entry, this dilated")
+    td.add_argument("--steps", type=int, default=2000)
+    td.add_argument("--batch-size", type=int, default=16)
+    td.add_argument("--lr", type=float, default=1e-3)
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--checkpoint-every", type=int, default=200)
+    td.add_argument("--device", default="auto", help=DEVICES_HELP)
+    split_args(td, "training")
+    td.set_defaults(func=_train_detector)
+
+    ed = sub.add_parser("evaluate-detector", help="COCO box AP/AR (class-agnostic) of a detector")
+    ed.add_argument("--checkpoint", required=True)
+    ed.add_argument("--sam", required=True)
+    ed.add_argument("--data", required=True)
+    ed.add_argument("--ann")
+    ed.add_argument("--max-images", type=int)
+    ed.add_argument("--embedding-cache", help="default: embeddings/ beside the checkpoint")
+    ed.add_argument("--out", help="write the metrics JSON here")
+    ed.add_argument("--file-prefix", default="",
+                    help="only the images whose file_name starts with this (e.g. images/bsds/)")
+    split_args(ed, "held-out")
+    decode_args(ed)
+    ed.set_defaults(func=_evaluate_detector)
+
+    xd = sub.add_parser("export-detector", help="export a detector checkpoint to an ONNX package")
+    xd.add_argument("--checkpoint", required=True)
+    xd.add_argument("--out", required=True)
+    xd.add_argument("--name")
+    xd.add_argument("--version")
+    xd.add_argument("--sam-name", help="the SAM model it reads, e.g. sae-ref@v4")
+    xd.add_argument("--sam-package", help="that model's package folder (records its encoder.onnx digest)")
+    xd.add_argument("--metrics", help="metrics JSON to embed (e.g. from evaluate-detector --out)")
+    decode_args(xd)
+    xd.set_defaults(func=_export_detector)
 
     b = sub.add_parser("bench", help="CPU timings: training step, decoder per prompt")
     b.add_argument("--repeats", type=int, default=3)

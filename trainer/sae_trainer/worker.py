@@ -1,4 +1,5 @@
-"""Temporal worker for the `sae-gpu-training` task queue: activities `trainSam` and `evaluateSam`.
+"""Temporal worker for the `sae-gpu-training` task queue: activities `trainSam` and `evaluateSam`,
+and the stage-2 detector's `trainDetector` and `evaluateDetector` (below them).
 
 Both take and return plain JSON objects (camelCase keys, as the TS workflows send them), checked
 against contract.schema.json (generated from lib/training/contract.ts; see contract.py) on the way
@@ -159,6 +160,23 @@ def _initial_checkpoint(store, models, inp: Dict[str, Any],
     return None, None
 
 
+def _upload_package(models, prefix: str, files: Dict[str, str], package: Dict[str, Any],
+                    beat) -> list:
+    """Uploads a version's files (those that exist) and then its model.json; returns what the
+    registry's lineage lists: name, bytes and SHA-256 of each."""
+    uploaded = []
+    for name, path in files.items():
+        if os.path.isfile(path):
+            beat({"phase": "upload", "file": name}, force=True)
+            models.upload(path, f"{prefix}/{name}")
+            uploaded.append({"name": name, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+    model_json = json.dumps(package, indent=2).encode()
+    models.put_bytes(f"{prefix}/model.json", model_json)
+    uploaded.append({"name": "model.json", "bytes": len(model_json),
+                     "sha256": hashlib.sha256(model_json).hexdigest()})
+    return uploaded
+
+
 @activity.defn(name="trainSam")
 def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .export import export_package
@@ -230,16 +248,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     files = {name: os.path.join(package_dir, name) for name in MODEL_FILES[:3]}
     files.update({"checkpoint.pt": result["checkpoint"],
                   "train_log.jsonl": os.path.join(out_dir, "train_log.jsonl")})
-    uploaded = []
-    for name, path in files.items():
-        if os.path.isfile(path):
-            beat({"phase": "upload", "file": name}, force=True)
-            models.upload(path, f"{prefix}/{name}")
-            uploaded.append({"name": name, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
-    model_json = json.dumps(package, indent=2).encode()
-    models.put_bytes(f"{prefix}/model.json", model_json)
-    uploaded.append({"name": "model.json", "bytes": len(model_json),
-                     "sha256": hashlib.sha256(model_json).hexdigest()})
+    uploaded = _upload_package(models, prefix, files, package, beat)
     return _checked("TrainSamResult", {
         "model": prefix, "modelJson": f"{prefix}/model.json",
         "trainingSetUri": training_set_uri, "trainingSetSha256": training_set_sha256,
@@ -281,6 +290,139 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     return _checked("EvaluateSamResult", metrics)
 
 
+def _sam_checkpoint(models, registry: str, sam: str, beat) -> str:
+    """A SAM version's checkpoint from the registry, downloaded once per host."""
+    path = os.path.join(work_dir("sam", _digest(registry, sam)), "checkpoint.pt")
+    if not os.path.isfile(path):
+        beat({"phase": "download", "file": f"{sam}/checkpoint.pt"}, force=True)
+        models.download(posixpath.join(sam, "checkpoint.pt"), path)
+    return path
+
+
+def _encoder_sha256(models, registry: str, sam: str) -> str:
+    """SHA-256 of a SAM version's encoder.onnx: from its lineage when it lists it, else hashed."""
+    try:
+        lineage = json.loads(models.get_bytes(posixpath.join(sam, "lineage.json")))
+        for f in lineage.get("files", []):
+            if f.get("name") == "encoder.onnx":
+                return f["sha256"]
+    except FileNotFoundError:
+        pass
+    path = os.path.join(work_dir("sam", _digest(registry, sam)), "encoder.onnx")
+    models.download(posixpath.join(sam, "encoder.onnx"), path)
+    return _sha256(path)
+
+
+def _decode_settings(inp: Dict[str, Any]):
+    from .detector import DecodeSettings
+
+    d, default = inp.get("decode") or {}, DecodeSettings()
+    return DecodeSettings(float(d.get("scoreThreshold", default.score_threshold)),
+                          float(d.get("nmsIou", default.nms_iou)),
+                          int(d.get("maxDetections", default.max_detections)))
+
+
+@activity.defn(name="trainDetector")
+def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
+    """Trains the stage-2 box detector on a SAM version's embeddings and writes it to the registry
+    as <modelName>/v<version>/ (detector.onnx, detector.pt, detector_log.jsonl, model.json);
+    heartbeats, resumes from <modelName>/v<version>/train/ and honours cancellation as trainSam."""
+    from .detector import DetectorConfig
+    from .detector_train import (CHECKPOINT_NAME, DETECTOR_FILE, DetectorTrainConfig,
+                                 DetectorTrainingCancelled, export_detector, train_detector)
+
+    _checked("TrainDetectorInput", inp)
+    store, models = open_store(inp["storage"]), open_store(inp["registry"])
+    prefix = f"{inp['modelName']}/v{int(inp['version'])}"
+    local = work_dir("train-detector", _digest(inp["registry"], prefix))
+    beat = _heartbeat_every(5.0)
+
+    manifest_bytes, manifest = _manifest(store, inp["trainingSet"])
+    data_dir, ann_file = fetch_dataset(store, manifest, os.path.join(local, "data"), beat)
+    sam_ckpt = _sam_checkpoint(models, inp["registry"], inp["sam"], beat)
+    init = None
+    if inp.get("parent"):
+        init = os.path.join(local, "parent.pt")
+        models.download(posixpath.join(inp["parent"], CHECKPOINT_NAME), init)
+
+    out_dir = os.path.join(local, "train")
+    os.makedirs(out_dir, exist_ok=True)
+    remote_ckpt, local_ckpt = f"{prefix}/train/{CHECKPOINT_NAME}", os.path.join(out_dir, CHECKPOINT_NAME)
+    if not os.path.isfile(local_ckpt) and models.exists(remote_ckpt):
+        models.download(remote_ckpt, local_ckpt)  # resume an attempt from another machine
+    default = DetectorConfig()
+    cfg = DetectorTrainConfig(
+        data_dir=data_dir, out_dir=out_dir, sam_checkpoint=sam_ckpt, ann_file=ann_file,
+        init_checkpoint=init,
+        detector=DetectorConfig(width=int(inp.get("width", default.width)),
+                                dilations=tuple(inp.get("dilations", default.dilations))),
+        steps=int(inp["steps"]), batch_size=int(inp.get("batchSize", 16)),
+        lr=float(inp.get("lr", 1e-3)), seed=int(inp.get("seed", 0)),
+        checkpoint_every=int(inp.get("checkpointEvery", 100)), device=worker_device())
+
+    def progress(stats: Dict[str, Any]) -> None:
+        if stats.get("checkpointed"):
+            models.upload(local_ckpt, remote_ckpt)
+        beat({k: v for k, v in stats.items() if k != "checkpointed"},
+             force=bool(stats.get("checkpointed")))
+
+    try:
+        result = train_detector(cfg, progress=progress, cancel=activity.is_cancelled)
+    except DetectorTrainingCancelled as e:
+        if os.path.isfile(local_ckpt):
+            models.upload(local_ckpt, remote_ckpt)
+        raise CancelledError(str(e)) from e
+
+    beat({"phase": "export"}, force=True)
+    package_dir = os.path.join(local, "package")
+    training_set_uri = store.uri(inp["trainingSet"])
+    training_set_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+    package = export_detector(
+        result["checkpoint"], package_dir, name=inp["modelName"], version=f"v{int(inp['version'])}",
+        sam={"model": inp["sam"], "encoder_onnx_sha256": _encoder_sha256(models, inp["registry"], inp["sam"])},
+        settings=_decode_settings(inp),
+        lineage={"parent": inp.get("parent"), "sam": inp["sam"],
+                 "training_data": {"manifest": training_set_uri, "sha256": training_set_sha256}})
+    files = {DETECTOR_FILE: os.path.join(package_dir, DETECTOR_FILE),
+             CHECKPOINT_NAME: result["checkpoint"],
+             "detector_log.jsonl": os.path.join(out_dir, "detector_log.jsonl")}
+    uploaded = _upload_package(models, prefix, files, package, beat)
+    return _checked("TrainDetectorResult", {
+        "model": prefix, "modelJson": f"{prefix}/model.json",
+        "trainingSetUri": training_set_uri, "trainingSetSha256": training_set_sha256,
+        "steps": result["steps"], "finalLoss": result["final"].get("loss"),
+        "seconds": result["seconds"], "parity": package["parity"]["onnx_vs_pytorch_max_abs_diff"],
+        "files": uploaded})
+
+
+@activity.defn(name="evaluateDetector")
+def evaluate_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
+    """COCO box AP/AR (class-agnostic) of a detector version on a manifest's holdout (else all of
+    it); writes nothing."""
+    from .detector_train import CHECKPOINT_NAME, evaluate_detector
+
+    _checked("EvaluateDetectorInput", inp)
+    store, models = open_store(inp["storage"]), open_store(inp["registry"])
+    _, manifest = _manifest(store, inp["dataset"])
+    split = manifest.get("holdout") or manifest
+    beat = _heartbeat_every(5.0)
+    data_key = _digest(inp["storage"], inp["dataset"])
+    data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", data_key), beat)
+    ckpt = os.path.join(work_dir("eval-detector", _digest(inp["registry"], inp["model"])), CHECKPOINT_NAME)
+    if not os.path.isfile(ckpt):
+        models.download(posixpath.join(inp["model"], CHECKPOINT_NAME), ckpt)
+    try:
+        metrics = evaluate_detector(
+            ckpt, _sam_checkpoint(models, inp["registry"], inp["sam"], beat), data_dir, ann_file=ann_file,
+            max_images=inp.get("maxImages"), settings=_decode_settings(inp),
+            embedding_cache=work_dir("eval-embeddings", data_key),
+            progress=lambda n, total: beat({"phase": "embed", "done": n, "total": total}))
+    except ValueError as e:  # a foreign checkpoint, or one trained on another encoder
+        raise ApplicationError(str(e), type="DetectorMismatch", non_retryable=True) from e
+    metrics["dataset"] = inp["dataset"]
+    return _checked("EvaluateDetectorResult", metrics)
+
+
 async def run_worker(address: str, namespace: str, task_queue: str, device: str) -> None:
     from temporalio.client import Client
     from temporalio.worker import Worker
@@ -288,7 +430,9 @@ async def run_worker(address: str, namespace: str, task_queue: str, device: str)
     client = await Client.connect(address, namespace=namespace)
     # Training is CPU/GPU bound and runs in a thread; one activity at a time per worker process.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        worker = Worker(client, task_queue=task_queue, activities=[train_sam, evaluate_sam],
+        worker = Worker(client, task_queue=task_queue, activities=[train_sam, evaluate_sam,
+                                                                     train_detector_activity,
+                                                                     evaluate_detector_activity],
                         activity_executor=pool, max_concurrent_activities=1)
         print(f"sae-trainer worker: {address} namespace {namespace} queue {task_queue} "
               f"device {device}", flush=True)

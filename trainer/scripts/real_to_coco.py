@@ -11,6 +11,10 @@ into the project) into one COCO instances folder that `sae_trainer train` reads.
 
 GrabCut is never read here: it stays the held-out evaluation (masks_to_coco.py builds that set).
 Images are linked, not copied, into OUT/images/<set>/.
+
+`--with-coco DIR` adds an existing COCO folder (e.g. `sa-engine synth` output) to the same set, so
+that a fine-tune on real photos keeps seeing the scenes the model already knows (trained on real
+photos alone, sae-ref forgot its synthetic scenes within 60 steps).
 """
 import argparse
 import json
@@ -37,19 +41,22 @@ class Builder:
     def add_image(self, source: str, name: str, masks: list) -> None:
         if not masks:
             return
+        h, w = masks[0].shape
+        self.add_encoded(source, name, w, h, [rle(region) for region in masks])
+
+    def add_encoded(self, source: str, name: str, width: int, height: int, encoded: list) -> None:
         link = os.path.join(self.out, "images", name)
         os.makedirs(os.path.dirname(link), exist_ok=True)
         if not os.path.lexists(link):
             os.symlink(os.path.abspath(source), link)
-        h, w = masks[0].shape
         image_id = len(self.dataset["images"]) + 1
-        self.dataset["images"].append({"id": image_id, "file_name": f"images/{name}", "width": w, "height": h})
-        for region in masks:
-            encoded = rle(region)
+        self.dataset["images"].append({"id": image_id, "file_name": f"images/{name}",
+                                       "width": width, "height": height})
+        for segmentation in encoded:
             self.dataset["annotations"].append({
                 "id": len(self.dataset["annotations"]) + 1, "image_id": image_id, "category_id": 1,
-                "segmentation": encoded, "area": int(region.sum()),
-                "bbox": [float(v) for v in mask_utils.toBbox(encoded)], "iscrowd": 0})
+                "segmentation": segmentation, "area": int(mask_utils.area(segmentation)),
+                "bbox": [float(v) for v in mask_utils.toBbox(segmentation)], "iscrowd": 0})
 
 
 def labels(path: str) -> np.ndarray:
@@ -84,12 +91,31 @@ def add_pennfudan(b: Builder, root: str) -> None:
                     [m for m in masks if m.any()])
 
 
+def add_coco(b: Builder, root: str, prefix: str) -> None:
+    """Every image of a COCO instances folder with its RLE masks (polygons are not read)."""
+    with open(os.path.join(root, "annotations.json")) as f:
+        coco = json.load(f)
+    by_image: dict = {}
+    for ann in coco["annotations"]:
+        if not ann.get("iscrowd") and isinstance(ann["segmentation"], dict):
+            by_image.setdefault(ann["image_id"], []).append(ann["segmentation"])
+    for image in coco["images"]:
+        if image["id"] in by_image:
+            name = os.path.normpath(image["file_name"])
+            if name.startswith("..") or os.path.isabs(name):
+                raise ValueError(f"{root}: file_name {image['file_name']!r} leaves the folder")
+            b.add_encoded(os.path.join(root, name), f"{prefix}/{name}", image["width"],
+                          image["height"], by_image[image["id"]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the shared data folder (SAE_REAL_DATA)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--min-area", type=float, default=0.005, help="BSDS regions: least fraction of the photo")
+    parser.add_argument("--with-coco", action="append", default=[], metavar="DIR",
+                        help="also add this COCO folder's images and RLE masks (repeatable)")
     args = parser.parse_args()
     sets = [s for s in args.sets.split(",") if s]
     unknown = set(sets) - set(SETS)
@@ -103,6 +129,8 @@ def main() -> None:
         add_bsds(b, os.path.join(args.data, "bsds_train"), args.min_area)
     if "pennfudan" in sets:
         add_pennfudan(b, os.path.join(args.data, "pennfudan"))
+    for k, root in enumerate(args.with_coco):
+        add_coco(b, root, f"coco{k}")
     with open(os.path.join(args.out, "annotations.json"), "w") as f:
         json.dump(b.dataset, f)
     print(f"{len(b.dataset['images'])} images, {len(b.dataset['annotations'])} masks -> {args.out}")

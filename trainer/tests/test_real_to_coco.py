@@ -50,3 +50,37 @@ def test_builds_one_coco_folder_from_the_three_layouts(tmp_path):
     assert per_image == [1, 2, 2]
     assert [a["area"] for a in coco["annotations"]][:1] == [50]
     assert all(os.path.exists(out / name) for name in names)
+
+
+def write_coco(root, file_name):
+    write_png(str(root / "images/s.png"), np.zeros((10, 12, 3), np.uint8))
+    mask = np.zeros((10, 12), np.uint8)
+    mask[2:5, 3:9] = 1
+    from pycocotools import mask as mask_utils
+    encoded = mask_utils.encode(np.asfortranarray(mask))
+    encoded["counts"] = encoded["counts"].decode("ascii")
+    (root / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 7, "file_name": file_name, "width": 12, "height": 10}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "segmentation": encoded,
+                         "area": 18, "bbox": [3, 2, 6, 3], "iscrowd": 0}]}))
+
+
+def test_adds_an_existing_coco_folder_beside_the_real_sets(tmp_path):
+    synth = tmp_path / "synth"
+    write_coco(synth, "images/s.png")
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, SCRIPT, "--data", str(tmp_path / "none"), "--sets", "",
+                    "--with-coco", str(synth), "--out", str(out)], check=True)
+    coco = json.loads((out / "annotations.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == ["images/coco0/images/s.png"]
+    assert [(a["image_id"], a["area"], a["bbox"]) for a in coco["annotations"]] == [(1, 18, [3, 2, 6, 3])]
+    assert os.path.exists(out / "images/coco0/images/s.png")
+
+
+def test_refuses_a_coco_folder_whose_file_names_leave_it(tmp_path):
+    synth = tmp_path / "synth"
+    write_coco(synth, "../outside.png")
+    run = subprocess.run([sys.executable, SCRIPT, "--data", str(tmp_path / "none"), "--sets", "",
+                          "--with-coco", str(synth), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "leaves the folder" in run.stderr

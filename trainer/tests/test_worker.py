@@ -11,7 +11,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from sae_trainer.storage import open_store
-from sae_trainer.worker import evaluate_sam, main as worker_main, train_sam
+from sae_trainer.worker import (evaluate_detector_activity, evaluate_sam, main as worker_main,
+                               train_detector_activity, train_sam)
 
 
 @pytest.fixture
@@ -126,3 +127,56 @@ def test_a_worker_asked_for_a_gpu_it_lacks_refuses_to_start(monkeypatch):
     args = argparse.Namespace(device="cuda", address="127.0.0.1:1", namespace=None, task_queue=None)
     with pytest.raises(ValueError, match="sees no GPU"):
         worker_main(args)  # before any connection: the address above answers nothing
+
+
+def detector_input(store_uri, **kw):
+    return {"storage": store_uri, "trainingSet": "datasets/syn/manifest.json",
+            "registry": registry_of(store_uri), "modelName": "det", "version": 1, "sam": "ref/v1",
+            "steps": 3, "batchSize": 2, "checkpointEvery": 1, "width": 16, "dilations": [1],
+            "decode": {"scoreThreshold": 0.05}, **kw}
+
+
+def test_train_and_evaluate_the_detector_on_a_sam_versions_embeddings(store_uri):
+    ActivityEnvironment().run(train_sam, train_input(store_uri))
+    env, beats = ActivityEnvironment(), []
+    env.on_heartbeat = lambda *d: beats.append(d[0])
+    result = env.run(train_detector_activity, detector_input(store_uri))
+    assert result["model"] == "det/v1" and result["steps"] == 3
+    assert result["parity"]["scores"] < 1e-5 and result["parity"]["boxes"] < 1e-2  # pixels of 1024
+    models = open_store(registry_of(store_uri))
+    for name in ("model.json", "detector.onnx", "detector.pt", "detector_log.jsonl", "train/detector.pt"):
+        assert models.exists(f"det/v1/{name}"), name
+    meta = json.loads(models.get_bytes("det/v1/model.json"))
+    encoder = hashlib.sha256(models.get_bytes("ref/v1/encoder.onnx")).hexdigest()
+    assert meta["sam"]["model"] == "ref/v1" and meta["sam"]["encoder_onnx_sha256"] == encoder
+    assert meta["decode"]["score_threshold"] == 0.05 and meta["lineage"]["sam"] == "ref/v1"
+    assert {b["phase"] for b in beats} >= {"download", "train", "export", "upload"}
+
+    metrics = ActivityEnvironment().run(evaluate_detector_activity, {
+        "storage": store_uri, "registry": registry_of(store_uri), "model": "det/v1", "sam": "ref/v1",
+        "dataset": "datasets/syn/manifest.json"})
+    assert metrics["images"] == 6 and metrics["boxes"] > 0 and 0 <= metrics["AP"] <= 1
+
+    # Another SAM version's embeddings mean nothing to this detector: refused, not retried.
+    ActivityEnvironment().run(train_sam, train_input(store_uri, version=2, seed=5))
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(evaluate_detector_activity, {
+            "storage": store_uri, "registry": registry_of(store_uri), "model": "det/v1",
+            "sam": "ref/v2", "dataset": "datasets/syn/manifest.json"})
+    assert err.value.non_retryable and "another SAM encoder" in str(err.value)
+
+
+def test_detector_cancellation_keeps_a_resumable_checkpoint(store_uri):
+    ActivityEnvironment().run(train_sam, train_input(store_uri))
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *d: env.cancel() if d[0].get("phase") == "train" else None
+    with pytest.raises(CancelledError):
+        env.run(train_detector_activity, detector_input(store_uri))
+    models = open_store(registry_of(store_uri))
+    assert models.exists("det/v1/train/detector.pt") and not models.exists("det/v1/model.json")
+    beats = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *d: beats.append(d[0])
+    env.run(train_detector_activity, detector_input(store_uri))
+    steps = [b["step"] for b in beats if b["phase"] == "train"]
+    assert steps and steps[0] > 1 and steps[-1] == 3  # continued, not started over
