@@ -151,25 +151,48 @@ export class SamSession {
   async decodePoints(embedding: ImageEmbedding, points: Float64Array): Promise<PointBatchOutput> {
     const count = points.length / 2;
     const coords = this.transform.applyCoords(points, embedding.originalSize);
-    return this.batchedDecoder
-      ? this.decodeBatched(embedding, coords, count)
-      : this.decodeOneByOne(embedding, coords, count);
-  }
-
-  private async decodeBatched(
-    embedding: ImageEmbedding,
-    coords: Float64Array,
-    count: number,
-  ): Promise<PointBatchOutput> {
     // Each prompt is its point plus the padding point (0,0) with label -1, as PyTorch adds it.
     const pointCoords = new Float32Array(count * 4);
     const pointLabels = new Float32Array(count * 2);
     for (let i = 0; i < count; i++) {
-      pointCoords[i * 4] = coords[i * 2]!;
-      pointCoords[i * 4 + 1] = coords[i * 2 + 1]!;
-      pointLabels[i * 2] = 1;
-      pointLabels[i * 2 + 1] = PADDING_LABEL;
+      pointCoords.set([coords[i * 2]!, coords[i * 2 + 1]!, 0, 0], i * 4);
+      pointLabels.set([1, PADDING_LABEL], i * 2);
     }
+    return this.decodePrompts(embedding, pointCoords, pointLabels, count);
+  }
+
+  /**
+   * Box prompts (x0 y0 x1 y1 in original-image pixels, 4 numbers each) → 4 masks per box as
+   * low-res logits; for a box SAM reads the single-mask output (index 0). The stage-2 detector's
+   * boxes become masks this way.
+   */
+  async decodeBoxes(embedding: ImageEmbedding, boxes: Float64Array): Promise<PointBatchOutput> {
+    const count = boxes.length / 4;
+    // A box is its two corners labelled 2 and 3, with no padding point (sam-spec §2a).
+    const pointCoords = new Float32Array(this.transform.applyBoxes(boxes, embedding.originalSize));
+    const pointLabels = new Float32Array(count * 2);
+    for (let i = 0; i < count; i++) pointLabels.set([2, 3], i * 2);
+    return this.decodePrompts(embedding, pointCoords, pointLabels, count);
+  }
+
+  /** `count` prompts of 2 points each: (count, 2, 2) coordinates in the 1024 frame and (count, 2) labels. */
+  private decodePrompts(
+    embedding: ImageEmbedding,
+    pointCoords: Float32Array,
+    pointLabels: Float32Array,
+    count: number,
+  ): Promise<PointBatchOutput> {
+    return this.batchedDecoder
+      ? this.decodeBatched(embedding, pointCoords, pointLabels, count)
+      : this.decodeOneByOne(embedding, pointCoords, pointLabels, count);
+  }
+
+  private async decodeBatched(
+    embedding: ImageEmbedding,
+    pointCoords: Float32Array,
+    pointLabels: Float32Array,
+    count: number,
+  ): Promise<PointBatchOutput> {
     const out = await this.batchedDecoder!.run(
       {
         image_embeddings: embedding.tensor,
@@ -189,7 +212,8 @@ export class SamSession {
 
   private async decodeOneByOne(
     embedding: ImageEmbedding,
-    coords: Float64Array,
+    pointCoords: Float32Array,
+    pointLabels: Float32Array,
     count: number,
   ): Promise<PointBatchOutput> {
     const iou = new Float32Array(count * 4);
@@ -198,14 +222,12 @@ export class SamSession {
     const hasMask = new ort.Tensor('float32', new Float32Array([0]), [1]);
     const [h, w] = embedding.originalSize;
     const origSize = new ort.Tensor('float32', new Float32Array([h, w]), [2]);
-    const labels = new ort.Tensor('float32', new Float32Array([1, PADDING_LABEL]), [1, 2]);
     for (let i = 0; i < count; i++) {
-      const point = new Float32Array([coords[i * 2]!, coords[i * 2 + 1]!, 0, 0]);
       const out = await this.decoder.run(
         {
           image_embeddings: embedding.tensor,
-          point_coords: new ort.Tensor('float32', point, [1, 2, 2]),
-          point_labels: labels,
+          point_coords: new ort.Tensor('float32', pointCoords.slice(i * 4, i * 4 + 4), [1, 2, 2]),
+          point_labels: new ort.Tensor('float32', pointLabels.slice(i * 2, i * 2 + 2), [1, 2]),
           mask_input: noMask,
           has_mask_input: hasMask,
           orig_im_size: origSize,

@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="CPU timings: training step, decoder per prompt")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    b.add_argument("--detectors", action="store_true",
+                   help="only the stage-2 detectors: the head on the embedding vs Faster R-CNNs")
     b.set_defaults(func=_bench)
 
     w = sub.add_parser("worker", help="Temporal worker on the sae-gpu-training task queue")

@@ -122,12 +122,53 @@ def bench_encoder(repeats: int) -> None:
     print(f"- forward: {fwd * 1e3:.0f} ms")
 
 
+def bench_detectors(repeats: int) -> None:
+    """What stage 2's detector costs: the head on SAM's embedding (detector.py) against torchvision's
+    Faster R-CNNs (the paper's kind), untrained (weights do not change the cost), one 1024 image."""
+    print("\n## box detectors, one 1024x1024 image (ms; ratios against the head on the embedding)")
+    import torchvision
+    from .detector import BoxHead, DetectorConfig, detector_loss, make_targets, stack_targets
+
+    head = BoxHead(DetectorConfig())
+    emb = torch.randn(16, 256, 64, 64)
+    targets = stack_targets([make_targets(np.array([[100.0, 100.0, 300.0, 400.0]]), 64)] * 16)
+
+    def head_step():
+        detector_loss(head(emb), targets)["loss"].backward()
+    with torch.no_grad():
+        head_fwd = best_time(lambda: head(emb[:1]), repeats) * 1e3
+    head_train = best_time(head_step, repeats) / 16 * 1e3
+    rows = [("head on the SAM embedding", sum(p.numel() for p in head.parameters()), head_fwd, head_train)]
+    image = [torch.rand(3, 1024, 1024)]
+    boxes = [{"boxes": torch.tensor([[100.0, 100.0, 300.0, 400.0]] * 5), "labels": torch.ones(5, dtype=torch.int64)}]
+    for name, build in (("Faster R-CNN MobileNetV3-FPN", torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn),
+                        ("Faster R-CNN ResNet-50-FPN", torchvision.models.detection.fasterrcnn_resnet50_fpn)):
+        model = build(weights=None, weights_backbone=None, num_classes=2, min_size=1024, max_size=1024)
+        model.eval()
+        with torch.no_grad():
+            fwd = best_time(lambda: model(image), max(1, repeats - 2)) * 1e3
+        model.train()
+
+        def step():
+            sum(model(image, boxes).values()).backward()
+        train = best_time(step, max(1, repeats - 2)) * 1e3
+        rows.append((name, sum(p.numel() for p in model.parameters()), fwd, train))
+    _, _, ref_fwd, ref_train = rows[0]
+    for name, params, fwd, train in rows:
+        print(f"- {name}: {params / 1e6:.2f}M parameters, inference {fwd:.1f} ms (x{fwd / ref_fwd:.0f}), "
+              f"training {train:.1f} ms per image (x{train / ref_train:.0f})", flush=True)
+    print("  (the head also needs SAM's embedding, which stage 2 computes for the decoder anyway)")
+
+
 def main(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f}")
-    bench_encoder(args.repeats)
-    bench_decoders(args.repeats)
-    bench_training(max(1, args.repeats - 2))
+    if args.detectors:
+        bench_detectors(args.repeats)
+    else:
+        bench_encoder(args.repeats)
+        bench_decoders(args.repeats)
+        bench_training(max(1, args.repeats - 2))
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")

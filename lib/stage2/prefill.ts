@@ -1,0 +1,85 @@
+// Stage 2's pre-filled masks (paper §4, "semi-automatic"): the detector's boxes prompt SAM, and
+// the masks SAM is confident about arrive in a task already drawn, so that annotators spend their
+// time on the objects nobody has yet. Confident = the automatic generator's two filters
+// (predicted IoU and stability) on the box prompt's single-mask output, then box NMS among them.
+import { maskCandidatesFromBatch } from '../amg/mask-filters.ts';
+import { planMaskUpsample } from '../amg/mask-upsample.ts';
+import { batchedNms } from '../amg/nms.ts';
+import type { Box, MaskCandidate } from '../amg/types.ts';
+import type { Detection } from '../detector/decode.ts';
+import type { DetectorSession } from '../detector/detector.ts';
+import type { ImageEmbedding, SamSession } from '../sam/session.ts';
+
+export interface PrefillSettings {
+  /** Keep a mask whose predicted IoU is above this. */
+  predIouThresh: number;
+  /** Keep a mask whose stability score is at least this. */
+  stabilityScoreThresh: number;
+  /** Between kept masks: suppress a mask whose box overlaps a better one's by more than this. */
+  boxNmsThresh: number;
+  /** Box prompts per decoder run. */
+  batchSize: number;
+}
+
+export interface PrefilledMask extends MaskCandidate {
+  /** The detection whose box prompted it. */
+  detection: Detection;
+}
+
+export interface Prefill {
+  detections: Detection[];
+  masks: PrefilledMask[];
+}
+
+/** Detector boxes on one embedded image → the confident masks SAM draws from them. */
+export async function prefillMasks(
+  sam: SamSession,
+  detector: DetectorSession,
+  embedding: ImageEmbedding,
+  settings: PrefillSettings,
+): Promise<Prefill> {
+  const detections = await detector.detect(embedding);
+  const masks: PrefilledMask[] = [];
+  for (let start = 0; start < detections.length; start += settings.batchSize) {
+    const batch = detections.slice(start, start + settings.batchSize);
+    masks.push(...(await masksFromBoxes(sam, embedding, batch, settings)));
+  }
+  const keep = batchedNms(
+    masks.map((m) => m.box),
+    masks.map((m) => m.predictedIou),
+    settings.boxNmsThresh,
+  );
+  return { detections, masks: keep.map((i) => masks[i]!) };
+}
+
+async function masksFromBoxes(
+  sam: SamSession,
+  embedding: ImageEmbedding,
+  detections: Detection[],
+  settings: PrefillSettings,
+): Promise<PrefilledMask[]> {
+  const [h, w] = embedding.originalSize;
+  const boxes = new Float64Array(detections.flatMap((d) => d.box));
+  const output = await sam.decodeBoxes(embedding, boxes);
+  const centres = new Float64Array(detections.flatMap(({ box }) => centre(box)));
+  const kept = maskCandidatesFromBatch(
+    output,
+    centres,
+    { cropBox: [0, 0, w, h], imageSize: [h, w], plan: planMaskUpsample(h, w) },
+    { predIouThresh: settings.predIouThresh, stabilityScoreThresh: settings.stabilityScoreThresh },
+    [0], // a box prompt reads SAM's single-mask output
+  );
+  // One mask per prompt, kept in prompt order: walk the prompts to find each one's detection.
+  const result: PrefilledMask[] = [];
+  let i = 0;
+  for (const mask of kept) {
+    while (mask.point[0] !== centres[2 * i] || mask.point[1] !== centres[2 * i + 1]) i += 1;
+    result.push({ ...mask, detection: detections[i]! });
+    i += 1;
+  }
+  return result;
+}
+
+function centre([x0, y0, x1, y1]: Box): [number, number] {
+  return [(x0 + x1) / 2, (y0 + y1) / 2];
+}
