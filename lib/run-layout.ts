@@ -46,6 +46,8 @@ export const runLayout = {
     `runs/${run}/stage1/round-${round}/export/training-set.json`,
   /** Stage 1: a retrain's training set (train.json, holdout.json, manifest.json; lib/stage1/training-set.ts). */
   stage1TrainingSet: (run: string, set: number) => `runs/${run}/stage1/training/set-${set}`,
+  /** Stage 2: an image's pre-filled masks, from the detector's boxes (lib/stage2/prefill-store.ts). */
+  stage2Prefill: (run: string, imageId: number) => `runs/${run}/stage2/prefill/${imageId}.json`,
   /** Stage 1: who annotated which image of a stage-3 shard in a round (lib/stage1/provenance.ts). */
   stage1Provenance: (run: string, shard: number, round: number) =>
     `runs/${run}/stage1/provenance/${shardName(shard)}/round-${round}.jsonl`,

@@ -2,15 +2,23 @@
 // the masks SAM is confident about arrive in a task already drawn, so that annotators spend their
 // time on the objects nobody has yet. Confident = the automatic generator's two filters
 // (predicted IoU and stability) on the box prompt's single-mask output, then box NMS among them.
+//
+// A SAM never trained with box prompts (sae-ref v4 was trained on points only) returns empty masks
+// for a box. For such a model `prompt: 'centre-point'` prompts with each box's centre instead and
+// keeps SAM's three multimask outputs as candidates, as the automatic generator does for a point.
 import { maskCandidatesFromBatch } from '../amg/mask-filters.ts';
 import { planMaskUpsample } from '../amg/mask-upsample.ts';
 import { batchedNms } from '../amg/nms.ts';
 import type { Box, MaskCandidate } from '../amg/types.ts';
 import type { Detection } from '../detector/decode.ts';
 import type { DetectorSession } from '../detector/detector.ts';
-import type { ImageEmbedding, SamSession } from '../sam/session.ts';
+import { MULTIMASK_INDICES, type ImageEmbedding, type SamSession } from '../sam/session.ts';
+
+export type PrefillPrompt = 'box' | 'centre-point';
 
 export interface PrefillSettings {
+  /** How a detection prompts SAM: its box (the paper), or its box's centre as a point. */
+  prompt: PrefillPrompt;
   /** Keep a mask whose predicted IoU is above this. */
   predIouThresh: number;
   /** Keep a mask whose stability score is at least this. */
@@ -59,23 +67,25 @@ async function masksFromBoxes(
   settings: PrefillSettings,
 ): Promise<PrefilledMask[]> {
   const [h, w] = embedding.originalSize;
-  const boxes = new Float64Array(detections.flatMap((d) => d.box));
-  const output = await sam.decodeBoxes(embedding, boxes);
   const centres = new Float64Array(detections.flatMap(({ box }) => centre(box)));
+  const output =
+    settings.prompt === 'box'
+      ? await sam.decodeBoxes(embedding, new Float64Array(detections.flatMap((d) => d.box)))
+      : await sam.decodePoints(embedding, centres);
   const kept = maskCandidatesFromBatch(
     output,
     centres,
     { cropBox: [0, 0, w, h], imageSize: [h, w], plan: planMaskUpsample(h, w) },
     { predIouThresh: settings.predIouThresh, stabilityScoreThresh: settings.stabilityScoreThresh },
-    [0], // a box prompt reads SAM's single-mask output
+    // A box prompt reads SAM's single-mask output; a point its three multimask outputs.
+    settings.prompt === 'box' ? [0] : MULTIMASK_INDICES,
   );
-  // One mask per prompt, kept in prompt order: walk the prompts to find each one's detection.
+  // Candidates come in prompt order, each with its prompt's centre: walk the prompts alongside.
   const result: PrefilledMask[] = [];
   let i = 0;
   for (const mask of kept) {
     while (mask.point[0] !== centres[2 * i] || mask.point[1] !== centres[2 * i + 1]) i += 1;
     result.push({ ...mask, detection: detections[i]! });
-    i += 1;
   }
   return result;
 }
