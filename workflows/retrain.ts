@@ -6,8 +6,9 @@
 //   and then the champion, on one set → the gate → the version's lineage (complete) → champion moves
 //
 // The claim carries the workflow id, so a retried workflow task or a continued run gets the same
-// version; the champion moves only from the version the retrain started from, so two retrains that
-// finish together cannot both win.
+// version, and a rerun (or reset) of a retrain whose version is already complete trains nothing
+// again: it returns that version's recorded decision. The champion moves only from the version
+// the retrain started from, so two retrains that finish together cannot both win.
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -19,6 +20,7 @@ import type { z } from 'zod';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
 import { CHAMPION, gateDecision, type GateSettings } from '../lib/models/gate.ts';
+import type { Lineage } from '../lib/models/registry.ts';
 import {
   EvaluateSamResultSchema,
   TrainSamResultSchema,
@@ -75,6 +77,7 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
   const claimed = await claimModelVersion({ ...ref, idempotencyKey: workflowInfo().workflowId });
   const { version } = claimed;
   upsertSearchAttributes([{ key: SAE_MODEL, value: `${name}@v${version}` }]);
+  if (claimed.done) return finishedEarlier(input, claimed.done, claimed.uri, parent);
 
   const trained = checked(
     TrainSamResultSchema,
@@ -121,18 +124,68 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
       files: trained.files,
     },
   });
-  let { promoted, reason } = decision;
-  if (promoted) {
-    try {
-      await moveModelAlias({ ...ref, alias: CHAMPION, version, expected: parent, reason });
-    } catch (err) {
-      if (!isAliasConflict(err)) throw err;
-      // Another retrain or a person moved the champion meanwhile: this version stays, unpromoted.
-      promoted = false;
-      reason = `not promoted: ${CHAMPION} moved meanwhile (${err.cause.message}); ${reason}`;
-    }
-  }
+  const { promoted, reason } = decision.promoted
+    ? await promote(input, version, parent, decision.reason)
+    : decision;
   return { version, uri: claimed.uri, parent, metrics, championMetrics, promoted, reason };
+}
+
+/** Moves the champion from `from` to `version`, unless someone moved it meanwhile. */
+async function promote(
+  input: RetrainInput,
+  version: number,
+  from: number | null,
+  reason: string,
+): Promise<{ promoted: boolean; reason: string }> {
+  try {
+    await moveModelAlias({
+      registry: input.registry,
+      name: input.modelName,
+      alias: CHAMPION,
+      version,
+      expected: from,
+      reason,
+    });
+    return { promoted: true, reason };
+  } catch (err) {
+    if (!isAliasConflict(err)) throw err;
+    // Another retrain or a person moved the champion meanwhile: this version stays, unpromoted.
+    return {
+      promoted: false,
+      reason: `not promoted: ${CHAMPION} moved meanwhile (${err.cause.message}); ${reason}`,
+    };
+  }
+}
+
+/**
+ * The result of a retrain whose version an earlier run of this workflow id completed: its lineage
+ * holds the figures and the gate's decision. A promotion the earlier run did not get to is made
+ * now, if the champion is still the version it was measured against.
+ */
+async function finishedEarlier(
+  input: RetrainInput,
+  lineage: Lineage,
+  uri: string,
+  champion: number | null,
+): Promise<RetrainResult> {
+  const metrics = checked(
+    EvaluateSamResultSchema,
+    lineage.metrics?.[input.evaluation.dataset],
+    'the lineage',
+  );
+  const championMetrics = lineage.gate?.championMetrics
+    ? checked(EvaluateSamResultSchema, lineage.gate.championMetrics, 'the lineage')
+    : null;
+  const parent = lineage.parent?.version ?? null;
+  const gate = lineage.gate ?? { promoted: false, reason: 'no gate decision recorded' };
+  let decision = { promoted: gate.promoted, reason: gate.reason };
+  if (gate.promoted && champion !== lineage.version) {
+    decision =
+      champion === parent
+        ? await promote(input, lineage.version, parent, gate.reason)
+        : { promoted: false, reason: `not promoted: ${CHAMPION} is v${champion} now; ${gate.reason}` };
+  }
+  return { version: lineage.version, uri, parent, metrics, championMetrics, ...decision };
 }
 
 function isAliasConflict(err: unknown): err is ActivityFailure & { cause: ApplicationFailure } {

@@ -122,5 +122,19 @@ describe('retrainSam on the Python training worker', () => {
     expect(modelJson).toMatchObject({ name: 'test-model', version: 'v2' });
     const description = await client.workflow.getHandle(`${prefix}/retrain-2`).describe();
     expect(description.typedSearchAttributes.get(SAE_MODEL)).toBe('test-model@v2');
+
+    // Run again under the same ids (a rerun, or a reset): the complete versions are returned as
+    // recorded, and nothing is trained or measured again.
+    expect(await retrain(1, 0.01)).toEqual(first);
+    expect(await retrain(2, 1)).toEqual(second);
+    for (const n of [1, 2]) {
+      const history = await client.workflow.getHandle(`${prefix}/retrain-${n}`).fetchHistory();
+      const scheduled = (history.events ?? []).flatMap((e) =>
+        e.activityTaskScheduledEventAttributes?.activityType?.name
+          ? [e.activityTaskScheduledEventAttributes.activityType.name]
+          : [],
+      );
+      expect(scheduled).toEqual(['resolveModelAlias', 'claimModelVersion']);
+    }
   });
 });
