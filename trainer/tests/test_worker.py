@@ -123,7 +123,8 @@ def test_training_runs_on_the_device_the_worker_host_names(store_uri, tmp_path, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a GPU: it can start on one")
 def test_a_worker_asked_for_a_gpu_it_lacks_refuses_to_start(monkeypatch):
-    monkeypatch.delenv("SAE_TRAIN_DEVICE", raising=False)
+    # Set (not deleted) so that monkeypatch undoes what worker_main writes there for later tests.
+    monkeypatch.setenv("SAE_TRAIN_DEVICE", "auto")
     args = argparse.Namespace(device="cuda", address="127.0.0.1:1", namespace=None, task_queue=None)
     with pytest.raises(ValueError, match="sees no GPU"):
         worker_main(args)  # before any connection: the address above answers nothing
