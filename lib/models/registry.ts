@@ -21,6 +21,7 @@ import { z } from 'zod';
 import type { ObjectStore } from '../object-store.ts';
 import { joinUri } from '../object-store/uri.ts';
 import type { RunConfig } from '../run-config.ts';
+import { DETECTOR_PACKAGE_FORMAT, readDetectorPackage } from '../detector/detector-package.ts';
 import { readModelPackage } from '../sam/model-package.ts';
 
 export const LINEAGE_FORMAT = 'sa-engine-lineage/1';
@@ -121,13 +122,13 @@ export class ModelRegistry {
   /** Uploads a model package folder as the next version of `name` and returns its lineage. */
   async register(dir: string, name: string, opts: RegisterOptions): Promise<Lineage> {
     checkName(name);
-    const pkg = await readModelPackage(dir);
+    const pkg = await readPackage(dir);
     const names = (await readdir(dir, { withFileTypes: true }))
       .filter((entry) => entry.isFile() && !RESERVED.has(entry.name))
       .map((entry) => entry.name)
       .sort();
-    for (const file of [pkg.encoder.file, pkg.decoder.file, pkg.batchedDecoder?.file]) {
-      if (file !== undefined && !names.includes(file)) {
+    for (const file of pkg.files) {
+      if (!names.includes(file)) {
         throw new RegistryError(`${join(dir, 'model.json')} names ${file}, which is not in ${dir}`);
       }
     }
@@ -361,6 +362,26 @@ function describeVersion(version: number | undefined): string {
 }
 
 /** model.json with the registry's name and version, so masks name the version that made them. */
+/**
+ * What the registry checks of a package before storing it: its name and version, and the files its
+ * model.json names. SAM packages and stage 2's detector packages are told apart by model.json's format.
+ */
+async function readPackage(dir: string): Promise<{ name: string; version: string; files: string[] }> {
+  let format: unknown;
+  try {
+    format = (JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { format?: unknown }).format;
+  } catch {
+    format = undefined; // readModelPackage says what is wrong with it
+  }
+  if (format === DETECTOR_PACKAGE_FORMAT) {
+    const detector = await readDetectorPackage(dir);
+    return { name: detector.name, version: detector.version, files: [detector.file] };
+  }
+  const sam = await readModelPackage(dir);
+  const files = [sam.encoder.file, sam.decoder.file, sam.batchedDecoder?.file];
+  return { ...sam, files: files.filter((f): f is string => f !== undefined) };
+}
+
 function renamedModelJson(bytes: Buffer, name: string, version: number): Buffer {
   const json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
   return Buffer.from(JSON.stringify({ ...json, name, version: `v${version}` }, null, 2) + '\n');

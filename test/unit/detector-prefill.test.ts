@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRle } from '../../lib/rle.ts';
+import { DetectorSession } from '../../lib/detector/detector.ts';
 import {
   DetectorPackageError,
-  DetectorSession,
   encoderDigest,
   readDetectorPackage,
-} from '../../lib/detector/detector.ts';
+} from '../../lib/detector/detector-package.ts';
 import type { ImageEmbedding } from '../../lib/sam/session.ts';
 import { SamSession } from '../../lib/sam/session.ts';
 import { openObjectStore } from '../../lib/object-store.ts';

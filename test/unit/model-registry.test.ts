@@ -7,10 +7,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AliasConflictError, ModelRegistry, RegistryError, type Lineage } from '../../lib/models/registry.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
+import { readDetectorPackage } from '../../lib/detector/detector-package.ts';
 import { readModelPackage } from '../../lib/sam/model-package.ts';
 import { cli } from '../helpers/cli.ts';
 
 const REFERENCE = resolve(import.meta.dirname, '../../models/sae-ref');
+const DETECTOR = resolve(import.meta.dirname, '../../models/sae-det');
 
 let root: string;
 let registry: ModelRegistry;
@@ -90,6 +92,21 @@ describe('ModelRegistry', () => {
     );
     await writeFile(join(pkg, 'encoder.onnx'), 'x');
     expect((await registry.register(pkg, 'sam', added)).version).toBe(1);
+  });
+
+  it("stores stage 2's detector packages too, renamed, and refuses one that lacks its graph", async () => {
+    const detector = join(root, 'det');
+    await mkdir(detector);
+    await copyFile(join(DETECTOR, 'model.json'), join(detector, 'model.json'));
+    const v1 = await registry.register(detector, 'detector', added).catch((err: Error) => err);
+    expect(String(v1)).toMatch(/names detector\.onnx, which is not in/);
+    await writeFile(join(detector, 'detector.onnx'), 'bytes of detector.onnx');
+    await writeFile(join(detector, 'detector.pt'), 'bytes of detector.pt');
+    const lineage = await registry.register(detector, 'detector', added);
+    expect(lineage).toMatchObject({ version: 1, source: { name: 'sae-det', version: 'v1' } });
+    expect(lineage.files.map((f) => f.name)).toEqual(['detector.onnx', 'detector.pt', 'model.json']);
+    const stored = await readDetectorPackage(fileURLToPath(registry.versionUri('detector', 1)));
+    expect([stored.name, stored.version]).toEqual(['detector', 'v1']);
   });
 
   it('refuses names and aliases that could not be keys', async () => {
