@@ -372,6 +372,8 @@ def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
         if os.path.isfile(local_ckpt):
             models.upload(local_ckpt, remote_ckpt)
         raise CancelledError(str(e)) from e
+    except ValueError as e:  # a parent on another encoder, a checkpoint of another training, no data
+        raise ApplicationError(str(e), type="DetectorMismatch", non_retryable=True) from e
 
     beat({"phase": "export"}, force=True)
     package_dir = os.path.join(local, "package")

@@ -158,8 +158,13 @@ def test_train_and_evaluate_the_detector_on_a_sam_versions_embeddings(store_uri)
         "dataset": "datasets/syn/manifest.json"})
     assert metrics["images"] == 6 and metrics["boxes"] > 0 and 0 <= metrics["AP"] <= 1
 
-    # Another SAM version's embeddings mean nothing to this detector: refused, not retried.
+    # Another SAM version's embeddings mean nothing to this detector: refused, not retried, whether
+    # it is evaluated on them or a new detector would continue from it on them.
     ActivityEnvironment().run(train_sam, train_input(store_uri, version=2, seed=5))
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(train_detector_activity,
+                                  detector_input(store_uri, version=2, sam="ref/v2", parent="det/v1"))
+    assert err.value.non_retryable and "another SAM encoder" in str(err.value)
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(evaluate_detector_activity, {
             "storage": store_uri, "registry": registry_of(store_uri), "model": "det/v1",
