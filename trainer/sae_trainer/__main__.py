@@ -156,7 +156,8 @@ def _evaluate_detector(args: argparse.Namespace) -> None:
 
 def _export_detector(args: argparse.Namespace) -> None:
     from .detector import DecodeSettings
-    from .detector_train import export_detector, file_sha256
+    from .detector_train import export_detector
+    from .storage import file_sha256
 
     sam = {"model": args.sam_name} if args.sam_name else {}
     if args.sam_package:

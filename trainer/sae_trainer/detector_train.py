@@ -28,6 +28,7 @@ from .detector import (ARCH, BoxHead, DecodeSettings, DetectorConfig, ExportedDe
 from .embedding_cache import EmbeddingCache, encoder_fingerprint
 from .export import OPSET, _onnx_export
 from .model import PATCH_SIZE, load_checkpoint, resolve_device
+from .storage import file_sha256
 
 CHECKPOINT_FORMAT = "sa-engine-detector-checkpoint/1"
 PACKAGE_FORMAT = "sa-engine-detector/1"
@@ -76,14 +77,6 @@ class DetectorTrainConfig:
             d.pop(volatile)
         d["annotations_sha256"] = annotations_sha256
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- data --------------------------------------------------------------------------------------

@@ -6,10 +6,20 @@ Keys are '/'-separated. A store is opened on a root URI and addressed by keys re
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import List
 from urllib.parse import urlparse
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a local file, read in blocks (a model file can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_key(key: str) -> str:

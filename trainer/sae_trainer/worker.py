@@ -47,7 +47,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from .contract import ContractError, check
-from .storage import check_key, open_store
+from .storage import check_key, file_sha256, open_store
 
 TASK_QUEUE = "sae-gpu-training"
 DEVICE_ENV = "SAE_TRAIN_DEVICE"
@@ -69,14 +69,6 @@ def _checked(name: str, payload: Dict[str, Any]) -> Dict[str, Any]:
         return check(name, payload)
     except ContractError as e:
         raise ApplicationError(str(e), type="ContractError", non_retryable=True) from e
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _heartbeat_every(seconds: float) -> Callable[[Dict[str, Any]], None]:
@@ -169,7 +161,7 @@ def _upload_package(models, prefix: str, files: Dict[str, str], package: Dict[st
         if os.path.isfile(path):
             beat({"phase": "upload", "file": name}, force=True)
             models.upload(path, f"{prefix}/{name}")
-            uploaded.append({"name": name, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+            uploaded.append({"name": name, "bytes": os.path.getsize(path), "sha256": file_sha256(path)})
     model_json = json.dumps(package, indent=2).encode()
     models.put_bytes(f"{prefix}/model.json", model_json)
     uploaded.append({"name": "model.json", "bytes": len(model_json),
@@ -310,7 +302,7 @@ def _encoder_sha256(models, registry: str, sam: str) -> str:
         pass
     path = os.path.join(work_dir("sam", _digest(registry, sam)), "encoder.onnx")
     models.download(posixpath.join(sam, "encoder.onnx"), path)
-    return _sha256(path)
+    return file_sha256(path)
 
 
 def _decode_settings(inp: Dict[str, Any]):
