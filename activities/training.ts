@@ -3,16 +3,24 @@
 // lib/training/contract.ts, which both sides validate against; this file names the activities for
 // the workflows' proxyActivities.
 import type {
+  EvaluateDetectorInput,
+  EvaluateDetectorResult,
   EvaluateSamInput,
   EvaluateSamResult,
+  TrainDetectorInput,
+  TrainDetectorResult,
   TrainSamInput,
   TrainSamResult,
 } from '../lib/training/contract.ts';
 
 export type {
+  EvaluateDetectorInput,
+  EvaluateDetectorResult,
   EvaluateSamInput,
   EvaluateSamResult,
   ModelShape,
+  TrainDetectorInput,
+  TrainDetectorResult,
   TrainSamInput,
   TrainSamResult,
 } from '../lib/training/contract.ts';
@@ -20,4 +28,7 @@ export type {
 export interface TrainingActivities {
   trainSam(input: TrainSamInput): Promise<TrainSamResult>;
   evaluateSam(input: EvaluateSamInput): Promise<EvaluateSamResult>;
+  /** Stage 2's box detector, on a SAM version's embeddings (trainer/sae_trainer/detector_train.py). */
+  trainDetector(input: TrainDetectorInput): Promise<TrainDetectorResult>;
+  evaluateDetector(input: EvaluateDetectorInput): Promise<EvaluateDetectorResult>;
 }

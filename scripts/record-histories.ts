@@ -10,8 +10,8 @@
 // The script runs its own workers in-process, a small stage-3 run (3 images, one per shard, with
 // continue-as-new after every 2 shards, and an audit against the images' synthetic ground truth),
 // runs that end otherwise (stage 3 failing on a broken model package, a run cancelled mid-stage-3,
-// a run with stage 3 off and nothing to build on), a dry run, a storage check, and a retrainSam
-// whose training activities are stand-ins served by this script (the workflow's history is the
+// a run with stage 3 off and nothing to build on), a dry run, a storage check, and a retrainSam and
+// a retrainDetector whose training activities are stand-ins served by this script (the workflow's history is the
 // same whatever computes the activities; the Python trainer is not needed), then writes each
 // workflow's history as JSON.
 // Options: --out DIR (default test/fixtures/histories), --state-dir DIR (the `dev up` state folder),
@@ -26,7 +26,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, WorkflowIdReusePolicy, type WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import type { EvaluateSamResult, TrainingActivities } from '../activities/training.ts';
+import type {
+  EvaluateDetectorResult,
+  EvaluateSamResult,
+  TrainingActivities,
+} from '../activities/training.ts';
 import type { RunConfig } from '../lib/run-config.ts';
 import prettier from 'prettier';
 import { defaultStateDir, readDevState } from '../infra/dev-state.ts';
@@ -52,6 +56,7 @@ import {
   taskStateQuery,
 } from '../lib/stage1/task-messages.ts';
 import { compressRle, encodeMask } from '../lib/rle.ts';
+import { retrainDetector } from '../workflows/retrain-detector.ts';
 import { retrainSam } from '../workflows/retrain.ts';
 import { annotationRound, roundWorkflowId } from '../workflows/stage1-round.ts';
 import { claimFirst, freeTaskIds } from '../lib/stage1/round-tasks.ts';
@@ -100,6 +105,7 @@ async function main(): Promise<void> {
       ...(await recordDryRun(client, stack, `${runId}-dry`)),
       'storage-check': await recordStorageCheck(client, stack, runId),
       'retrain-sam': await recordRetrain(client, runId),
+      'retrain-detector': await recordRetrainDetector(client, runId),
       'annotation-task': await recordAnnotationTask(client, stack, runId),
       'annotation-round': await recordAnnotationRound(client, stack, `${runId}-round`),
     };
@@ -284,6 +290,15 @@ async function recordDryRun(
  */
 async function startStandInTrainer(stack: StackInfo): Promise<{ shutdown(): Promise<void> }> {
   const metrics: EvaluateSamResult = { images: 2, masks: 6, miou_1click: 0.5, noc90: 7.5, max_clicks: 20 };
+  const boxes: EvaluateDetectorResult = {
+    images: 2,
+    boxes: 9,
+    detections: 20,
+    ...{ AP: 0.1, AP50: 0.3, AP75: 0.05, AP_small: 0, AP_medium: 0.1, AP_large: 0.2 },
+    ...{ AR1: 0.05, AR10: 0.2, AR100: 0.3 },
+    settings: { score_threshold: 0.1, nms_iou: 0.5, max_detections: 100 },
+    protocol: 'pycocotools COCOeval, iouType bbox, useCats 0',
+  };
   const activities: TrainingActivities = {
     trainSam: async (input) => ({
       model: `${input.modelName}/v${input.version}`,
@@ -297,6 +312,18 @@ async function startStandInTrainer(stack: StackInfo): Promise<{ shutdown(): Prom
       files: [],
     }),
     evaluateSam: async () => metrics,
+    trainDetector: async (input) => ({
+      model: `${input.modelName}/v${input.version}`,
+      modelJson: `${input.modelName}/v${input.version}/model.json`,
+      trainingSetUri: `${input.storage}/${input.trainingSet}`,
+      trainingSetSha256: '0'.repeat(64),
+      steps: input.steps,
+      finalLoss: 1.5,
+      seconds: 1,
+      parity: {},
+      files: [],
+    }),
+    evaluateDetector: async () => boxes,
   };
   const connection = await NativeConnection.connect({ address: stack.temporal.address });
   const worker = await Worker.create({
@@ -335,6 +362,31 @@ async function recordRetrain(client: Client, runId: string): Promise<History> {
           evaluation: { storage: `file:///tmp/${runId}`, dataset: 'data/manifest.json', maxImages: 2 },
           gate: { minGain: 0.01, maxNoc90Loss: 0 },
           trigger: `replay retrain ${n}`,
+        },
+      ],
+    });
+  await (await retrain(1)).result();
+  const handle = await retrain(2);
+  await handle.result();
+  return handle.fetchHistory();
+}
+
+/** Two detector retrains on a fresh registry; the second's history (continued from the champion, refused). */
+async function recordRetrainDetector(client: Client, runId: string): Promise<History> {
+  const registry = pathToFileURL(mkdtempSync(join(tmpdir(), 'sae-replay-registry-'))).href;
+  const retrain = (n: number) =>
+    client.workflow.start(retrainDetector, {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: `${runId}/detector-retrain-${n}`,
+      args: [
+        {
+          registry,
+          detectorName: 'replay-detector',
+          sam: 'replay-model/v1',
+          train: { storage: `file:///tmp/${runId}`, trainingSet: 'data/manifest.json', steps: 2 },
+          evaluation: { storage: `file:///tmp/${runId}`, dataset: 'data/manifest.json', maxImages: 2 },
+          gate: { minGain: 0.01 },
+          trigger: `replay detector retrain ${n}`,
         },
       ],
     });

@@ -7,6 +7,7 @@ export { datasetRun } from './dataset-run.ts';
 export { automaticStage } from './stage3.ts';
 export { automaticShard } from './stage3-shard.ts';
 export { retrainSam } from './retrain.ts';
+export { retrainDetector } from './retrain-detector.ts';
 export { auditStage } from './audit.ts';
 export { dryRun } from './dry-run.ts';
 export { datasetBuild } from './dataset-build.ts';

@@ -9,14 +9,7 @@
 // version, and a rerun (or reset) of a retrain whose version is already complete trains nothing
 // again: it returns that version's recorded decision. The champion moves only from the version
 // the retrain started from, so two retrains that finish together cannot both win.
-import {
-  ActivityFailure,
-  ApplicationFailure,
-  proxyActivities,
-  upsertSearchAttributes,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { z } from 'zod';
+import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
 import { CHAMPION, gateDecision, type GateSettings } from '../lib/models/gate.ts';
@@ -28,6 +21,7 @@ import {
   type TrainSamInput,
 } from '../lib/training/contract.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
+import { checked, isActivityError } from './activity-results.ts';
 import { MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL } from './search-attributes.ts';
 
@@ -148,7 +142,7 @@ async function promote(
     });
     return { promoted: true, reason };
   } catch (err) {
-    if (!isAliasConflict(err)) throw err;
+    if (!isActivityError(err, 'AliasConflictError')) throw err;
     // Another retrain or a person moved the champion meanwhile: this version stays, unpromoted.
     return {
       promoted: false,
@@ -186,22 +180,4 @@ async function finishedEarlier(
         : { promoted: false, reason: `not promoted: ${CHAMPION} is v${champion} now; ${gate.reason}` };
   }
   return { version: lineage.version, uri, parent, metrics, championMetrics, ...decision };
-}
-
-function isAliasConflict(err: unknown): err is ActivityFailure & { cause: ApplicationFailure } {
-  return (
-    err instanceof ActivityFailure &&
-    err.cause instanceof ApplicationFailure &&
-    err.cause.type === 'AliasConflictError'
-  );
-}
-
-/** A result the other side of the contract sent, parsed; one that does not match fails the workflow. */
-function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  throw ApplicationFailure.nonRetryable(
-    `${what} returned what the contract does not allow: ${parsed.error.message}`,
-    'ContractError',
-  );
 }

@@ -3,7 +3,7 @@
 // are measured on the same held-out set in the same workflow, and the candidate is promoted only
 // when its 1-click mIoU rises by at least `minGain` and its NoC@90 gets worse by at most
 // `maxNoc90Loss` clicks. Pure: the workflow calls it on the two evaluations.
-import type { EvaluateSamResult } from '../training/contract.ts';
+import type { EvaluateDetectorResult, EvaluateSamResult } from '../training/contract.ts';
 
 /** The alias of the version that assists annotators and that candidates must beat. */
 export const CHAMPION = 'champion';
@@ -42,6 +42,32 @@ export function gateDecision(
   if (gain < gate.minGain) return { promoted: false, reason: `refused: ${figures}` };
   if (nocLoss > gate.maxNoc90Loss) return { promoted: false, reason: `refused: ${figures}` };
   return { promoted: true, reason: `promoted: ${figures}` };
+}
+
+/** Stage 2's detector gate: box AP (COCOeval, class-agnostic) must rise by at least `minGain`. */
+export interface DetectorGateSettings {
+  minGain: number;
+}
+
+/**
+ * A detector candidate against the champion on the same held-out boxes; `champion` null when there
+ * is none or it cannot be measured on this SAM's embeddings (it reads another encoder).
+ */
+export function detectorGateDecision(
+  candidate: EvaluateDetectorResult,
+  champion: EvaluateDetectorResult | null,
+  gate: DetectorGateSettings,
+  noChampion = 'no champion yet: the first version becomes it',
+): GateDecision {
+  if (candidate.boxes === 0) return { promoted: false, reason: 'the evaluation set has no boxes' };
+  if (champion === null) return { promoted: true, reason: noChampion };
+  const gain = candidate.AP - champion.AP;
+  const figures =
+    `box AP ${champion.AP.toFixed(3)} → ${candidate.AP.toFixed(3)} (${signed(gain)}, needs ≥ ${signed(gate.minGain)}), ` +
+    `AR@100 ${champion.AR100.toFixed(3)} → ${candidate.AR100.toFixed(3)}`;
+  return gain >= gate.minGain
+    ? { promoted: true, reason: `promoted: ${figures}` }
+    : { promoted: false, reason: `refused: ${figures}` };
 }
 
 function signed(x: number): string {

@@ -12,6 +12,7 @@ import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
+import { retrainDetector } from '../../workflows/retrain-detector.ts';
 import { retrainSam } from '../../workflows/retrain.ts';
 import { SAE_MODEL } from '../../workflows/search-attributes.ts';
 import { spawnTrainerProcess, type WorkerProcess } from '../helpers/processes.ts';
@@ -136,5 +137,63 @@ describe('retrainSam on the Python training worker', () => {
       );
       expect(scheduled).toEqual(['resolveModelAlias', 'claimModelVersion']);
     }
+  });
+
+  it("trains stage 2's detector on a SAM version's embeddings, gates it, and starts over on a new encoder", async () => {
+    // The SAM versions of the test above: test-model v1 (champion) and v2 (full mode: a new encoder).
+    const client = new Client({ connection, namespace: stack.temporal.namespace });
+    const registryUri = `${store.rootUri.replace(/\/+$/, '')}/registry`;
+    const retrain = (n: number, sam: string, minGain: number) =>
+      client.workflow.execute(retrainDetector, {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: `${prefix}/detector-retrain-${n}`,
+        args: [
+          {
+            registry: registryUri,
+            detectorName: 'test-detector',
+            sam,
+            train: {
+              storage: store.rootUri,
+              trainingSet: 'data/manifest.json',
+              steps: 3,
+              batchSize: 2,
+              width: 16,
+              dilations: [1],
+              seed: n,
+            },
+            evaluation: { storage: store.rootUri, dataset: 'data/manifest.json', maxImages: 2 },
+            gate: { minGain },
+            trigger: `test detector retrain ${n}`,
+          },
+        ],
+      });
+
+    const first = await retrain(1, 'test-model/v1', 0);
+    expect(first).toMatchObject({ version: 1, parent: null, promoted: true, championMetrics: null });
+    expect(first.metrics.images).toBe(2);
+    expect(first.metrics.boxes).toBeGreaterThan(0);
+
+    // Continued from the champion; no detector gains a whole AP point: refused, and kept.
+    const second = await retrain(2, 'test-model/v1', 1);
+    expect(second).toMatchObject({ version: 2, parent: 1, promoted: false });
+    expect(second.reason).toMatch(/^refused: box AP .* needs ≥ \+1\.000/);
+    expect(second.championMetrics?.boxes).toBe(first.metrics.boxes);
+
+    // SAM v2 has another encoder: the champion cannot be measured on it, so v3 starts from scratch.
+    const third = await retrain(3, 'test-model/v2', 1);
+    expect(third).toMatchObject({ version: 3, parent: null, promoted: true, championMetrics: null });
+    expect(third.reason).toContain('reads another SAM encoder');
+
+    const registry = new ModelRegistry(openObjectStore(registryUri, storeOptionsFor(stack)));
+    expect(await registry.resolve('test-detector', 'champion')).toBe(3);
+    const modelJson = JSON.parse((await registry.store.get('test-detector/v3/model.json')).toString('utf8'));
+    expect(modelJson).toMatchObject({
+      name: 'test-detector',
+      version: 'v3',
+      sam: { model: 'test-model/v2' },
+    });
+    expect((await registry.lineage('test-detector', 2)).gate).toMatchObject({ promoted: false });
+    // A rerun returns the recorded version without training again.
+    expect(await retrain(2, 'test-model/v1', 1)).toMatchObject({ version: 2, promoted: false });
   });
 });

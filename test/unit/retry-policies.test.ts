@@ -110,8 +110,8 @@ describe('activity stubs in workflows/', () => {
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
     // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
     // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
-    // the task's local storeAnnotation, the retrain's registry activities, and stage-1 retraining's
-    // ensureChampion and buildTrainingSet
-    expect(stubs).toBe(20);
+    // the task's local storeAnnotation, the retrain's registry activities, stage-1 retraining's
+    // ensureChampion and buildTrainingSet, and the detector retrain's training and registry activities
+    expect(stubs).toBe(22);
   });
 });

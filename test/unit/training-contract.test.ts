@@ -3,8 +3,12 @@
 // decides promotions reads the evaluation figures it defines.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { gateDecision } from '../../lib/models/gate.ts';
-import { TrainSamInputSchema, type EvaluateSamResult } from '../../lib/training/contract.ts';
+import { detectorGateDecision, gateDecision } from '../../lib/models/gate.ts';
+import {
+  TrainSamInputSchema,
+  type EvaluateDetectorResult,
+  type EvaluateSamResult,
+} from '../../lib/training/contract.ts';
 import { CONTRACT_JSON, contractJsonText } from '../../scripts/gen-trainer-contract.ts';
 
 describe('the training contract', () => {
@@ -63,5 +67,37 @@ describe('gateDecision', () => {
       promoted: false,
       reason: 'the evaluation set gave no figures (0 masks)',
     });
+  });
+});
+
+describe('detectorGateDecision', () => {
+  const figures = (AP: number, AR100 = 0.2, boxes = 50): EvaluateDetectorResult => ({
+    images: 10,
+    boxes,
+    detections: 100,
+    AP,
+    AP50: AP,
+    AP75: AP,
+    AP_small: AP,
+    AP_medium: AP,
+    AP_large: AP,
+    AR1: AR100,
+    AR10: AR100,
+    AR100,
+    settings: { score_threshold: 0.1, nms_iou: 0.5, max_detections: 100 },
+    protocol: 'pycocotools COCOeval, iouType bbox, useCats 0',
+  });
+
+  it('promotes the first version, and then only a rise of box AP of at least minGain', () => {
+    expect(detectorGateDecision(figures(0.01), null, { minGain: 0.01 }).promoted).toBe(true);
+    expect(detectorGateDecision(figures(0.05), figures(0.04), { minGain: 0.01 }).promoted).toBe(true);
+    expect(detectorGateDecision(figures(0.045), figures(0.04), { minGain: 0.01 })).toEqual({
+      promoted: false,
+      reason: 'refused: box AP 0.040 → 0.045 (+0.005, needs ≥ +0.010), AR@100 0.200 → 0.200',
+    });
+  });
+
+  it('refuses a candidate measured on no boxes', () => {
+    expect(detectorGateDecision(figures(0, 0, 0), null, { minGain: 0 }).promoted).toBe(false);
   });
 });

@@ -155,7 +155,8 @@ def load_detector(path: str) -> tuple[BoxHead, DetectorConfig, Dict[str, Any]]:
 def train_detector(cfg: DetectorTrainConfig,
                    progress: Optional[Callable[[Dict[str, Any]], None]] = None,
                    cancel: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
-    """Train the head; returns {"checkpoint", "steps", "seconds", "final", "encoder_fingerprint"}.
+    """Train the head; returns {"checkpoint", "steps", "seconds", "final", "encoder_fingerprint",
+    "grid" (the embedding's side)}.
     A run whose out_dir holds a checkpoint of the same identity continues from it."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -233,7 +234,7 @@ def train_detector(cfg: DetectorTrainConfig,
             raise DetectorTrainingCancelled(f"cancelled after step {done}")
     log.close()
     return {"checkpoint": ckpt_path, "steps": cfg.steps, "seconds": time.time() - t0,
-            "final": last, "encoder_fingerprint": fingerprint}
+            "final": last, "encoder_fingerprint": fingerprint, "grid": grid}
 
 
 # --- evaluation --------------------------------------------------------------------------------

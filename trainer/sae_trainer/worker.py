@@ -374,7 +374,7 @@ def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     package = export_detector(
         result["checkpoint"], package_dir, name=inp["modelName"], version=f"v{int(inp['version'])}",
         sam={"model": inp["sam"], "encoder_onnx_sha256": _encoder_sha256(models, inp["registry"], inp["sam"])},
-        settings=_decode_settings(inp),
+        settings=_decode_settings(inp), grid=result["grid"],
         lineage={"parent": inp.get("parent"), "sam": inp["sam"],
                  "training_data": {"manifest": training_set_uri, "sha256": training_set_sha256}})
     files = {DETECTOR_FILE: os.path.join(package_dir, DETECTOR_FILE),
