@@ -40,13 +40,17 @@ export function createModelActivities(storeOptions: ObjectStoreOptions = {}) {
      * The champion of a run's model, first seeded from the run's `models.sam` package when the
      * registry has none (a retried or concurrent seed finds the champion someone else set).
      */
+    /**
+     * The champion's version and folder; with none yet, registers `seedModelUri` as the first
+     * version and makes it the champion (null when there is no seed either).
+     */
     async ensureChampion(
-      input: RegistryRef & { seedModelUri: string; runId: string },
-    ): Promise<{ version: number; uri: string }> {
+      input: RegistryRef & { seedModelUri: string | null; runId: string },
+    ): Promise<{ version: number; uri: string } | null> {
       const registry = open(input.registry);
       const champion = async () => (await registry.resolve(input.name, CHAMPION)) ?? null;
       let version = await champion();
-      if (version === null) {
+      if (version === null && input.seedModelUri !== null) {
         const ctx = Context.current();
         const dir = await localModelDir(input.seedModelUri, storeOptions);
         const lineage = await registry.register(dir, input.name, {
@@ -64,7 +68,7 @@ export function createModelActivities(storeOptions: ObjectStoreOptions = {}) {
         }
         version = (await champion())!;
       }
-      return { version, uri: registry.versionUri(input.name, version) };
+      return version === null ? null : { version, uri: registry.versionUri(input.name, version) };
     },
 
     /** Where an alias points now (null: never set). */

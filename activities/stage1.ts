@@ -17,7 +17,7 @@ import { embedImages, type EmbedImage, type EmbedImagesResult } from '../lib/sta
 import { exportRound, type RoundExport } from '../lib/stage1/round-export.ts';
 import { buildTrainingSet, type TrainingSetSummary } from '../lib/stage1/training-set.ts';
 import { readShardEntries, type ShardEntry } from '../lib/stage3/shard-plan.ts';
-import { runLayout } from '../lib/run-layout.ts';
+import { runLayout, type TrainingSetKind } from '../lib/run-layout.ts';
 
 export interface RoundRef {
   runId: string;
@@ -96,9 +96,11 @@ export function createStage1Activities(deps: Stage1Deps) {
       rounds: number[];
       set: number;
       holdoutFraction: number;
+      /** Whose set (default SAM's): stage 2's detector numbers its sets apart. */
+      kind?: TrainingSetKind;
     }): Promise<TrainingSetSummary> {
-      const { runId, rounds, set, holdoutFraction } = input;
-      return buildTrainingSet(stores.open(input.outputUri), runId, rounds, set, holdoutFraction);
+      const { runId, rounds, set, holdoutFraction, kind } = input;
+      return buildTrainingSet(stores.open(input.outputUri), runId, rounds, set, holdoutFraction, kind);
     },
 
     /** The round's summary, COCO export and training-set manifest (lib/stage1/round-export.ts). */

@@ -22,14 +22,15 @@ export interface RunningAnnotationService {
   close(): Promise<void>;
 }
 
-/** The run's model, and with retraining its registry's versions, by model id. */
+/** The run's model, and (with retraining or stage 2, whose rounds use registry versions) its registry's versions, by model id. */
 async function modelLocator(config: RunConfig, endpoints: Endpoints): Promise<ModelLocator> {
-  const registry = config.stage1.retrain.enabled
-    ? {
-        registry: new ModelRegistry(new StoreCache(endpoints.storeOptions).open(registryUri(config))),
-        name: config.stage1.retrain.model,
-      }
-    : undefined;
+  const registry =
+    config.stage1.retrain.enabled || config.stage2.enabled
+      ? {
+          registry: new ModelRegistry(new StoreCache(endpoints.storeOptions).open(registryUri(config))),
+          name: config.stage1.retrain.model,
+        }
+      : undefined;
   const baseDir = await localModelDir(config.models.sam, endpoints.storeOptions);
   return ModelLocator.open(baseDir, registry, endpoints.storeOptions);
 }

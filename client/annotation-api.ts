@@ -7,6 +7,7 @@ import pRetry, { AbortError } from 'p-retry';
 import type { TaskResponse } from '../service/annotation-service.ts';
 import type { SubmitResult } from '../lib/stage1/task-messages.ts';
 import type { CocoRle } from '../lib/rle.ts';
+import type { PrefillFile } from '../lib/stage2/prefill-store.ts';
 
 export class AnnotationApiError extends Error {
   constructor(
@@ -71,6 +72,17 @@ export class AnnotationApi {
 
   async skip(task: string): Promise<void> {
     await this.call('POST', `/api/tasks/${task}/skip`, {});
+  }
+
+  /** Stage 2: the task's pre-filled masks. */
+  async prefill(task: string): Promise<PrefillFile> {
+    return (await this.call('GET', `/api/tasks/${task}/prefill`)).json() as Promise<PrefillFile>;
+  }
+
+  /** Stage 2: deletes pre-filled mask `index` (kept as rejected); returns the indices deleted so far. */
+  async rejectPrefill(task: string, index: number, reason: string): Promise<{ rejected: number[] }> {
+    const res = await this.call('POST', `/api/tasks/${task}/prefill/${index}/reject`, { reason });
+    return res.json() as Promise<{ rejected: number[] }>;
   }
 
   async flag(task: string, reason: string): Promise<void> {

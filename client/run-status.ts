@@ -20,13 +20,16 @@ export async function describeRun(client: Client, runId: string): Promise<string
     if (!progress) return [`${runId}: RUNNING (no worker has answered yet)`];
     const lines = [`${runId}: RUNNING, stage ${progress.run.stage}`];
     const { round } = progress;
+    const roundId =
+      progress.run.stage === 'stage2' ? progress.run.stage2WorkflowId : progress.run.stage1WorkflowId;
     if (round) {
       lines.push(
-        `  stage1   ${progress.run.stage1WorkflowId}: ${round.phase}, ${round.published}/${round.images} tasks published, ` +
+        `  ${progress.run.stage}   ${roundId}: ${round.phase}, ${round.published}/${round.images} tasks published, ` +
           `${round.closed ?? 0} done, ${round.open ?? 0} open, ${round.masks ?? 0} masks` +
           (round.targetMasks === null ? '' : ` (target ${round.targetMasks})`) +
           `, closes by ${new Date(round.closesAt).toISOString()}`,
       );
+      if (round.model) lines.push(`  models   ${describeModels(round.model, round.prefill)}`);
     }
     if (progress.stage3) lines.push(`  stage3   ${describeStage3(progress.stage3)}`);
     return lines;
@@ -43,6 +46,16 @@ export async function describeRun(client: Client, runId: string): Promise<string
 function describeResult(result: DatasetRunResult, where: (key: string) => string): string[] {
   const lines: string[] = [];
   for (const round of result.stage1 ?? []) lines.push(...describeRound(round, where));
+  for (const round of result.stage2?.rounds ?? []) lines.push(...describeRound(round, where));
+  for (const retrain of result.stage2?.detectorRetrains ?? []) {
+    const r = retrain.result;
+    lines.push(
+      `  detector ${retrain.workflowId}: ` +
+        (r
+          ? `v${r.version} box AP ${r.AP.toFixed(3)}, AP50 ${r.AP50.toFixed(3)}, AR@100 ${r.AR100.toFixed(3)}; ${r.reason}`
+          : `failed: ${retrain.error}`),
+    );
+  }
   if (result.stage3) lines.push(`  stage3   ${describeStage3({ ...result.stage3, running: 0 })}`);
   const { dataset, audit } = result;
   if (dataset) {
@@ -65,13 +78,29 @@ function describeResult(result: DatasetRunResult, where: (key: string) => string
 export function describeRound(round: RoundResult, where: (key: string) => string = (key) => key): string[] {
   const { summary } = round;
   const num = (x: number | null, digits = 1) => (x === null ? 'n/a' : x.toFixed(digits));
-  return [
+  const lines = [
     `  round ${round.round}  ${summary.masks} masks on ${summary.imagesAnnotated}/${round.published} images ` +
       `(closed: ${round.closedBy}), ${num(summary.masksPerImage.mean)} masks per image, ` +
       `${num(summary.secondsPerMask.median)} s per mask (p90 ${num(summary.secondsPerMask.p90)}), ` +
       `${num(summary.clicksPerMask.mean)} clicks per mask`,
-    `  export   ${where(round.export.cocoKey)}`,
   ];
+  if (round.prefill) {
+    // Older results have no `prefilled` figures; stage-2 rounds always do.
+    const { prefilled, added } = summary;
+    lines.push(
+      `  prefill  ${describeModels(Object.keys(summary.models).join(', '), round.prefill)}: ` +
+        `${prefilled?.masks ?? 0} pre-filled masks kept (${num(prefilled?.perImage ?? null)} per image), ` +
+        `${prefilled?.rejected ?? 0} deleted, ${added?.masks ?? 0} added (${num(added?.perImage ?? null)} per image)` +
+        (round.prefill.problem ? `; ${round.prefill.problem}` : ''),
+    );
+  }
+  lines.push(`  export   ${where(round.export.cocoKey)}`);
+  return lines;
+}
+
+/** "SAM sam@v2, detector detector@v1": what assists a stage-2 round. */
+function describeModels(sam: string, prefill: RoundResult['prefill']): string {
+  return prefill ? `SAM ${sam}, detector ${prefill.detector ?? 'none'}` : `SAM ${sam}`;
 }
 
 /** The innermost message of a failed run: the error that a retry could not fix. */

@@ -82,13 +82,14 @@ export async function readProgress(
         .query(stage3ProgressQuery)
         .catch(() => undefined)
     : undefined;
-  const round =
-    run.stage === 'stage1' && run.stage1WorkflowId
-      ? await client.workflow
-          .getHandle(run.stage1WorkflowId)
-          .query(roundStatusQuery)
-          .catch(() => undefined)
-      : undefined;
+  const roundId =
+    run.stage === 'stage1' ? run.stage1WorkflowId : run.stage === 'stage2' ? run.stage2WorkflowId : undefined;
+  const round = roundId
+    ? await client.workflow
+        .getHandle(roundId)
+        .query(roundStatusQuery)
+        .catch(() => undefined)
+    : undefined;
   return { run, round, stage3 };
 }
 

@@ -2,11 +2,19 @@
 // browser tool does, never a back door. Each claims a task, downloads the image's embedding, runs
 // the decoder in Node (lib/stage1/simulated-annotator.ts clicks towards its intended masks), submits
 // each accepted mask, finishes the image and asks for the next, until no task is left.
+//
+// On a stage-2 task the image arrives with pre-filled masks: the annotator deletes those that match
+// none of the objects it means to label (IoU < 0.5 with each), and labels only the objects no kept
+// pre-filled mask covers (lib/stage2/coverage.ts), as the paper's stage-2 annotators did.
 import { randomUUID } from 'node:crypto';
+import { decodeRle, decompressRle } from '../lib/rle.ts';
 import { decodeEmbeddingFile } from '../lib/sam/embedding-file.ts';
 import type { SamSession } from '../lib/sam/session.ts';
 import type { Intent } from '../lib/stage1/intent.ts';
+import { maskIou } from '../lib/stage1/click-simulator.ts';
 import { annotateImage, type AnnotatorModel } from '../lib/stage1/simulated-annotator.ts';
+import { COVERED_IOU, notYetCovered } from '../lib/stage2/coverage.ts';
+import type { TaskResponse } from '../service/annotation-service.ts';
 import { AnnotationApi } from './annotation-api.ts';
 
 export interface SimulatedAnnotatorOptions {
@@ -30,12 +38,14 @@ export interface SimulatedAnnotatorResult {
   images: number;
   masks: number;
   skipped: number;
+  /** Pre-filled masks deleted. */
+  rejected: number;
 }
 
 export async function runSimulatedAnnotator(
   opts: SimulatedAnnotatorOptions,
 ): Promise<SimulatedAnnotatorResult> {
-  const result: SimulatedAnnotatorResult = { images: 0, masks: 0, skipped: 0 };
+  const result: SimulatedAnnotatorResult = { images: 0, masks: 0, skipped: 0, rejected: 0 };
   for (;;) {
     const task = await opts.api.next();
     if (!task) {
@@ -50,11 +60,12 @@ export async function runSimulatedAnnotator(
       result.skipped += 1;
       continue;
     }
+    const wanted = task.prefill ? await reviewPrefill(opts.api, task, truths, result) : truths;
     const file = await opts.api.embedding(task.task);
     const { header, data } = decodeEmbeddingFile(file, `${opts.api.baseUrl} task ${task.task}`);
     const session = await opts.sessionFor(task.model);
     const embedding = session.embeddingFrom(`task ${task.task}`, header, data);
-    const masks = await annotateImage(session, embedding, truths, task.height, task.width, opts.model);
+    const masks = await annotateImage(session, embedding, wanted, task.height, task.width, opts.model);
     for (const mask of masks.slice(0, opts.maxMasksPerImage)) {
       await opts.api.submit(task.task, {
         submissionId: randomUUID(),
@@ -68,4 +79,34 @@ export async function runSimulatedAnnotator(
     await opts.api.finish(task.task);
     result.images += 1;
   }
+}
+
+/**
+ * Deletes the pre-filled masks that match none of the intended objects; returns the intended
+ * objects that no kept pre-filled mask covers, which are what is left to label.
+ */
+async function reviewPrefill(
+  api: AnnotationApi,
+  task: TaskResponse,
+  truths: Uint8Array[],
+  result: SimulatedAnnotatorResult,
+): Promise<Uint8Array[]> {
+  const prefill = await api.prefill(task.task);
+  const rejected = new Set(task.prefill?.rejected ?? []);
+  const kept: Uint8Array[] = [];
+  for (const [index, { segmentation }] of prefill.masks.entries()) {
+    if (rejected.has(index)) continue;
+    const mask = decodeRle(decompressRle(segmentation));
+    if (truths.some((truth) => maskIou(truth, mask) >= COVERED_IOU)) {
+      kept.push(mask);
+    } else {
+      await api.rejectPrefill(
+        task.task,
+        index,
+        `matches none of the objects on this image (IoU < ${COVERED_IOU})`,
+      );
+      result.rejected += 1;
+    }
+  }
+  return notYetCovered(truths, kept);
 }

@@ -2,6 +2,7 @@
 // settings only (Temporal payloads stay small; the full config goes to runs/<run>/run.json).
 import type { DatasetRunInput } from '../workflows/dataset-run.ts';
 import type { Stage1RetrainSpec } from '../workflows/stage1-retraining.ts';
+import type { Stage2Input } from '../workflows/stage2.ts';
 import { registryUri } from './models/registry.ts';
 import { durationToMs, type RunConfig } from './run-config.ts';
 
@@ -26,22 +27,11 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
       ? {
           rounds: stage1.rounds,
           imagesPerRound: stage1.imagesPerRound,
-          round: {
-            modelUri: config.models.sam,
-            // Rounds take their images from the run's plan, cut as stage 3 cuts it.
-            plan: { images: config.images, shardSize },
-            embeddingDtype: stage1.embeddingDtype,
-            embedBatch: stage1.embedBatch,
-            embedWindow: stage1.embedWindow,
-            leaseSeconds: durationToMs(stage1.lease) / 1000,
-            targetMasks: stage1.targetMasksPerRound,
-            deadlineSeconds: durationToMs(stage1.roundDeadline) / 1000,
-            pollSeconds: ROUND_POLL_SECONDS,
-            tasksPerWorkflowRun: TASKS_PER_WORKFLOW_RUN,
-          },
+          round: { ...roundSettings(config), targetMasks: stage1.targetMasksPerRound },
           retrain: stage1.retrain.enabled ? retrainSpec(config) : undefined,
         }
       : undefined,
+    stage2: config.stage2.enabled ? stage2Input(config) : undefined,
     stage3: enabled
       ? {
           images: config.images,
@@ -58,6 +48,54 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
       : undefined,
     release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,
     audit: config.audit.enabled ? config.audit : undefined,
+  };
+}
+
+/** An annotation round's settings, stage 1's and stage 2's alike (stage 2 shares stage 1's section). */
+function roundSettings(config: RunConfig) {
+  const { stage1 } = config;
+  return {
+    modelUri: config.models.sam,
+    // Rounds take their images from the run's plan, cut as stage 3 cuts it.
+    plan: { images: config.images, shardSize: config.stage3.shardSize },
+    embeddingDtype: stage1.embeddingDtype,
+    embedBatch: stage1.embedBatch,
+    embedWindow: stage1.embedWindow,
+    leaseSeconds: durationToMs(stage1.lease) / 1000,
+    deadlineSeconds: durationToMs(stage1.roundDeadline) / 1000,
+    pollSeconds: ROUND_POLL_SECONDS,
+    tasksPerWorkflowRun: TASKS_PER_WORKFLOW_RUN,
+  };
+}
+
+function stage2Input(config: RunConfig): Stage2Input {
+  const { stage1, stage2 } = config;
+  const stage1Rounds = stage1.enabled ? stage1.rounds : 0;
+  const { detector, prefill, retrain } = stage2;
+  const decode = {
+    ...(detector.scoreThreshold !== null ? { scoreThreshold: detector.scoreThreshold } : {}),
+    ...(detector.nmsIou !== null ? { nmsIou: detector.nmsIou } : {}),
+    ...(detector.maxDetections !== null ? { maxDetections: detector.maxDetections } : {}),
+  };
+  return {
+    rounds: stage2.rounds,
+    imagesPerRound: stage2.imagesPerRound,
+    firstImage: stage1Rounds * stage1.imagesPerRound,
+    firstRound: stage1Rounds + 1,
+    round: { ...roundSettings(config), targetMasks: stage2.targetMasksPerRound },
+    prefill: { ...prefill, detect: decode },
+    sam: { registry: registryUri(config), name: stage1.retrain.model },
+    detector: {
+      registry: registryUri(config),
+      detectorName: detector.model,
+      seedUri: config.models.detector,
+      betweenRounds: retrain.betweenRounds,
+      holdoutFraction: retrain.holdoutFraction,
+      maxEvalImages: retrain.maxEvalImages,
+      gate: { minGain: retrain.minGain },
+      // A version keeps this decoding in its package: its figures and its pre-fill both use it.
+      train: { steps: retrain.steps, batchSize: retrain.batchSize, lr: retrain.lr, decode },
+    },
   };
 }
 
@@ -96,7 +134,9 @@ export function configSummary(config: RunConfig): Record<string, string | number
     images,
     output: config.output,
     model: config.models.sam,
-    stages: (['stage1', 'stage3', 'audit', 'release'] as const).filter((s) => config[s].enabled).join(','),
+    stages: (['stage1', 'stage2', 'stage3', 'audit', 'release'] as const)
+      .filter((s) => config[s].enabled)
+      .join(','),
     pointsPerSide: config.stage3.pointsPerSide,
     cropNLayers: config.stage3.cropNLayers,
     // With thresholds "model" the two come from the model package's calibration, read by the

@@ -1,5 +1,8 @@
 // Every storage key of a run (DESIGN.md "Storage layout"), relative to the run's output store.
 // Keys are deterministic so that a retried activity overwrites its own output, never duplicates it.
+/** Whose training set: SAM's or stage 2's box detector's. */
+export type TrainingSetKind = 'sam' | 'detector';
+
 export const runLayout = {
   runRecord: (run: string) => `runs/${run}/run.json`,
   stage3Plan: (run: string) => `runs/${run}/stage3/plan.json`,
@@ -44,10 +47,18 @@ export const runLayout = {
   stage1RoundCoco: (run: string, round: number) => `runs/${run}/stage1/round-${round}/export/instances.json`,
   stage1RoundTrainingSet: (run: string, round: number) =>
     `runs/${run}/stage1/round-${round}/export/training-set.json`,
-  /** Stage 1: a retrain's training set (train.json, holdout.json, manifest.json; lib/stage1/training-set.ts). */
-  stage1TrainingSet: (run: string, set: number) => `runs/${run}/stage1/training/set-${set}`,
+  /**
+   * A retrain's training set (train.json, holdout.json, manifest.json; lib/stage1/training-set.ts):
+   * SAM's `set-<n>`, stage 2's detector's `detector-set-<n>`.
+   */
+  stage1TrainingSet: (run: string, set: number, kind: TrainingSetKind = 'sam') =>
+    `runs/${run}/stage1/training/${kind === 'sam' ? '' : `${kind}-`}set-${set}`,
   /** Stage 2: an image's pre-filled masks, from the detector's boxes (lib/stage2/prefill-store.ts). */
   stage2Prefill: (run: string, imageId: number) => `runs/${run}/stage2/prefill/${imageId}.json`,
+  /** Stage 2: a pre-filled mask an annotator deleted, kept with who and why (lib/stage2/prefill-review.ts). */
+  stage2Rejection: (run: string, round: number, imageId: number, index: number) =>
+    `runs/${run}/stage1/round-${round}/rejected/${imageId}/${index}.json`,
+  stage2RejectionsPrefix: (run: string, round: number) => `runs/${run}/stage1/round-${round}/rejected/`,
   /** Stage 1: who annotated which image of a stage-3 shard in a round (lib/stage1/provenance.ts). */
   stage1Provenance: (run: string, shard: number, round: number) =>
     `runs/${run}/stage1/provenance/${shardName(shard)}/round-${round}.jsonl`,

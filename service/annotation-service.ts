@@ -9,6 +9,9 @@
 //   POST /api/tasks/:round/:image/finish    done with the image
 //   POST /api/tasks/:round/:image/skip      give it back (not to you again)
 //   POST /api/tasks/:round/:image/flag      {reason}: the image cannot be annotated
+//   GET  /api/tasks/:round/:image/prefill   stage 2: the pre-filled masks (lib/stage2/prefill-store.ts)
+//   POST /api/tasks/:round/:image/prefill/:index/reject
+//                                           {reason?}: delete a pre-filled mask (kept as rejected)
 //   GET  /api/model, /api/model/decoder.onnx, /api/model/data/:name   [?id=<model id>]
 //                                           the decoder that assists (and its external weights):
 //                                           the run's model, or the one a task names
@@ -33,11 +36,13 @@ import {
   annotationTaskWorkflowId,
   finishTaskUpdate,
   flagTaskUpdate,
+  rejectPrefillUpdate,
   releaseTaskUpdate,
   submitMaskUpdate,
   taskStateQuery,
   type AnnotationTaskView,
 } from '../lib/stage1/task-messages.ts';
+import { readPrefill } from '../lib/stage2/prefill-store.ts';
 import type { AnnotatorAccounts } from './annotators.ts';
 
 export interface AnnotationServiceOptions {
@@ -72,6 +77,8 @@ export interface TaskResponse {
   model: string;
   masks: number;
   leaseExpiresAt: number;
+  /** Stage 2: the pre-filled masks the image arrives with, and the indices deleted so far. */
+  prefill?: { detector: string; masks: number; rejected: number[] };
 }
 
 class HttpError extends Error {
@@ -223,6 +230,33 @@ export async function createAnnotationService(opts: AnnotationServiceOptions): P
         return { skipped: true };
       });
 
+      api.get('/tasks/:round/:image/prefill', taskRoute, async (req: TaskRequest) => {
+        const view = await heldTask(req);
+        if (!view.prefill)
+          throw new HttpError(404, `task ${req.params.round}/${req.params.image} has no pre-fill`);
+        const key = runLayout.stage2Prefill(view.runId, view.image.id);
+        const prefill = await readPrefill(out, key);
+        if (!prefill) throw new HttpError(410, `${out.uri(key)} is gone from storage`);
+        return prefill;
+      });
+
+      const prefillRoute = {
+        schema: {
+          params: {
+            ...TASK_PARAMS,
+            properties: { ...TASK_PARAMS.properties, index: { type: 'integer', minimum: 0 } },
+            required: [...TASK_PARAMS.required, 'index'],
+          },
+        },
+      };
+      type PrefillRequest = FastifyRequest<{ Params: { round: number; image: number; index: number } }>;
+      api.post('/tasks/:round/:image/prefill/:index/reject', prefillRoute, async (req: PrefillRequest) => {
+        const reason = String((req.body as { reason?: unknown } | undefined)?.reason ?? '');
+        return update(req).executeUpdate(rejectPrefillUpdate, {
+          args: [{ annotator: req.annotator, index: req.params.index, reason }],
+        });
+      });
+
       api.post('/tasks/:round/:image/flag', taskRoute, async (req: TaskRequest) => {
         const reason = String((req.body as { reason?: unknown } | undefined)?.reason ?? '');
         await update(req).executeUpdate(flagTaskUpdate, { args: [{ annotator: req.annotator, reason }] });
@@ -267,6 +301,7 @@ function describe(view: AnnotationTaskView, leaseExpiresAt: number): TaskRespons
     model: view.model,
     masks: view.masks,
     leaseExpiresAt,
+    ...(view.prefill ? { prefill: { ...view.prefill, rejected: view.rejectedPrefill ?? [] } } : {}),
   };
 }
 

@@ -33,6 +33,7 @@ import { executeContinuingChild } from './continuing-child.ts';
 import { datasetBuild, datasetWorkflowId } from './dataset-build.ts';
 import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } from './stage1-round.ts';
 import { Stage1Retraining, type RetrainSummary, type Stage1RetrainSpec } from './stage1-retraining.ts';
+import { semiAutomaticStage, type Stage2Input, type Stage2Result } from './stage2.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
 import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
@@ -70,17 +71,20 @@ export interface DatasetRunInput {
     /** Retraining between rounds through the model registry (workflows/stage1-retraining.ts). */
     retrain?: Stage1RetrainSpec;
   };
+  /** Stage 2: semi-automatic rounds, pre-filled by the detector (workflows/stage2.ts). */
+  stage2?: Stage2Input;
   stage3?: Omit<Stage3Spec, 'runId' | 'outputUri'>;
   release?: { shortestSide: number };
   audit?: AuditConfig;
 }
 
-export type RunStage = 'starting' | 'stage1' | 'stage3' | 'dataset' | 'audit' | 'done';
+export type RunStage = 'starting' | 'stage1' | 'stage2' | 'stage3' | 'dataset' | 'audit' | 'done';
 
 export interface RunProgress {
   stage: RunStage;
-  /** The round workflow running now. */
+  /** The round workflow running now (stage 1's, then stage 2's). */
   stage1WorkflowId?: string;
+  stage2WorkflowId?: string;
   stage3WorkflowId?: string;
   datasetWorkflowId?: string;
 }
@@ -88,8 +92,10 @@ export interface RunProgress {
 export interface DatasetRunResult {
   runId: string;
   stage1?: RoundResult[];
-  /** The retrains stage 1 started, each with its version and the gate's word. */
+  /** The SAM retrains stages 1 and 2 started, each with its version and the gate's word. */
   retrains?: RetrainSummary[];
+  /** Stage 2's rounds and its detector's trainings. */
+  stage2?: Stage2Result;
   stage3?: AutomaticStageResult;
   /** Absent only when the run annotated stage-1 rounds and ran no stage 3. */
   dataset?: DatasetSummary;
@@ -115,15 +121,17 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
 
   let stage1: RoundResult[] | undefined;
   let retrains: RetrainSummary[] | undefined;
+  let stage2: Stage2Result | undefined;
   let stage3: AutomaticStageResult | undefined;
   let dataset: DatasetSummary | undefined;
   let audit: AuditSummary | undefined;
   try {
+    // With retraining, the rounds are assisted by the registry's champion, which retrains promote.
+    let retraining: Stage1Retraining | undefined;
     if (input.stage1) {
       enterStage(progress, 'stage1');
       stage1 = [];
-      // With retraining, the rounds are assisted by the registry's champion, which retrains promote.
-      const retraining = input.stage1.retrain
+      retraining = input.stage1.retrain
         ? await Stage1Retraining.start(runId, outputUri, input.modelUri, input.stage1.retrain)
         : undefined;
       for (let round = 1; round <= input.stage1.rounds; round++) {
@@ -157,9 +165,23 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
           masks,
         );
       }
-      await retraining?.finish();
-      retrains = retraining?.retrains;
     }
+
+    if (input.stage2) {
+      enterStage(progress, 'stage2');
+      const context = {
+        runId,
+        outputUri,
+        modelUri: input.modelUri,
+        roundsDone: (stage1 ?? []).map((_, i) => i + 1),
+        masksDone: (stage1 ?? []).reduce((n, r) => n + r.summary.masks, 0),
+        retraining,
+        onRound: (workflowId: string) => (progress.stage2WorkflowId = workflowId),
+      };
+      stage2 = await semiAutomaticStage(context, input.stage2);
+    }
+    await retraining?.finish();
+    retrains = retraining?.retrains;
 
     if (input.stage3) {
       enterStage(progress, 'stage3');
@@ -176,7 +198,7 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
     }
 
     // A run of annotation rounds alone has no automatic masks to build a dataset from.
-    if (input.stage3 || !input.stage1) {
+    if (input.stage3 || !(input.stage1 || input.stage2)) {
       enterStage(progress, 'dataset');
       dataset = await runDatasetBuild(input, progress).catch((err: unknown) => {
         throw input.stage3 ? err : explainNoStage3(runId, outputUri, err);
@@ -201,15 +223,19 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   } catch (err) {
     const cancelled = isCancellation(err);
     const error = cancelled ? `cancelled during ${progress.stage}` : failureReason(err);
-    const result = { stage1, retrains, stage3, dataset, audit, error };
+    const result = { stage1, retrains, stage2, stage3, dataset, audit, error };
     const status = cancelled ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
     throw err;
   }
 
-  await recordRun({ ...record, status: 'completed', result: { stage1, retrains, stage3, dataset, audit } });
+  await recordRun({
+    ...record,
+    status: 'completed',
+    result: { stage1, retrains, stage2, stage3, dataset, audit },
+  });
   enterStage(progress, 'done');
-  return { runId, stage1, retrains, stage3, dataset, audit };
+  return { runId, stage1, retrains, stage2, stage3, dataset, audit };
 }
 
 function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise<DatasetSummary> {

@@ -62,6 +62,19 @@ export const SEGMENT_SHARD_ERRORS = [
  */
 export const STAGE1_ERRORS = [...STORAGE_SETUP_ERRORS, 'ModelPackageError'];
 
+/**
+ * Stage 2's activities (activities/stage2.ts): pre-fill a round's images from the detector's boxes
+ * (an image without a usable embedding is a result, not an error), keep deleted and accepted
+ * pre-filled masks. A detector package that does not fit SAM's encoder, or a pre-fill file gone
+ * from storage, is not retried.
+ */
+export const STAGE2_ERRORS = [
+  ...STORAGE_SETUP_ERRORS,
+  'ModelPackageError',
+  'DetectorPackageError',
+  'PrefillMissingError',
+];
+
 /** awaitShard: waits on a shard workflow started by an earlier run of the stage. */
 export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
 

@@ -90,7 +90,8 @@ export class Stage1Retraining {
       seedModelUri,
       runId,
     });
-    return new Stage1Retraining(runId, outputUri, spec, versionRef(spec.modelName, champion));
+    // Given a seed, the registry always has a champion afterwards.
+    return new Stage1Retraining(runId, outputUri, spec, versionRef(spec.modelName, champion!));
   }
 
   /** The champion for the next round, after waiting for a running retrain if the run says so. */
@@ -100,7 +101,11 @@ export class Stage1Retraining {
   }
 
   /** After a round closed with `masks` accepted masks in the run so far: retrain if it is due. */
-  async afterRound(roundsDone: number[], masks: number): Promise<void> {
+  async afterRound(
+    roundsDone: number[],
+    masks: number,
+    stage: 'stage1' | 'stage2' = 'stage1',
+  ): Promise<void> {
     const decision = retrainDue(this.spec.policy, {
       masks,
       masksAtLastRetrain: this.masksAtLastRetrain,
@@ -119,7 +124,7 @@ export class Stage1Retraining {
     });
     const summary: RetrainSummary = {
       workflowId: `${this.runId}/retrain-${n}`,
-      trigger: `stage 1 after round ${roundsDone.at(-1)}: ${decision.reason}`,
+      trigger: `stage ${stage.slice(-1)} after round ${roundsDone.at(-1)}: ${decision.reason}`,
       trainingSet: set.manifestKey,
     };
     this.retrains.push(summary);
@@ -149,7 +154,7 @@ export class Stage1Retraining {
       ],
       typedSearchAttributes: [
         { key: SAE_RUN, value: this.runId },
-        { key: SAE_STAGE, value: 'stage1' },
+        { key: SAE_STAGE, value: stage },
         { key: SAE_MODEL, value: this.champion.tag },
       ],
     });
@@ -184,6 +189,6 @@ export class Stage1Retraining {
   }
 }
 
-function versionRef(name: string, champion: { version: number; uri: string }): ModelVersionRef {
+export function versionRef(name: string, champion: { version: number; uri: string }): ModelVersionRef {
   return { version: champion.version, uri: champion.uri, tag: `${name}@v${champion.version}` };
 }

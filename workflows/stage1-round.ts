@@ -7,6 +7,13 @@
 // The round never holds its tasks' ids or masks: the tasks are found by their SaeRound search
 // attribute and the masks counted in storage, so a round of 100,000 images keeps a short history.
 // It continues as new with an explicit cursor while publishing and while waiting.
+//
+// A stage-2 round (semi-automatic, `<run>/stage2/round-<k>`) is the same round with `prefill`: after
+// a batch is embedded, the detector's boxes prompt SAM on the inference pool and each task arrives
+// with the confident masks (lib/stage2/prefill-store.ts). Stage-1 and stage-2 rounds share one
+// numbering and one storage layout (runs/<run>/stage1/round-<k>/), so exports and training sets
+// read them alike. A detector that cannot run on this SAM, or finds nothing, leaves the round a
+// stage-1 round, with the reason in its result; it does not fail it.
 import {
   CancellationScope,
   condition,
@@ -23,12 +30,15 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy } from '@temporalio/common';
 import type { RoundProgress, RoundRef, Stage1Activities } from '../activities/stage1.ts';
+import type { Stage2Activities } from '../activities/stage2.ts';
 import type { Stage3Activities } from '../activities/stage3.ts';
+import type { PrefillSettings } from '../lib/stage2/prefill.ts';
 import type { ImageSource } from '../lib/images/image-source.ts';
 import type { EmbeddingDtype } from '../lib/sam/embedding-file.ts';
 import type { RoundExport, RoundSummary } from '../lib/stage1/round-export.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { PLAN_SHARDS_ERRORS, retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
+import { isActivityError } from './activity-results.ts';
+import { PLAN_SHARDS_ERRORS, retryPolicy, STAGE1_ERRORS, STAGE2_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL, SAE_MASKS, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 import { annotationTask } from './stage1-task.ts';
 import { annotationTaskWorkflowId, NO_LEASE, roundTag } from '../lib/stage1/task-messages.ts';
@@ -63,7 +73,30 @@ function inferenceActivities(heartbeatTimeoutSeconds = 120) {
   });
 }
 
+/** Errors that say the detector cannot run with this SAM (not an outage): the round goes on without pre-fill. */
+const DETECTOR_UNUSABLE = ['DetectorPackageError', 'ModelPackageError'];
+
+function prefillActivities(heartbeatTimeoutSeconds = 120) {
+  return proxyActivities<Stage2Activities>({
+    taskQueue: TASK_QUEUES.inference,
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
+    retry: retryPolicy(STAGE2_ERRORS),
+  });
+}
+
+export type AnnotationStage = 'stage1' | 'stage2';
+
+export interface RoundPrefill {
+  /** The detector package (a registry version's folder) whose boxes prompt SAM. */
+  detectorUri: string;
+  settings: PrefillSettings;
+}
+
 export interface RoundSpec {
+  /** Which stage the round belongs to (default stage1); stage2 rounds have `prefill`. */
+  stage?: AnnotationStage;
+  prefill?: RoundPrefill;
   runId: string;
   outputUri: string;
   round: number;
@@ -96,6 +129,17 @@ export interface RoundCursor {
   published: number;
   failedImages: number;
   model?: string;
+  /** Stage 2: what pre-fill did so far (absent in a stage-1 round). */
+  prefill?: PrefillTally;
+}
+
+export interface PrefillTally {
+  detector?: string;
+  /** Images published with pre-filled masks, and those masks. */
+  images: number;
+  masks: number;
+  /** Why tasks go out without pre-fill, when the detector could not run. */
+  problem?: string;
 }
 
 export type RoundPhase = 'publishing' | 'open' | 'closing' | 'exporting' | 'done';
@@ -107,6 +151,10 @@ export interface RoundStatus extends Partial<RoundProgress> {
   images: number;
   closesAt: number;
   targetMasks: number | null;
+  /** The SAM that assists ("name@version"), once the first batch is embedded. */
+  model?: string;
+  /** Stage 2: pre-fill so far, with the detector's version. */
+  prefill?: PrefillTally;
 }
 
 export interface RoundResult {
@@ -114,18 +162,26 @@ export interface RoundResult {
   published: number;
   failedImages: number;
   closedBy: 'target' | 'deadline' | 'done';
+  /** Stage 2: pre-fill's tally; `problem` says why the round ran as a stage-1 round. */
+  prefill?: PrefillTally;
   summary: RoundSummary;
   export: Omit<RoundExport, 'summary'>;
 }
 
 export const roundStatusQuery = defineQuery<RoundStatus>('round');
 
-export function roundWorkflowId(runId: string, round: number): string {
-  return `${runId}/stage1/round-${round}`;
+export function roundWorkflowId(runId: string, round: number, stage: AnnotationStage = 'stage1'): string {
+  return `${runId}/${stage}/round-${round}`;
 }
 
 export async function annotationRound(spec: RoundSpec, cursor?: RoundCursor): Promise<RoundResult> {
-  const at: RoundCursor = cursor ?? { openedAt: Date.now(), next: 0, published: 0, failedImages: 0 };
+  const at: RoundCursor = cursor ?? {
+    openedAt: Date.now(),
+    next: 0,
+    published: 0,
+    failedImages: 0,
+    ...(spec.prefill ? { prefill: { images: 0, masks: 0 } } : {}),
+  };
   const ref: RoundRef = { runId: spec.runId, outputUri: spec.outputUri, round: spec.round };
   const closesAt = at.openedAt + spec.deadlineSeconds * 1000;
   let phase: RoundPhase = at.next < spec.imageCount ? 'publishing' : 'open';
@@ -138,6 +194,8 @@ export async function annotationRound(spec: RoundSpec, cursor?: RoundCursor): Pr
     images: spec.imageCount,
     closesAt,
     targetMasks: spec.targetMasks,
+    model: at.model,
+    prefill: at.prefill,
   }));
 
   try {
@@ -163,11 +221,14 @@ export async function annotationRound(spec: RoundSpec, cursor?: RoundCursor): Pr
     phase = 'exporting';
     const { summary, ...exported } = await inferenceActivities(spec.heartbeatTimeoutSeconds).exportRound(ref);
     phase = 'done';
+    if (at.prefill && !at.prefill.problem && at.prefill.masks === 0 && at.published > 0)
+      at.prefill.problem = 'the detector found no confident masks: the round ran as a stage-1 round';
     return {
       round: spec.round,
       published: at.published,
       failedImages: at.failedImages,
       closedBy,
+      ...(at.prefill ? { prefill: at.prefill } : {}),
       summary,
       export: exported,
     };
@@ -205,7 +266,14 @@ async function publishTasks(spec: RoundSpec, at: RoundCursor, closesAt: number):
     });
     at.model ??= embedded.model;
     at.failedImages += embedded.failed.length;
-    await Promise.all(embedded.images.map((image) => startTask(spec, image, embedded.model)));
+    const prefilled = await prefill(
+      spec,
+      at,
+      embedded.images.map((image) => image.id),
+    );
+    await Promise.all(
+      embedded.images.map((image) => startTask(spec, image, embedded.model, prefilled.get(image.id))),
+    );
     at.published += embedded.images.length;
   };
 
@@ -227,10 +295,45 @@ async function publishTasks(spec: RoundSpec, at: RoundCursor, closesAt: number):
   return at.next < spec.imageCount && Date.now() < closesAt;
 }
 
+/**
+ * Stage 2: pre-fills the embedded images; returns each pre-filled image's masks. A detector that
+ * cannot run here is noted once in the tally and the round goes on without pre-fill.
+ */
+async function prefill(
+  spec: RoundSpec,
+  at: RoundCursor,
+  imageIds: number[],
+): Promise<Map<number, { detector: string; masks: number }>> {
+  const made = new Map<number, { detector: string; masks: number }>();
+  if (!spec.prefill || !at.prefill || at.prefill.problem !== undefined || imageIds.length === 0) return made;
+  try {
+    const result = await prefillActivities(spec.heartbeatTimeoutSeconds).prefillImages({
+      runId: spec.runId,
+      outputUri: spec.outputUri,
+      modelUri: spec.modelUri,
+      detectorUri: spec.prefill.detectorUri,
+      imageIds,
+      settings: spec.prefill.settings,
+    });
+    at.prefill.detector ??= result.detector;
+    for (const { id, masks } of result.images) {
+      made.set(id, { detector: result.detector, masks });
+      if (masks > 0) at.prefill.images += 1;
+      at.prefill.masks += masks;
+    }
+  } catch (err) {
+    const type = DETECTOR_UNUSABLE.find((t) => isActivityError(err, t));
+    if (!type) throw err;
+    at.prefill.problem = `${type}: ${(err as { cause: Error }).cause.message}`;
+  }
+  return made;
+}
+
 async function startTask(
   spec: RoundSpec,
   image: { id: number; uri: string; width: number; height: number },
   model: string,
+  prefilled?: { detector: string; masks: number },
 ): Promise<void> {
   try {
     await startChild(annotationTask, {
@@ -243,6 +346,7 @@ async function startTask(
           image,
           model,
           leaseSeconds: spec.leaseSeconds,
+          ...(prefilled && prefilled.masks > 0 ? { prefill: prefilled } : {}),
         },
       ],
       // Tasks outlive each run of the round (continue-as-new); the round closes them itself.
@@ -251,7 +355,7 @@ async function startTask(
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
       typedSearchAttributes: [
         { key: SAE_RUN, value: spec.runId },
-        { key: SAE_STAGE, value: 'stage1' },
+        { key: SAE_STAGE, value: spec.stage ?? 'stage1' },
         { key: SAE_ROUND, value: roundTag(spec.runId, spec.round) },
         { key: SAE_LEASE_UNTIL, value: NO_LEASE },
       ],

@@ -24,6 +24,7 @@ import {
   finishTaskUpdate,
   flagTaskUpdate,
   NO_LEASE,
+  rejectPrefillUpdate,
   releaseTaskUpdate,
   submitMaskUpdate,
   taskStateQuery,
@@ -33,7 +34,8 @@ import {
   type SubmitResult,
 } from '../lib/stage1/task-messages.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
+import type { Stage2Activities } from '../activities/stage2.ts';
+import { retryPolicy, STAGE1_ERRORS, STAGE2_ERRORS } from './retry-policies.ts';
 import { SAE_LEASE_UNTIL } from './search-attributes.ts';
 
 const { storeAnnotation, storeFlag } = proxyActivities<Stage1Activities>({
@@ -51,6 +53,11 @@ const local = proxyLocalActivities<Stage1Activities>({
 });
 const STORE_MASKS_LOCALLY = 'stage1-store-masks-locally';
 
+const stage2 = proxyLocalActivities<Stage2Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: retryPolicy(STAGE2_ERRORS),
+});
+
 export async function annotationTask(input: AnnotationTaskInput): Promise<AnnotationTaskResult> {
   const { image } = input;
   let holder: Lease | null = null;
@@ -58,6 +65,7 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
   const skippedBy = new Set<string>();
   const accepted = new Map<string, Promise<SubmitResult>>(); // by submission id
   const annotators: string[] = [];
+  const rejected = new Set<number>(); // pre-filled masks deleted, by index
 
   const acceptMask = async (sub: Submission): Promise<SubmitResult> => {
     const result: SubmitResult = {
@@ -114,6 +122,7 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
     round: input.round,
     image,
     model: input.model,
+    ...(input.prefill ? { prefill: input.prefill, rejectedPrefill: [...rejected] } : {}),
     holder: held(),
     masks: accepted.size,
     finished: finished !== null,
@@ -193,11 +202,44 @@ export async function annotationTask(input: AnnotationTaskInput): Promise<Annota
     },
   );
 
+  setHandler(
+    rejectPrefillUpdate,
+    async ({ annotator, index, reason }) => {
+      if (!rejected.has(index)) {
+        rejected.add(index);
+        const ref = { runId: input.runId, round: input.round, imageId: image.id };
+        await stage2.storePrefillRejection({ outputUri: input.outputUri, ...ref, index, annotator, reason });
+      }
+      lease(annotator);
+      return { rejected: [...rejected] };
+    },
+    {
+      validator: ({ annotator, index, reason }) => {
+        requireHolder(annotator);
+        const masks = input.prefill?.masks ?? 0;
+        if (!Number.isInteger(index) || index < 0 || index >= masks)
+          throw new Error(`task ${image.id} has no pre-filled mask ${index} (it has ${masks})`);
+        if (typeof reason !== 'string' || reason.length > 500)
+          throw new Error('a deletion reason is a line of at most 500 characters');
+      },
+    },
+  );
+
   setHandler(closeTaskSignal, () => {
     finished ??= 'round';
   });
 
   await condition(() => finished !== null);
   await condition(allHandlersFinished); // every accepted mask is stored before the task completes
-  return { masks: accepted.size, annotators, closedBy: finished! };
+  // The pre-filled masks nobody deleted join the image's annotations; a flagged image keeps none.
+  let prefilled = 0;
+  if (input.prefill && input.prefill.masks > 0 && finished !== 'flag') {
+    const ref = { runId: input.runId, round: input.round, imageId: image.id, image: image.uri };
+    ({ accepted: prefilled } = await stage2.acceptPrefilledMasks({
+      outputUri: input.outputUri,
+      ...ref,
+      rejected: [...rejected],
+    }));
+  }
+  return { masks: accepted.size, annotators, closedBy: finished!, ...(input.prefill ? { prefilled } : {}) };
 }

@@ -226,7 +226,11 @@ function modelsSchema(location: LocationSchema) {
     sam: location,
     /** The model registry (lib/models/registry.ts); null: `models/` under `output`. */
     registry: location.nullable().default(null),
-    detector: notImplementedYet('stage 2 and its box detector are'),
+    /**
+     * Stage 2's box detector package to start from (seeds the registry's detector); null: the run
+     * trains one from its stage-1 masks before the first stage-2 round.
+     */
+    detector: location.nullable().default(null),
   });
 }
 
@@ -420,17 +424,15 @@ function auditSchema(location: LocationSchema) {
 }
 
 // When and how stage 1 retrains SAM on its accepted masks (lib/models/trigger.ts, workflows/retrain.ts).
+const MODEL_NAME_WHAT = 'a model name: lowercase letters, digits, ".", "-" or "_"';
+const modelName = () =>
+  z.string(expecting(MODEL_NAME_WHAT)).regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, expecting(MODEL_NAME_WHAT));
+
 const RetrainSchema = z
   .strictObject({
     enabled: bool().default(false),
     /** The model's name in the registry: its champion assists the rounds (seeded from models.sam). */
-    model: z
-      .string(expecting('a model name: lowercase letters, digits, ".", "-" or "_"'))
-      .regex(
-        /^[a-z0-9][a-z0-9._-]{0,62}$/,
-        expecting('a model name: lowercase letters, digits, ".", "-" or "_"'),
-      )
-      .default('sam'),
+    model: modelName().default('sam'),
     /** Retrain once this many masks were accepted since the last retrain (or since the run began)... */
     minNewMasks: intAtLeast(1).default(500),
     /** ...or once the accepted masks grew by this fraction since the last retrain (null: off). */
@@ -492,6 +494,55 @@ const Stage1Schema = z.strictObject({
     .prefault({}),
 });
 
+/**
+ * Stage 2, semi-automatic rounds (paper §4): a class-agnostic box detector, trained on every mask
+ * so far, prompts SAM with its boxes; the confident masks arrive pre-filled and people label what
+ * is left. Its rounds take the run's next images after stage 1's and share stage 1's lease,
+ * deadline, embedding and service settings.
+ */
+const Stage2Schema = z.strictObject({
+  enabled: bool().default(false),
+  /** The paper retrained the detector 5 times over stage 2: one retrain between rounds. */
+  rounds: intBetween(1, 1000).default(5),
+  imagesPerRound: intAtLeast(1).default(100),
+  targetMasksPerRound: intAtLeast(1).nullable().default(null),
+  detector: z
+    .strictObject({
+      /** The detector's name in the model registry. */
+      model: modelName().default('detector'),
+      /** Decoding its output (null: the package's own settings). */
+      scoreThreshold: nullableFraction("use the detector package's").default(null),
+      nmsIou: nullableFraction("use the detector package's").default(null),
+      maxDetections: intAtLeast(1).nullable().default(null),
+    })
+    .prefault({}),
+  /** Which of SAM's masks from the boxes arrive pre-filled: the automatic generator's filters. */
+  prefill: z
+    .strictObject({
+      /** box: prompt with the detection's box (the paper); centre-point: with its centre, for a SAM never trained on boxes. */
+      prompt: z.enum(['box', 'centre-point'], expecting('"box" or "centre-point"')).default('box'),
+      predIouThresh: fraction().default(0.88),
+      stabilityScoreThresh: fraction().default(0.95),
+      boxNmsThresh: fraction().default(0.7),
+      batchSize: intBetween(1, 1024).default(64),
+    })
+    .prefault({}),
+  /** The detector's training: before the first stage-2 round, and between rounds. */
+  retrain: z
+    .strictObject({
+      betweenRounds: bool().default(true),
+      steps: intAtLeast(1).default(2000),
+      batchSize: intAtLeast(1).default(16),
+      lr: numberAtLeast(0).default(1e-3),
+      /** Promote a retrained detector only when its held-out box AP rises by at least this. */
+      minGain: z.number(expecting('a number')).default(0),
+      /** The detector's evaluation set: this share of the annotated images, by id, never trained on. */
+      holdoutFraction: fraction().default(0.1),
+      maxEvalImages: intAtLeast(1).default(50),
+    })
+    .prefault({}),
+});
+
 /** Human masks an annotator means to label: the audit's sources, or BSDS-style partitions. */
 function intentSchema(location: LocationSchema) {
   const partitions = z.strictObject({
@@ -540,7 +591,7 @@ const ReleaseSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // The whole config.
 
-const SECTIONS_WITH_WORK = ['stage1', 'stage3', 'audit', 'release'] as const;
+const SECTIONS_WITH_WORK = ['stage1', 'stage2', 'stage3', 'audit', 'release'] as const;
 
 /**
  * At least one stage must do something. Runs even when other fields failed (so the user sees this
@@ -577,13 +628,23 @@ export function createRunConfigSchema(options: RunConfigSchemaOptions = {}) {
       temporal: TemporalSchema.prefault({}),
       simulatedAnnotators: simulatedAnnotatorsSchema(location).prefault({}),
       stage1: Stage1Schema.prefault({}),
-      stage2: notImplementedYet('stage 2 (semi-automatic annotation rounds) is'),
+      stage2: Stage2Schema.prefault({}),
       stage3: Stage3Schema.prefault({}),
       audit: auditSchema(location).prefault({}),
       release: ReleaseSchema.prefault({}),
     })
     .superRefine((config, ctx) => checkSomethingEnabled(config, ctx), {
       when: (payload) => typeof payload.value === 'object' && payload.value !== null,
+    })
+    .superRefine((config, ctx) => {
+      if (config.stage2.enabled && !config.stage1.enabled && config.models.detector === null) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['stage2'],
+          message:
+            'stage 2 needs a detector: enable stage 1 (the run trains one on its masks) or set models.detector',
+        });
+      }
     });
 }
 
@@ -599,6 +660,7 @@ export type StorageConfig = RunConfig['storage'];
 export type ModelsConfig = RunConfig['models'];
 export type TemporalConfig = RunConfig['temporal'];
 export type MaskSourceConfig = NonNullable<RunConfig['audit']['reference']>;
+export type Stage2Config = RunConfig['stage2'];
 export type Stage3Config = RunConfig['stage3'];
 export type OnnxConfig = Stage3Config['onnx'];
 export type AuditConfig = RunConfig['audit'];
@@ -612,6 +674,7 @@ export const RUN_CONFIG_DEFAULTS: Omit<RunConfig, 'run' | 'images' | 'output' | 
   storage: StorageSchema.parse({}),
   temporal: TemporalSchema.parse({}),
   stage1: Stage1Schema.parse({}),
+  stage2: Stage2Schema.parse({}),
   simulatedAnnotators: simulatedAnnotatorsSchema(locationSchema(() => process.cwd())).parse({}),
   stage3: Stage3Schema.parse({}),
   audit: auditSchema(locationSchema(() => process.cwd())).parse({}),

@@ -18,6 +18,8 @@ export interface AnnotationRecord {
   /** The model whose decoder assisted ("name@version"). */
   model: string;
   acceptedAt: string;
+  /** A stage-2 pre-filled mask the annotators kept (annotator "detector:<name@version>", 0 s). */
+  prefilled?: boolean;
 }
 
 /** Stores the record unless its key exists; says which. */

@@ -34,6 +34,7 @@ const recordSchema = z.object({
   clicks: z.number().int().nonnegative(),
   model: z.string(),
   acceptedAt: z.string(),
+  prefilled: z.boolean().optional(),
 });
 
 /** Every accepted annotation of the round, in key order (image, then submission id). */
@@ -67,9 +68,15 @@ export interface RoundSummary {
   masks: number;
   imagesAnnotated: number;
   imagesFlagged: number;
+  /** Every mask, pre-filled ones included (the paper's masks per image). */
   masksPerImage: { mean: number | null; median: number | null };
+  /** Of the masks people added (pre-filled masks take no one's time). */
   secondsPerMask: { median: number | null; p90: number | null };
   clicksPerMask: { mean: number | null; median: number | null };
+  /** Masks people added, per annotated image. */
+  added: { masks: number; perImage: number | null };
+  /** Stage 2: pre-filled masks kept and deleted (0 in a round without pre-fill). */
+  prefilled: { masks: number; perImage: number | null; rejected: number };
   /** The models whose decoder assisted, with how many masks each. */
   models: Record<string, number>;
   annotators: Record<string, SecondsSummary>;
@@ -81,6 +88,7 @@ export function summarizeRound(
   round: number,
   records: readonly AnnotationRecord[],
   imagesFlagged = 0,
+  rejectedPrefill = 0,
 ): RoundSummary {
   const perImage = countBy(records, (r) => String(r.imageId));
   const models = countBy(records, (r) => r.model);
@@ -89,8 +97,11 @@ export function summarizeRound(
     annotators[name] = secondsSummary(records.filter((r) => r.annotator === name));
   }
   const perImageCounts = Object.values(perImage);
-  const clicks = records.map((r) => r.clicks);
-  const seconds = records.map((r) => r.seconds);
+  const added = records.filter((r) => !r.prefilled);
+  const prefilled = records.length - added.length;
+  const clicks = added.map((r) => r.clicks);
+  const seconds = added.map((r) => r.seconds);
+  const per = (n: number) => (perImageCounts.length > 0 ? n / perImageCounts.length : null);
   return {
     run: runId,
     round,
@@ -100,6 +111,8 @@ export function summarizeRound(
     masksPerImage: { mean: mean(perImageCounts), median: median(perImageCounts) },
     secondsPerMask: { median: median(seconds), p90: quantile(seconds, 0.9) },
     clicksPerMask: { mean: mean(clicks), median: median(clicks) },
+    added: { masks: added.length, perImage: per(added.length) },
+    prefilled: { masks: prefilled, perImage: per(prefilled), rejected: rejectedPrefill },
     models,
     annotators,
   };
@@ -137,6 +150,8 @@ export interface CocoInstances {
     clicks: number;
     model: string;
     submission_id: string;
+    /** Stage 2: a detector's pre-filled mask that the annotators kept. */
+    prefilled: boolean;
   }[];
   categories: { id: number; name: string }[];
 }
@@ -171,6 +186,7 @@ export function roundCoco(runId: string, round: number, records: readonly Annota
       clicks: r.clicks,
       model: r.model,
       submission_id: r.submissionId,
+      prefilled: r.prefilled ?? false,
     });
   }
   return {
@@ -210,6 +226,8 @@ export async function exportRound(
   for await (const key of out.listKeys(runLayout.stage1FlagsPrefix(runId, round))) {
     flagged.add(key.split('/').at(-2)!);
   }
+  let rejected = 0;
+  for await (const page of out.list(runLayout.stage2RejectionsPrefix(runId, round))) rejected += page.length;
   const coco = roundCoco(runId, round, records);
   const cocoKey = runLayout.stage1RoundCoco(runId, round);
   const imagesPrefix = cocoKey.slice(0, cocoKey.lastIndexOf('/')) + '/images';
@@ -233,7 +251,7 @@ export async function exportRound(
   if (!plan) throw new Error(`run ${runId} has no plan at ${out.uri(runLayout.stage3Plan(runId))}`);
   await writeRoundProvenance(out, runId, round, records, plan.shardSize);
 
-  const summary = summarizeRound(runId, round, records, flagged.size);
+  const summary = summarizeRound(runId, round, records, flagged.size, rejected);
   const summaryKey = runLayout.stage1RoundSummary(runId, round);
   await out.put(summaryKey, JSON.stringify(summary, null, 2) + '\n', { contentType: 'application/json' });
   return { summary, summaryKey, cocoKey, trainingSetKey };

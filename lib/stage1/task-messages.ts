@@ -13,6 +13,8 @@ export interface AnnotationTaskInput {
   model: string;
   /** How long a claim holds the task without a submission. */
   leaseSeconds: number;
+  /** Stage 2: the image arrives with this many pre-filled masks (lib/stage2/prefill-store.ts). */
+  prefill?: { detector: string; masks: number };
 }
 
 export interface Lease {
@@ -33,6 +35,9 @@ export interface AnnotationTaskView extends AnnotationTaskState {
   round: number;
   image: AnnotationTaskInput['image'];
   model: string;
+  prefill?: AnnotationTaskInput['prefill'];
+  /** Indices of the pre-filled masks deleted so far. */
+  rejectedPrefill?: number[];
 }
 
 export interface AnnotationTaskResult {
@@ -40,6 +45,8 @@ export interface AnnotationTaskResult {
   /** Annotators who submitted, in order of their first mask. */
   annotators: string[];
   closedBy: 'annotator' | 'round' | 'flag';
+  /** Stage 2: pre-filled masks accepted with the image. */
+  prefilled?: number;
 }
 
 export interface SubmitResult {
@@ -57,6 +64,11 @@ export const finishTaskUpdate = defineUpdate<AnnotationTaskState, [{ annotator: 
 export const releaseTaskUpdate = defineUpdate<void, [{ annotator: string }]>('release');
 /** The annotator says the image cannot be annotated (why, in a line): the task completes. */
 export const flagTaskUpdate = defineUpdate<void, [{ annotator: string; reason: string }]>('flag');
+/** The annotator deletes pre-filled mask `index` (why, in a line): it is kept as rejected. */
+export const rejectPrefillUpdate = defineUpdate<
+  { rejected: number[] },
+  [{ annotator: string; index: number; reason: string }]
+>('rejectPrefill');
 /** The round has closed: the task completes with what it has. */
 export const closeTaskSignal = defineSignal('close');
 export const taskStateQuery = defineQuery<AnnotationTaskView>('state');

@@ -8,7 +8,7 @@
 //
 // Images are the rounds' export copies (round-<k>/export/images/), so the set needs no image source.
 import type { ObjectStore } from '../object-store.ts';
-import { runLayout } from '../run-layout.ts';
+import { runLayout, type TrainingSetKind } from '../run-layout.ts';
 import type { CocoInstances } from './round-export.ts';
 
 export interface TrainingSetSummary {
@@ -32,6 +32,7 @@ export async function buildTrainingSet(
   rounds: readonly number[],
   set: number,
   holdoutFraction: number,
+  kind: TrainingSetKind = 'sam',
 ): Promise<TrainingSetSummary> {
   const train = emptyCoco(`sa-engine run ${runId}, training set ${set}: rounds ${rounds.join(', ')}`);
   const holdout = emptyCoco(`sa-engine run ${runId}, evaluation set (held out of every training set)`);
@@ -48,7 +49,7 @@ export async function buildTrainingSet(
       target.annotations.push({ ...annotation, id: target.annotations.length + 1 });
     }
   }
-  const prefix = runLayout.stage1TrainingSet(runId, set);
+  const prefix = runLayout.stage1TrainingSet(runId, set, kind);
   const json = { contentType: 'application/json' };
   await out.put(`${prefix}/train.json`, JSON.stringify(train), json);
   await out.put(`${prefix}/holdout.json`, JSON.stringify(holdout), json);

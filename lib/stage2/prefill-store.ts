@@ -47,6 +47,8 @@ export interface PrefillImagesResult {
   reused: number;
   /** Pre-filled masks in this batch's files (made or reused). */
   masks: number;
+  /** Each pre-filled image with its mask count, in the order given. */
+  images: { id: number; masks: number }[];
   failed: { id: number; error: string }[];
 }
 
@@ -61,13 +63,14 @@ export async function prefillImages(
     onProgress?: (done: number) => void;
   },
 ): Promise<PrefillImagesResult> {
-  const result: PrefillImagesResult = { prefilled: 0, reused: 0, masks: 0, failed: [] };
+  const result: PrefillImagesResult = { prefilled: 0, reused: 0, masks: 0, images: [], failed: [] };
   for (const [done, id] of opts.imageIds.entries()) {
     const key = runLayout.stage2Prefill(opts.runId, id);
     const existing = await readPrefill(out, key);
     if (existing && existing.sam === sam.modelId && existing.detector === detector.modelId) {
       result.reused += 1;
       result.masks += existing.masks.length;
+      result.images.push({ id, masks: existing.masks.length });
     } else {
       const made = await prefillOne(out, sam, detector, opts.runId, id, opts.settings);
       if (typeof made === 'string') {
@@ -76,6 +79,7 @@ export async function prefillImages(
         await out.put(key, JSON.stringify(made), { contentType: 'application/json' });
         result.prefilled += 1;
         result.masks += made.masks.length;
+        result.images.push({ id, masks: made.masks.length });
       }
     }
     opts.onProgress?.(done + 1);

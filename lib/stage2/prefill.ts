@@ -10,7 +10,7 @@ import { maskCandidatesFromBatch } from '../amg/mask-filters.ts';
 import { planMaskUpsample } from '../amg/mask-upsample.ts';
 import { batchedNms } from '../amg/nms.ts';
 import type { Box, MaskCandidate } from '../amg/types.ts';
-import type { Detection } from '../detector/decode.ts';
+import type { DecodeSettings, Detection } from '../detector/decode.ts';
 import type { DetectorSession } from '../detector/detector.ts';
 import { MULTIMASK_INDICES, type ImageEmbedding, type SamSession } from '../sam/session.ts';
 
@@ -27,6 +27,8 @@ export interface PrefillSettings {
   boxNmsThresh: number;
   /** Box prompts per decoder run. */
   batchSize: number;
+  /** The detector's score threshold, NMS and box budget; absent ones are its package's. */
+  detect?: Partial<DecodeSettings>;
 }
 
 export interface PrefilledMask extends MaskCandidate {
@@ -46,7 +48,7 @@ export async function prefillMasks(
   embedding: ImageEmbedding,
   settings: PrefillSettings,
 ): Promise<Prefill> {
-  const detections = await detector.detect(embedding);
+  const detections = await detector.detect(embedding, settings.detect);
   const masks: PrefilledMask[] = [];
   for (let start = 0; start < detections.length; start += settings.batchSize) {
     const batch = detections.slice(start, start + settings.batchSize);

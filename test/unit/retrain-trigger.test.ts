@@ -74,6 +74,7 @@ describe('buildTrainingSet', () => {
           clicks: 1,
           model: 'sam@v1',
           submission_id: `s${id}`,
+          prefilled: false,
         })),
         categories: [{ id: 1, name: 'object' }],
       });

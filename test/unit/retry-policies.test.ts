@@ -11,12 +11,14 @@ import * as datasetStats from '../../lib/dataset/build.ts';
 import * as masksFile from '../../lib/dataset/masks-file.ts';
 import * as imageIo from '../../lib/images/image-io.ts';
 import * as imageSource from '../../lib/images/image-source.ts';
+import * as detectorPackage from '../../lib/detector/detector-package.ts';
 import * as modelRegistry from '../../lib/models/registry.ts';
 import * as modelPackage from '../../lib/sam/model-package.ts';
 import * as objectStoreErrors from '../../lib/object-store/errors.ts';
 import * as runRecord from '../../lib/run-record.ts';
 import * as shardPlan from '../../lib/stage3/shard-plan.ts';
 import * as shardRunner from '../../lib/stage3/shard-runner.ts';
+import * as prefillReview from '../../lib/stage2/prefill-review.ts';
 import * as policies from '../../workflows/retry-policies.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -28,6 +30,8 @@ const errorClasses = new Map<string, ErrorClass>();
 for (const module of [
   auditErrors,
   datasetStats,
+  detectorPackage,
+  prefillReview,
   masksFile,
   imageIo,
   imageSource,
@@ -55,6 +59,8 @@ const TS_LISTS = {
   AUDIT_RUN_ERRORS: policies.AUDIT_RUN_ERRORS,
   PROBE_STORAGE_ERRORS: policies.PROBE_STORAGE_ERRORS,
   MODEL_REGISTRY_ERRORS: policies.MODEL_REGISTRY_ERRORS,
+  STAGE1_ERRORS: policies.STAGE1_ERRORS,
+  STAGE2_ERRORS: policies.STAGE2_ERRORS,
 };
 
 describe('non-retryable error types', () => {
@@ -111,7 +117,9 @@ describe('activity stubs in workflows/', () => {
     // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
     // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
     // the task's local storeAnnotation, the retrain's registry activities, stage-1 retraining's
-    // ensureChampion and buildTrainingSet, and the detector retrain's training and registry activities
-    expect(stubs).toBe(22);
+    // ensureChampion and buildTrainingSet, the detector retrain's training and registry activities;
+    // stage 2: a round's prefillImages, the task's local pre-fill writes, the stage's ensureChampion,
+    // and its detector training's ensureChampion and buildTrainingSet
+    expect(stubs).toBe(27);
   });
 });

@@ -85,7 +85,7 @@ describe('defaults', () => {
     });
     expect(config.audit).toMatchObject({ enabled: false, reference: null, sampleSize: 500 });
     expect(config.release).toEqual({ enabled: false, shortestSide: 1500 });
-    expect(config.models).toEqual({ sam: 's3://datasets/models/sam/v1/', registry: null });
+    expect(config.models).toEqual({ detector: null, sam: 's3://datasets/models/sam/v1/', registry: null });
   });
 
   it('exports the same defaults it applies', () => {
@@ -376,7 +376,7 @@ describe('cross-field checks', () => {
     expect(issues).toEqual([
       {
         path: '',
-        message: 'every stage is disabled; enable at least one of stage1, stage3, audit, release',
+        message: 'every stage is disabled; enable at least one of stage1, stage2, stage3, audit, release',
       },
     ]);
     expect(
@@ -479,18 +479,58 @@ describe('values', () => {
 run: demo
 images: { prefix: s3://photos/raw/ }
 output: s3://datasets/out/
-stage2: { enabled: false }
-models: { sam: s3://models/sam/, detector: s3://models/det/ }
+stage3: { enabled: true }
+models: { sam: s3://models/sam/ }
 temporal: { taskQueues: { inference: gpu } }
 `);
-    expect(issues.map((issue) => issue.path).sort()).toEqual([
-      'models.detector',
-      'stage2',
-      'temporal.taskQueues',
-    ]);
-    for (const issue of issues)
-      expect(issue.message).toMatch(/^not implemented yet: .* remove this setting$/);
-    expect(issueAt(issues, 'stage2').message).toMatch(/stage 2 \(semi-automatic annotation rounds\)/);
+    expect(issues.map((issue) => issue.path)).toEqual(['temporal.taskQueues']);
+    expect(issues[0]!.message).toMatch(/^not implemented yet: .* remove this setting$/);
+  });
+
+  it('reads stage 2 with its defaults, and refuses it with neither stage 1 nor a detector to start from', () => {
+    const config = load(`stage1: { enabled: true }
+stage2: { enabled: true, rounds: 2, prefill: { prompt: centre-point }, detector: { scoreThreshold: 0.2 } }
+`);
+    expect(config.stage2).toMatchObject({
+      enabled: true,
+      rounds: 2,
+      imagesPerRound: 100,
+      detector: { model: 'detector', scoreThreshold: 0.2, nmsIou: null, maxDetections: null },
+      prefill: { prompt: 'centre-point', predIouThresh: 0.88, boxNmsThresh: 0.7 },
+      retrain: { betweenRounds: true, minGain: 0 },
+    });
+    expect(config.models.detector).toBeNull();
+
+    const issues = issuesOf(`
+run: demo
+images: { prefix: s3://photos/raw/ }
+output: s3://datasets/out/
+models: { sam: s3://models/sam/ }
+stage2: { enabled: true }
+`);
+    expect(issues.map((issue) => issue.path)).toEqual(['stage2']);
+    expect(issueAt(issues, 'stage2').message).toMatch(/enable stage 1 .* or set models.detector/);
+    expect(
+      issuesOf(`
+run: demo
+images: { prefix: s3://photos/raw/ }
+output: s3://datasets/out/
+models: { sam: s3://models/sam/ }
+stage1: { enabled: true }
+stage2: { enabled: true, prefill: { prompt: boxes } }
+`).map((issue) => [issue.path, issue.message]),
+    ).toEqual([['stage2.prefill.prompt', expect.stringMatching(/"box" or "centre-point"/)]]);
+
+    const seeded = loadRunConfig(
+      `run: demo
+images: { prefix: s3://photos/raw/ }
+output: s3://datasets/out/
+models: { sam: s3://models/sam/, detector: s3://models/det/ }
+stage2: { enabled: true }
+`,
+      `${BASE}/run.yaml`,
+    );
+    expect(seeded.models.detector).toBe('s3://models/det/');
   });
 
   it('reads stage 1 and its simulated annotators, with defaults, and says what is missing or wrong', () => {
