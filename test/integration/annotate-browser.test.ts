@@ -1,6 +1,7 @@
 // The browser tool in headless Chromium against the real stack: log in with a token, get a task,
 // click an object, see the decoder's mask drawn on the canvas (a pixel check), accept it, and find
-// the annotation in storage.
+// the annotation in storage. And a stage-2 task: its pre-filled masks drawn in amber, one deleted
+// with the delete tool (kept as rejected), the rest accepted with the image when it is finished.
 //
 // Needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium); skipped without it.
 import { existsSync } from 'node:fs';
@@ -22,11 +23,15 @@ import { AnnotatorAccounts } from '../../service/annotators.ts';
 import { buildWeb } from '../../web/build.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
 import { annotationRound, roundStatusQuery, roundWorkflowId } from '../../workflows/stage1-round.ts';
+import { readRoundAnnotations } from '../../lib/stage1/round-export.ts';
+import { readPrefill } from '../../lib/stage2/prefill-store.ts';
 import { REFERENCE_MODEL_URI, startTestWorkers, storeOptionsFor } from '../helpers/stage3-fixture.ts';
 import { testStack } from '../helpers/stack.ts';
 import { testRoundSpec } from '../helpers/stage1-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** The committed reference detector: it reads the reference SAM's embeddings. */
+const REFERENCE_DETECTOR_URI = REFERENCE_MODEL_URI.replace(/sae-ref$/, 'sae-det');
 const stack = testStack();
 
 describe.skipIf(!existsSync(CHROMIUM))(
@@ -146,6 +151,113 @@ describe.skipIf(!existsSync(CHROMIUM))(
         expect(record.seconds).toBeGreaterThanOrEqual(0);
         expect(errors).toEqual([]);
         await round.cancel();
+      },
+    );
+
+    it(
+      "shows a stage-2 task's pre-filled masks, deletes one, and the image keeps the rest",
+      { timeout: 300_000 },
+      async () => {
+        const stage2Run = `${runId}-s2`;
+        const stage2Service = await createAnnotationService({
+          client,
+          runId: stage2Run,
+          outputUri,
+          stores,
+          accounts: new AnnotatorAccounts(stores.open(outputUri)),
+          modelDir: fileURLToPath(REFERENCE_MODEL_URI),
+          webDir: await buildWeb(),
+        });
+        const url = await stage2Service.listen({ host: '127.0.0.1', port: 0 });
+        try {
+          const round = await client.workflow.start(annotationRound, {
+            taskQueue: TASK_QUEUES.orchestration,
+            workflowId: roundWorkflowId(stage2Run, 1, 'stage2'),
+            args: [
+              testRoundSpec(
+                { runId: stage2Run, outputUri, imagesUri, round: 1, imageCount: 1 },
+                {
+                  embedBatch: 1,
+                  leaseSeconds: 600,
+                  stage: 'stage2',
+                  // Loose filters: the reference models' few best guesses, whatever their scores.
+                  prefill: {
+                    detectorUri: REFERENCE_DETECTOR_URI,
+                    settings: {
+                      prompt: 'centre-point',
+                      predIouThresh: 0,
+                      stabilityScoreThresh: 0,
+                      boxNmsThresh: 0.7,
+                      batchSize: 16,
+                      detect: { scoreThreshold: 0, maxDetections: 4 },
+                    },
+                  },
+                },
+              ),
+            ],
+          });
+          const token = await new AnnotatorAccounts(stores.open(outputUri)).add('browser-s2');
+          for (let i = 0; i < 120 && (await round.query(roundStatusQuery)).published === 0; i++)
+            await sleep(500);
+          const out = stores.open(outputUri);
+          const prefill = (await readPrefill(out, runLayout.stage2Prefill(stage2Run, 0)))!;
+          expect(prefill.masks.length).toBeGreaterThanOrEqual(2);
+
+          const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+          const errors: string[] = [];
+          page.on('pageerror', (err) => errors.push(err.message));
+          page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+          await page.goto(url);
+          await page.fill('#token', token);
+          await page.click('#login button');
+          const canvas = page.locator('#canvas');
+          await expect.poll(() => canvas.getAttribute('data-task'), { timeout: 60_000 }).toBe('1/0');
+          await expect
+            .poll(() => canvas.getAttribute('data-prefilled'), { timeout: 30_000 })
+            .toBe(String(prefill.masks.length));
+
+          // A pixel that only the last pre-filled mask covers (the tool deletes the one on top).
+          const last = prefill.masks.length - 1;
+          const [h, w] = prefill.size;
+          const pixels = prefill.masks.map((m) => decodeRle(decompressRle(m.segmentation)));
+          let target = -1;
+          for (let i = 0; i < h * w && target < 0; i++)
+            if (pixels[last]![i] === 1 && pixels.every((p, k) => k === last || p[i] === 0)) target = i;
+          expect(target).toBeGreaterThanOrEqual(0);
+          const [x, y] = [target % w, Math.floor(target / w)];
+          const [scale, ox, oy] = (await canvas.getAttribute('data-view'))!.split(',').map(Number) as [
+            number,
+            number,
+            number,
+          ];
+          const box = (await canvas.boundingBox())!;
+          // Amber: the pre-filled mask is drawn there, more red than blue.
+          const at = { x: box.x + ox + (x + 0.5) * scale, y: box.y + oy + (y + 0.5) * scale };
+          const amber = await pixelAt(page, at);
+          expect(amber.r - amber.b).toBeGreaterThan(40);
+
+          await page.keyboard.press('d');
+          await page.mouse.click(at.x, at.y);
+          await expect.poll(() => canvas.getAttribute('data-prefill-deleted'), { timeout: 30_000 }).toBe('1');
+          const rejection = JSON.parse(
+            (await out.get(runLayout.stage2Rejection(stage2Run, 1, 0, last))).toString('utf8'),
+          ) as { annotator: string; mask: CocoRle };
+          expect(rejection.annotator).toBe('browser-s2');
+          expect(rejection.mask).toEqual(prefill.masks[last]!.segmentation);
+
+          // Next image: the task finishes and the masks nobody deleted join its annotations.
+          await page.keyboard.press('n');
+          await expect
+            .poll(async () => (await readRoundAnnotations(out, stage2Run, 1)).length, { timeout: 60_000 })
+            .toBe(prefill.masks.length - 1);
+          const kept = await readRoundAnnotations(out, stage2Run, 1);
+          expect(kept.every((r) => r.prefilled && r.seconds === 0)).toBe(true);
+          expect(kept.map((r) => r.submissionId)).not.toContain(`prefill-${last}`);
+          expect(errors).toEqual([]);
+          await round.cancel();
+        } finally {
+          await stage2Service.close();
+        }
       },
     );
   },

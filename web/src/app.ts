@@ -2,7 +2,12 @@
 // its embedding), clicks objects, and the SAM decoder draws the mask in the page; they fix it with
 // the brush and eraser and accept it, and the mask goes to the annotation service with the time
 // from the first click to the accept.
-import { compressRle, decodeRle, type Rle } from '../../lib/rle.ts';
+//
+// A stage-2 task arrives with pre-filled masks (the detector's boxes through SAM): they are drawn
+// in amber, locked (clicks make new masks, never change them); the annotator deletes a wrong one
+// with the delete tool (D, then click it) and labels what is not there yet.
+import { compressRle, decodeRle, decompressRle, type Rle } from '../../lib/rle.ts';
+import type { PrefillFile } from '../../lib/stage2/prefill-store.ts';
 import type { TaskResponse } from '../../service/annotation-service.ts';
 import { BrowserDecoder, type ImageEmbedding } from './decoder.ts';
 import { MaskEditor, type Click } from './mask-editor.ts';
@@ -37,9 +42,14 @@ interface Loaded {
   embedding: ImageEmbedding;
   editor: MaskEditor;
   accepted: Rle[];
+  /** Stage 2: the pre-filled masks, by their index in the task's pre-fill file. */
+  prefilled: { index: number; rle: Rle; pixels: Uint8Array; deleted: boolean }[];
 }
 
-type Mode = 'prompt' | 'brush' | 'eraser';
+type Mode = 'prompt' | 'brush' | 'eraser' | 'delete';
+
+/** Pre-filled masks: amber, apart from the annotator's own green and the current blue. */
+const PREFILL_COLOUR = [255, 170, 0, 100];
 
 class AnnotationTool {
   private loaded: Loaded | null = null;
@@ -97,12 +107,44 @@ class AnnotationTool {
     ]);
     const image = await createImageBitmap(await imageRes.blob());
     const embedding = BrowserDecoder.embedding(await embeddingRes.arrayBuffer(), `task ${task.task}`);
-    this.loaded = { task, image, embedding, editor: new MaskEditor(task.height, task.width), accepted: [] };
+    const prefilled = task.prefill ? await this.loadPrefill(task) : [];
+    this.loaded = {
+      task,
+      image,
+      embedding,
+      editor: new MaskEditor(task.height, task.width),
+      accepted: [],
+      prefilled,
+    };
     this.lowRes = [];
     $('task').textContent = `task ${task.task} · ${task.imageName} · ${task.width}×${task.height}`;
     canvas.dataset.task = task.task;
     this.fit();
     this.draw();
+  }
+
+  private async loadPrefill(task: TaskResponse): Promise<Loaded['prefilled']> {
+    const file = (await (
+      await this.api.call('GET', `/api/tasks/${task.task}/prefill`)
+    ).json()) as PrefillFile;
+    const deleted = new Set(task.prefill?.rejected ?? []);
+    return file.masks.map(({ segmentation }, index) => {
+      const rle = decompressRle(segmentation);
+      return { index, rle, pixels: decodeRle(rle), deleted: deleted.has(index) };
+    });
+  }
+
+  /** Deletes the pre-filled mask under an image pixel (the last drawn on top); it is kept as rejected. */
+  private async deletePrefilled(x: number, y: number): Promise<void> {
+    const loaded = this.loaded!;
+    const { width } = loaded.task;
+    const hit = loaded.prefilled.findLast((m) => !m.deleted && m.pixels[y * width + x] === 1);
+    if (!hit) return this.draw('no pre-filled mask there');
+    await this.api.call('POST', `/api/tasks/${loaded.task.task}/prefill/${hit.index}/reject`, {
+      reason: 'deleted in the annotation tool',
+    });
+    hit.deleted = true;
+    this.draw(`deleted pre-filled mask ${hit.index}`);
   }
 
   // ----- prompts and edits ----------------------------------------------------------------------
@@ -184,6 +226,7 @@ class AnnotationTool {
       if (panning) return;
       const [x, y] = this.toImage(e);
       const editor = this.loaded.editor;
+      if (this.tool === 'delete') return this.queue(() => this.deletePrefilled(x, y));
       if (this.tool !== 'prompt') {
         stroke.push([x, y]);
         editor.paint(stroke, this.radius, this.tool === 'brush' ? 1 : 0);
@@ -238,6 +281,7 @@ class AnnotationTool {
       m: () => editor?.cycleCandidate(),
       b: () => this.setTool(this.tool === 'brush' ? 'prompt' : 'brush'),
       e: () => this.setTool(this.tool === 'eraser' ? 'prompt' : 'eraser'),
+      d: () => this.setTool(this.tool === 'delete' ? 'prompt' : 'delete'),
       z: () => editor?.undo() && (this.lowRes = []),
       y: () => editor?.redo(),
       escape: () => (editor?.reset(), (this.lowRes = [])),
@@ -256,10 +300,8 @@ class AnnotationTool {
   private setTool(tool: Mode): void {
     this.tool = tool;
     for (const button of document.querySelectorAll<HTMLButtonElement>('nav button')) {
-      button.classList.toggle(
-        'active',
-        (button.dataset.key === 'b' && tool === 'brush') || (button.dataset.key === 'e' && tool === 'eraser'),
-      );
+      const key = { brush: 'b', eraser: 'e', delete: 'd', prompt: '' }[tool];
+      button.classList.toggle('active', button.dataset.key === key);
     }
   }
 
@@ -290,11 +332,13 @@ class AnnotationTool {
     canvas.height = canvas.clientHeight;
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (!this.loaded) return;
-    const { image, editor, accepted } = this.loaded;
+    const { image, editor, accepted, prefilled } = this.loaded;
     const { scale, x, y } = this.view;
     ctx.setTransform(scale, 0, 0, scale, x, y);
     ctx.imageSmoothingEnabled = scale < 1;
     ctx.drawImage(image, 0, 0);
+    const kept = prefilled.filter((m) => !m.deleted);
+    for (const { rle } of kept) ctx.drawImage(this.overlay(rle, PREFILL_COLOUR), 0, 0);
     for (const rle of accepted) ctx.drawImage(this.overlay(rle, [40, 200, 90, 110]), 0, 0);
     const { mask, clicks, box } = editor.state;
     if (mask) ctx.drawImage(this.overlay(mask, [30, 144, 255, 140]), 0, 0);
@@ -313,12 +357,17 @@ class AnnotationTool {
     canvas.dataset.view = `${scale},${x},${y}`; // image → canvas pixels, for tests and tools
     const pixels = mask ? mask.counts.reduce((s, n, i) => (i % 2 ? s + n : s), 0) : 0;
     canvas.dataset.maskPixels = String(pixels);
+    canvas.dataset.prefilled = String(kept.length);
+    canvas.dataset.prefillDeleted = String(prefilled.length - kept.length);
     statusLine.textContent = [
       `${this.tool}${this.tool === 'prompt' ? '' : ` r=${this.radius.toFixed(0)}`}`,
       `mask ${pixels} px`,
       `${editor.prompts} clicks`,
       `${editor.seconds().toFixed(1)} s`,
       `${accepted.length} accepted`,
+      ...(prefilled.length > 0
+        ? [`${kept.length} pre-filled (${prefilled.length - kept.length} deleted)`]
+        : []),
       message ?? '',
     ].join(' · ');
   }
