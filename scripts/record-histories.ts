@@ -52,6 +52,7 @@ import {
   annotationTaskWorkflowId,
   claimTaskUpdate,
   finishTaskUpdate,
+  rejectPrefillUpdate,
   submitMaskUpdate,
   taskStateQuery,
 } from '../lib/stage1/task-messages.ts';
@@ -65,6 +66,7 @@ import { storageCheck } from '../workflows/storage-check.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 const MODEL_URI = pathToFileURL(join(REPO, 'models/sae-ref')).href;
+const DETECTOR_URI = pathToFileURL(join(REPO, 'models/sae-det')).href;
 const IMAGES = 3;
 /** With one image per shard, the stage continues as new once, after shard 2 of 3. */
 const SHARDS_PER_WORKFLOW_RUN = 2;
@@ -108,6 +110,7 @@ async function main(): Promise<void> {
       'retrain-detector': await recordRetrainDetector(client, runId),
       'annotation-task': await recordAnnotationTask(client, stack, runId),
       'annotation-round': await recordAnnotationRound(client, stack, `${runId}-round`),
+      ...(await recordPrefilledRound(client, stack, `${runId}-stage2`)),
     };
     // Without an inference worker, the shards of the next run wait: it is surely mid-stage-3.
     await inference.shutdown();
@@ -512,6 +515,84 @@ async function recordAnnotationRound(client: Client, stack: StackInfo, runId: st
   }
   await handle.result();
   return handle.fetchHistory();
+}
+
+/**
+ * A stage-2 round pre-filled by the reference detector (loose filters, so every image has masks);
+ * the annotator deletes each task's first pre-filled mask, adds one and finishes. The round's
+ * history and one task's (the deletion, and the kept masks accepted at close).
+ */
+async function recordPrefilledRound(
+  client: Client,
+  stack: StackInfo,
+  runId: string,
+): Promise<Record<string, History>> {
+  const config = await smallRun(stack, runId);
+  const handle = await client.workflow.start(annotationRound, {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId: roundWorkflowId(runId, 1, 'stage2'),
+    args: [
+      {
+        stage: 'stage2',
+        prefill: {
+          detectorUri: DETECTOR_URI,
+          settings: {
+            prompt: 'centre-point',
+            predIouThresh: 0,
+            stabilityScoreThresh: 0,
+            boxNmsThresh: 0.7,
+            batchSize: 8,
+            detect: { scoreThreshold: 0, maxDetections: 4 },
+          },
+        },
+        runId,
+        outputUri: config.output,
+        round: 1,
+        modelUri: MODEL_URI,
+        plan: { images: config.images, shardSize: config.stage3.shardSize },
+        firstImage: 0,
+        imageCount: IMAGES,
+        embeddingDtype: 'float16',
+        embedBatch: IMAGES,
+        embedWindow: 1,
+        leaseSeconds: 300,
+        targetMasks: null,
+        deadlineSeconds: 3600,
+        pollSeconds: 1,
+        tasksPerWorkflowRun: 100,
+      },
+    ],
+  });
+  let taskId: string | undefined;
+  for (let done = 0; done < IMAGES;) {
+    const claimed = await claimFirst(client, await freeTaskIds(client, runId, 10), 'ann');
+    if (!claimed) {
+      await sleep(500);
+      continue;
+    }
+    const task = client.workflow.getHandle(claimed.taskId);
+    const { image, prefill } = await task.query(taskStateQuery);
+    if (!prefill) throw new Error(`task ${claimed.taskId} has no pre-fill: loosen the filters`);
+    await task.executeUpdate(rejectPrefillUpdate, {
+      args: [{ annotator: 'ann', index: 0, reason: 'wrong' }],
+    });
+    const pixels = new Uint8Array(image.height * image.width);
+    for (let y = 2; y < 12; y++) for (let x = 2; x < 12; x++) pixels[y * image.width + x] = 1;
+    const mask = compressRle(encodeMask(pixels, image.height, image.width));
+    await task.executeUpdate(submitMaskUpdate, {
+      args: [{ annotator: 'ann', submissionId: `m-${image.id}`, mask, seconds: 9, clicks: 2 }],
+    });
+    await task.executeUpdate(finishTaskUpdate, { args: [{ annotator: 'ann' }] });
+    taskId ??= claimed.taskId;
+    done += 1;
+  }
+  await handle.result();
+  const task = client.workflow.getHandle(taskId!);
+  await task.result();
+  return {
+    'annotation-round-prefilled': await handle.fetchHistory(),
+    'annotation-task-prefilled': await task.fetchHistory(),
+  };
 }
 
 /**
