@@ -11,9 +11,8 @@ import { decodeRle, decompressRle } from '../lib/rle.ts';
 import { decodeEmbeddingFile } from '../lib/sam/embedding-file.ts';
 import type { SamSession } from '../lib/sam/session.ts';
 import type { Intent } from '../lib/stage1/intent.ts';
-import { maskIou } from '../lib/stage1/click-simulator.ts';
 import { annotateImage, type AnnotatorModel } from '../lib/stage1/simulated-annotator.ts';
-import { COVERED_IOU, notYetCovered } from '../lib/stage2/coverage.ts';
+import { COVERED_IOU, reviewPrefilled } from '../lib/stage2/coverage.ts';
 import type { TaskResponse } from '../service/annotation-service.ts';
 import { AnnotationApi } from './annotation-api.ts';
 
@@ -92,21 +91,17 @@ async function reviewPrefill(
   result: SimulatedAnnotatorResult,
 ): Promise<Uint8Array[]> {
   const prefill = await api.prefill(task.task);
-  const rejected = new Set(task.prefill?.rejected ?? []);
-  const kept: Uint8Array[] = [];
-  for (const [index, { segmentation }] of prefill.masks.entries()) {
-    if (rejected.has(index)) continue;
-    const mask = decodeRle(decompressRle(segmentation));
-    if (truths.some((truth) => maskIou(truth, mask) >= COVERED_IOU)) {
-      kept.push(mask);
-    } else {
-      await api.rejectPrefill(
-        task.task,
-        index,
-        `matches none of the objects on this image (IoU < ${COVERED_IOU})`,
-      );
-      result.rejected += 1;
-    }
+  const alreadyDeleted = new Set(task.prefill?.rejected ?? []);
+  const live = prefill.masks.map((m, index) => ({ index, pixels: decodeRle(decompressRle(m.segmentation)) }));
+  const shown = live.filter(({ index }) => !alreadyDeleted.has(index));
+  const review = reviewPrefilled(
+    truths,
+    shown.map((m) => m.pixels),
+  );
+  for (const i of review.reject) {
+    const reason = `matches none of the objects on this image (IoU < ${COVERED_IOU})`;
+    await api.rejectPrefill(task.task, shown[i]!.index, reason);
+    result.rejected += 1;
   }
-  return notYetCovered(truths, kept);
+  return review.left;
 }

@@ -13,3 +13,34 @@ export function notYetCovered(
 ): Uint8Array[] {
   return intents.filter((intent) => !prefilled.some((mask) => maskIou(intent, mask) >= minIou));
 }
+
+export interface PrefillReview {
+  /** Indices of the pre-filled masks that match an intended object: kept. */
+  keep: number[];
+  /** Indices of those that match none: a person deletes them. */
+  reject: number[];
+  /** The intended objects no kept mask covers: what is left to label. */
+  left: Uint8Array[];
+}
+
+/** A simulated annotator's review of an image's pre-filled masks against the objects it means to label. */
+export function reviewPrefilled(
+  intents: readonly Uint8Array[],
+  prefilled: readonly Uint8Array[],
+  minIou = COVERED_IOU,
+): PrefillReview {
+  const keep: number[] = [];
+  const reject: number[] = [];
+  prefilled.forEach((mask, index) =>
+    (intents.some((intent) => maskIou(intent, mask) >= minIou) ? keep : reject).push(index),
+  );
+  return {
+    keep,
+    reject,
+    left: notYetCovered(
+      intents,
+      keep.map((i) => prefilled[i]!),
+      minIou,
+    ),
+  };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { notYetCovered } from '../../lib/stage2/coverage.ts';
+import { notYetCovered, reviewPrefilled } from '../../lib/stage2/coverage.ts';
 
 /** A 1×10 mask set over [from, to). */
 function span(from: number, to: number): Uint8Array {
@@ -21,5 +21,17 @@ describe('notYetCovered', () => {
     expect(notYetCovered([a], [])).toEqual([a]);
     expect(notYetCovered([a], [span(0, 3)], 0.8)).toEqual([a]); // IoU 0.75
     expect(notYetCovered([a], [span(0, 3)], 0.7)).toEqual([]);
+  });
+});
+
+describe('reviewPrefilled', () => {
+  it('keeps the pre-filled masks that match an object, deletes the rest, and leaves what none covers', () => {
+    const a = span(0, 4);
+    const b = span(4, 6);
+    const c = span(6, 10);
+    // 0 matches a; 1 lies across b and c (IoU 1/5 and 2/5 at most): wrong; 2 matches c (IoU 3/4).
+    const prefilled = [span(0, 4), span(5, 8), span(7, 10)];
+    expect(reviewPrefilled([a, b, c], prefilled)).toEqual({ keep: [0, 2], reject: [1], left: [b] });
+    expect(reviewPrefilled([a], [])).toEqual({ keep: [], reject: [], left: [a] });
   });
 });
