@@ -8,7 +8,8 @@
 // A detector reads one SAM encoder's embeddings. When the run's SAM has a new encoder, the champion
 // cannot be measured on it (evaluateDetector refuses: DetectorMismatch), so the candidate trains
 // from scratch and replaces it without a comparison, as the reason says. As in retrainSam, the
-// claim carries the workflow id, and a rerun of a complete version trains nothing again.
+// claim carries the workflow id, and a rerun of a complete version trains nothing again (it
+// finishes a promotion the first run decided but did not make, workflows/promotion.ts).
 import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
@@ -21,6 +22,7 @@ import {
 } from '../lib/training/contract.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { checked, isActivityError } from './activity-results.ts';
+import { finishPromotion, promote } from './promotion.ts';
 import { MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL } from './search-attributes.ts';
 
@@ -31,12 +33,11 @@ const { trainDetector, evaluateDetector } = proxyActivities<TrainingActivities>(
   retry: retryPolicy([...TRAINING_ERRORS, 'DetectorMismatch'], { maximumAttempts: 3 }),
 });
 
-const { claimModelVersion, resolveModelAlias, completeModelVersion, moveModelAlias } =
-  proxyActivities<ModelActivities>({
-    taskQueue: TASK_QUEUES.orchestration,
-    startToCloseTimeout: '1 minute',
-    retry: retryPolicy(MODEL_REGISTRY_ERRORS),
-  });
+const { claimModelVersion, resolveModelAlias, completeModelVersion } = proxyActivities<ModelActivities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '1 minute',
+  retry: retryPolicy(MODEL_REGISTRY_ERRORS),
+});
 
 export interface RetrainDetectorInput {
   /** The registry's root URI: the detector's versions and the SAM version it reads live there. */
@@ -73,11 +74,7 @@ export async function retrainDetector(input: RetrainDetectorInput): Promise<Retr
   upsertSearchAttributes([{ key: SAE_MODEL, value: `${name}@v${version}` }]);
   if (claimed.done) {
     const lineage = claimed.done;
-    const gate = lineage.gate ?? {
-      promoted: false,
-      reason: 'no gate decision recorded',
-      championMetrics: null,
-    };
+    const championMetrics = lineage.gate?.championMetrics;
     return {
       version,
       uri: claimed.uri,
@@ -87,11 +84,10 @@ export async function retrainDetector(input: RetrainDetectorInput): Promise<Retr
         lineage.metrics?.[input.evaluation.dataset],
         'the lineage',
       ),
-      championMetrics: gate.championMetrics
-        ? checked(EvaluateDetectorResultSchema, gate.championMetrics, 'the lineage')
+      championMetrics: championMetrics
+        ? checked(EvaluateDetectorResultSchema, championMetrics, 'the lineage')
         : null,
-      promoted: gate.promoted && champion === version,
-      reason: gate.reason,
+      ...(await finishPromotion(ref, lineage, champion)),
     };
   }
 
@@ -148,13 +144,6 @@ export async function retrainDetector(input: RetrainDetectorInput): Promise<Retr
       files: trained.files,
     },
   });
-  if (decision.promoted) {
-    try {
-      await moveModelAlias({ ...ref, alias: CHAMPION, version, expected: champion, reason: decision.reason });
-    } catch (err) {
-      if (!isActivityError(err, 'AliasConflictError')) throw err;
-      decision = { promoted: false, reason: `not promoted: ${CHAMPION} moved meanwhile; ${decision.reason}` };
-    }
-  }
+  if (decision.promoted) decision = await promote(ref, version, champion, decision.reason);
   return { version, uri: claimed.uri, parent, metrics, championMetrics, ...decision };
 }

@@ -21,7 +21,8 @@ import {
   type TrainSamInput,
 } from '../lib/training/contract.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
-import { checked, isActivityError } from './activity-results.ts';
+import { checked } from './activity-results.ts';
+import { finishPromotion, promote } from './promotion.ts';
 import { MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL } from './search-attributes.ts';
 
@@ -33,12 +34,11 @@ const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
   retry: retryPolicy(TRAINING_ERRORS, { maximumAttempts: 3 }),
 });
 
-const { claimModelVersion, resolveModelAlias, completeModelVersion, moveModelAlias } =
-  proxyActivities<ModelActivities>({
-    taskQueue: TASK_QUEUES.orchestration,
-    startToCloseTimeout: '1 minute',
-    retry: retryPolicy(MODEL_REGISTRY_ERRORS),
-  });
+const { claimModelVersion, resolveModelAlias, completeModelVersion } = proxyActivities<ModelActivities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '1 minute',
+  retry: retryPolicy(MODEL_REGISTRY_ERRORS),
+});
 
 export interface RetrainInput {
   /** The registry's root URI; the trainer writes the version's files into it. */
@@ -119,42 +119,14 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
     },
   });
   const { promoted, reason } = decision.promoted
-    ? await promote(input, version, parent, decision.reason)
+    ? await promote(ref, version, parent, decision.reason)
     : decision;
   return { version, uri: claimed.uri, parent, metrics, championMetrics, promoted, reason };
 }
 
-/** Moves the champion from `from` to `version`, unless someone moved it meanwhile. */
-async function promote(
-  input: RetrainInput,
-  version: number,
-  from: number | null,
-  reason: string,
-): Promise<{ promoted: boolean; reason: string }> {
-  try {
-    await moveModelAlias({
-      registry: input.registry,
-      name: input.modelName,
-      alias: CHAMPION,
-      version,
-      expected: from,
-      reason,
-    });
-    return { promoted: true, reason };
-  } catch (err) {
-    if (!isActivityError(err, 'AliasConflictError')) throw err;
-    // Another retrain or a person moved the champion meanwhile: this version stays, unpromoted.
-    return {
-      promoted: false,
-      reason: `not promoted: ${CHAMPION} moved meanwhile (${err.cause.message}); ${reason}`,
-    };
-  }
-}
-
 /**
  * The result of a retrain whose version an earlier run of this workflow id completed: its lineage
- * holds the figures and the gate's decision. A promotion the earlier run did not get to is made
- * now, if the champion is still the version it was measured against.
+ * holds the figures and the gate's decision (and the promotion it may not have got to make).
  */
 async function finishedEarlier(
   input: RetrainInput,
@@ -171,13 +143,10 @@ async function finishedEarlier(
     ? checked(EvaluateSamResultSchema, lineage.gate.championMetrics, 'the lineage')
     : null;
   const parent = lineage.parent?.version ?? null;
-  const gate = lineage.gate ?? { promoted: false, reason: 'no gate decision recorded' };
-  let decision = { promoted: gate.promoted, reason: gate.reason };
-  if (gate.promoted && champion !== lineage.version) {
-    decision =
-      champion === parent
-        ? await promote(input, lineage.version, parent, gate.reason)
-        : { promoted: false, reason: `not promoted: ${CHAMPION} is v${champion} now; ${gate.reason}` };
-  }
+  const decision = await finishPromotion(
+    { registry: input.registry, name: input.modelName },
+    lineage,
+    champion,
+  );
   return { version: lineage.version, uri, parent, metrics, championMetrics, ...decision };
 }

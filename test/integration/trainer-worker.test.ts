@@ -195,5 +195,12 @@ describe('retrainSam on the Python training worker', () => {
     expect((await registry.lineage('test-detector', 2)).gate).toMatchObject({ promoted: false });
     // A rerun returns the recorded version without training again.
     expect(await retrain(2, 'test-model/v1', 1)).toMatchObject({ version: 2, promoted: false });
+    // v3's run died after recording its decision, before moving the champion: a rerun moves it.
+    await registry.moveAlias('test-detector', 'champion', 1, {
+      expected: 3,
+      reason: 'as if v3 never moved it',
+    });
+    expect(await retrain(3, 'test-model/v2', 1)).toMatchObject({ version: 3, promoted: true });
+    expect(await registry.resolve('test-detector', 'champion')).toBe(3);
   });
 });
