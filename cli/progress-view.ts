@@ -35,7 +35,7 @@ export class ProgressView implements RunWatcher {
     this.tasks ??= this.bars.create(round.images, 0, { name: 'tasks ', detail: '' });
     this.tasks.setTotal(round.images);
     this.tasks.update(round.closed ?? 0, {
-      detail: `${round.masks ?? 0} masks, ${round.published} published, ${round.phase}`,
+      detail: `${round.masks ?? 0} masks${prefilled(round)}, ${round.published} published, ${round.phase}`,
     });
   }
 
@@ -50,13 +50,21 @@ export class ProgressView implements RunWatcher {
   }
 
   private printLine(snapshot: RunSnapshot): void {
-    const { stage3: s3, round } = snapshot;
+    const { stage3: s3, round, run } = snapshot;
+    const roundId = run.stage === 'stage2' ? run.stage2WorkflowId : run.stage1WorkflowId;
     const line = s3
       ? `[${snapshot.run.stage}] images ${s3.imagesDone + s3.imagesFailed}/${s3.images} (${s3.imagesFailed} failed), ${s3.masks} masks, shards ${s3.shardsDone}/${s3.shards}`
       : round
-        ? `[${snapshot.run.stage}] ${snapshot.run.stage1WorkflowId}: ${round.phase}, tasks ${round.closed ?? 0}/${round.published} done, ${round.masks ?? 0} masks`
+        ? `[${run.stage}] ${roundId}: ${round.phase}, tasks ${round.closed ?? 0}/${round.published} done, ${round.masks ?? 0} masks${prefilled(round)}`
         : `[${snapshot.run.stage}]`;
     if (line !== this.lastLine) console.log(line);
     this.lastLine = line;
   }
+}
+
+/** Stage 2: ", 12 pre-filled by detector@v1" (pre-filled masks join the count when a task closes). */
+function prefilled(round: RoundStatus): string {
+  return round.prefill
+    ? `, ${round.prefill.masks} pre-filled by ${round.prefill.detector ?? 'no detector'}`
+    : '';
 }

@@ -50,16 +50,14 @@ export function registerRunCommands(program: Command): void {
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
-      // On the embedded default, stage 1's annotation tool runs in this process too.
+      const annotates = config.stage1.enabled || config.stage2.enabled;
+      const inProcess = flags.workers && !flags.dryRun && !flags.detach;
+      // On the embedded default, the annotation tool of stages 1 and 2 runs in this process too.
       const annotation =
-        flags.workers && !flags.dryRun && !flags.detach && config.stage1.enabled
-          ? await startAnnotationService(config, endpoints, client)
-          : undefined;
-      // A run that retrains needs the Python trainer on the training queue.
-      const trainer =
-        flags.workers && !flags.dryRun && !flags.detach && config.stage1.enabled && config.stage1.retrain.enabled
-          ? await startTrainerWorker(endpoints)
-          : undefined;
+        inProcess && annotates ? await startAnnotationService(config, endpoints, client) : undefined;
+      // A run that retrains SAM, or trains stage 2's detector, needs the Python trainer.
+      const trains = (config.stage1.enabled && config.stage1.retrain.enabled) || config.stage2.enabled;
+      const trainer = inProcess && trains ? await startTrainerWorker(endpoints) : undefined;
       if (trainer) console.log(`Trainer worker started (log: ${trainer.logFile}).`);
       let runOver = false;
       let sims: Promise<unknown> | undefined;
@@ -69,8 +67,7 @@ export function registerRunCommands(program: Command): void {
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
         if (annotation) console.log(`Annotation tool: ${annotation.url}`);
-        else if (config.stage1.enabled)
-          console.log(`Serve the annotation tool with: sa-engine annotate serve ${file}`);
+        else if (annotates) console.log(`Serve the annotation tool with: sa-engine annotate serve ${file}`);
         if (flags.detach) return;
         if (annotation && config.simulatedAnnotators.enabled)
           sims = startSimulatedAnnotators(config, endpoints, annotation, () => runOver);
