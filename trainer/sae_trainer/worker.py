@@ -127,6 +127,16 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def _version_key(models, registry: str, version: str) -> str:
+    """A registry version's key in this host's caches: where it is, and which incarnation (its
+    claim.json, written once when the number is taken). A registry recreated at the same URI
+    numbers its versions from v1 again; without the claim, its v1 would reuse another model's
+    cached checkpoint, or refuse to resume a training that is not its own."""
+    claim_key = posixpath.join(version, "claim.json")
+    claim = hashlib.sha256(models.get_bytes(claim_key)).hexdigest() if models.exists(claim_key) else ""
+    return _digest(registry, version, claim)
+
+
 def _model_config(inp: Dict[str, Any]):
     from .model import ModelConfig
 
@@ -180,7 +190,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     models = open_store(inp["registry"])
     prefix = f"{inp['modelName']}/v{int(inp['version'])}"
     # Keyed by where the version goes, not by its name: two registries may both have a v3.
-    local = work_dir("train", _digest(inp["registry"], prefix))
+    local = work_dir("train", _version_key(models, inp["registry"], prefix))
     beat = _heartbeat_every(5.0)
 
     manifest_bytes, manifest = _manifest(store, inp["trainingSet"])
@@ -263,7 +273,8 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     # The data by where it lives, the checkpoint by its version: both are fetched once per host.
     data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", _digest(inp["storage"], inp["dataset"])),
                                        _heartbeat_every(5.0))
-    ckpt = os.path.join(work_dir("eval-model", _digest(inp["registry"], inp["model"])), "checkpoint.pt")
+    ckpt = os.path.join(work_dir("eval-model", _version_key(models, inp["registry"], inp["model"])),
+                        "checkpoint.pt")
     if not os.path.isfile(ckpt):
         models.download(posixpath.join(inp["model"], "checkpoint.pt"), ckpt)
     sam, _, _ = load_checkpoint(ckpt)
@@ -284,7 +295,7 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
 
 def _sam_checkpoint(models, registry: str, sam: str, beat) -> str:
     """A SAM version's checkpoint from the registry, downloaded once per host."""
-    path = os.path.join(work_dir("sam", _digest(registry, sam)), "checkpoint.pt")
+    path = os.path.join(work_dir("sam", _version_key(models, registry, sam)), "checkpoint.pt")
     if not os.path.isfile(path):
         beat({"phase": "download", "file": f"{sam}/checkpoint.pt"}, force=True)
         models.download(posixpath.join(sam, "checkpoint.pt"), path)
@@ -300,7 +311,7 @@ def _encoder_sha256(models, registry: str, sam: str) -> str:
                 return f["sha256"]
     except FileNotFoundError:
         pass
-    path = os.path.join(work_dir("sam", _digest(registry, sam)), "encoder.onnx")
+    path = os.path.join(work_dir("sam", _version_key(models, registry, sam)), "encoder.onnx")
     models.download(posixpath.join(sam, "encoder.onnx"), path)
     return file_sha256(path)
 
@@ -326,7 +337,7 @@ def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     _checked("TrainDetectorInput", inp)
     store, models = open_store(inp["storage"]), open_store(inp["registry"])
     prefix = f"{inp['modelName']}/v{int(inp['version'])}"
-    local = work_dir("train-detector", _digest(inp["registry"], prefix))
+    local = work_dir("train-detector", _version_key(models, inp["registry"], prefix))
     beat = _heartbeat_every(5.0)
 
     manifest_bytes, manifest = _manifest(store, inp["trainingSet"])
@@ -402,7 +413,8 @@ def evaluate_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     beat = _heartbeat_every(5.0)
     data_key = _digest(inp["storage"], inp["dataset"])
     data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", data_key), beat)
-    ckpt = os.path.join(work_dir("eval-detector", _digest(inp["registry"], inp["model"])), CHECKPOINT_NAME)
+    ckpt = os.path.join(work_dir("eval-detector", _version_key(models, inp["registry"], inp["model"])),
+                        CHECKPOINT_NAME)
     if not os.path.isfile(ckpt):
         models.download(posixpath.join(inp["model"], CHECKPOINT_NAME), ckpt)
     try:

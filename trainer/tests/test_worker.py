@@ -186,3 +186,18 @@ def test_detector_cancellation_keeps_a_resumable_checkpoint(store_uri):
     env.run(train_detector_activity, detector_input(store_uri))
     steps = [b["step"] for b in beats if b["phase"] == "train"]
     assert steps and steps[0] > 1 and steps[-1] == 3  # continued, not started over
+
+
+def test_a_recreated_registry_does_not_reuse_another_versions_cached_files(tmp_path):
+    """Caches on the host are keyed by the version's claim: a registry wiped and made again at the
+    same URI numbers from v1 again, and its v1 is another model."""
+    from sae_trainer.worker import _version_key
+
+    uri = f"file://{tmp_path}/registry"
+    models = open_store(uri)
+    models.put_bytes("sam/v1/claim.json", b'{"name":"sam","version":1,"at":"2026-12-07T10:00:00Z"}\n')
+    first = _version_key(models, uri, "sam/v1")
+    assert _version_key(models, uri, "sam/v1") == first  # a retry: the same cache, it resumes
+    models.put_bytes("sam/v1/claim.json", b'{"name":"sam","version":1,"at":"2026-12-07T11:00:00Z"}\n')
+    assert _version_key(models, uri, "sam/v1") != first
+    assert _version_key(models, uri, "sam/v2") != _version_key(models, uri, "sam/v1")
