@@ -63,27 +63,24 @@ const { closeRoundTasks } = proxyActivities<Stage1Activities>({
   retry: retryPolicy(STAGE1_ERRORS),
 });
 
-/** Encoding and exporting: on the inference pool, heartbeating; a dead worker's batch is retried. */
-function inferenceActivities(heartbeatTimeoutSeconds = 120) {
-  return proxyActivities<Stage1Activities>({
+/**
+ * Encoding, pre-filling and exporting: on the inference pool, heartbeating; a dead worker's batch
+ * is retried.
+ */
+function inferenceActivities<A extends object = Stage1Activities>(
+  heartbeatTimeoutSeconds = 120,
+  nonRetryable: readonly string[] = STAGE1_ERRORS,
+) {
+  return proxyActivities<A>({
     taskQueue: TASK_QUEUES.inference,
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
-    retry: retryPolicy(STAGE1_ERRORS),
+    retry: retryPolicy(nonRetryable),
   });
 }
 
 /** Errors that say the detector cannot run with this SAM (not an outage): the round goes on without pre-fill. */
 const DETECTOR_UNUSABLE = ['DetectorPackageError', 'ModelPackageError'];
-
-function prefillActivities(heartbeatTimeoutSeconds = 120) {
-  return proxyActivities<Stage2Activities>({
-    taskQueue: TASK_QUEUES.inference,
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
-    retry: retryPolicy(STAGE2_ERRORS),
-  });
-}
 
 export type AnnotationStage = 'stage1' | 'stage2';
 
@@ -307,7 +304,10 @@ async function prefill(
   const made = new Map<number, { detector: string; masks: number }>();
   if (!spec.prefill || !at.prefill || at.prefill.problem !== undefined || imageIds.length === 0) return made;
   try {
-    const result = await prefillActivities(spec.heartbeatTimeoutSeconds).prefillImages({
+    const result = await inferenceActivities<Stage2Activities>(
+      spec.heartbeatTimeoutSeconds,
+      STAGE2_ERRORS,
+    ).prefillImages({
       runId: spec.runId,
       outputUri: spec.outputUri,
       modelUri: spec.modelUri,

@@ -103,7 +103,7 @@ export async function semiAutomaticStage(ctx: Stage2Context, input: Stage2Input)
         { key: SAE_MODEL, value: detector ? `${sam.tag} + ${detector.tag}` : sam.tag },
       ],
     });
-    rounds.push(detector ? result : { ...result, prefill: noDetector(result) });
+    rounds.push(detector ? result : { ...result, prefill: noDetector() });
     roundsDone.push(round);
     const masks = ctx.masksDone + rounds.reduce((n, r) => n + r.summary.masks, 0);
     await ctx.retraining?.afterRound(roundsDone, masks, 'stage2');
@@ -124,12 +124,11 @@ async function samForRound(
   return { name: input.sam.name, version, uri, tag: `${input.sam.name}@v${version}` };
 }
 
-function noDetector(result: RoundResult): RoundResult['prefill'] {
+function noDetector(): RoundResult['prefill'] {
   return {
     images: 0,
     masks: 0,
     problem:
       'no detector: none was seeded and no detector training was promoted; the round ran as a stage-1 round',
-    ...result.prefill,
   };
 }

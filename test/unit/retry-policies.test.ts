@@ -118,8 +118,9 @@ describe('activity stubs in workflows/', () => {
     // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
     // the task's local storeAnnotation, the retrain's registry activities, stage-1 retraining's
     // ensureChampion and buildTrainingSet, the detector retrain's training and registry activities;
-    // stage 2: a round's prefillImages, the task's local pre-fill writes, the stage's ensureChampion,
-    // and its detector training's ensureChampion and buildTrainingSet; both retrains' moveModelAlias
-    expect(stubs).toBe(28);
+    // stage 2 (a round's prefillImages goes through its inference-pool stub): the task's local
+    // pre-fill writes, the stage's ensureChampion, and its detector training's ensureChampion and
+    // buildTrainingSet; both retrains' moveModelAlias
+    expect(stubs).toBe(27);
   });
 });
