@@ -80,6 +80,8 @@ export const runLayout = {
   /** The gallery's images in rank order (0 = the worst image); the report embeds them too. */
   auditGalleryImage: (run: string, rank: number) =>
     `runs/${run}/audit/gallery/${String(rank).padStart(3, '0')}.jpg`,
+  /** The engine report: one self-contained page of the run's figures, stage by stage (lib/report/). */
+  engineReport: (run: string) => `runs/${run}/report/index.html`,
 };
 
 /** Zero-padded so shard files list in numeric order. */

@@ -10,7 +10,7 @@ import { decodeRle, type Rle } from '../rle.ts';
 
 export const GALLERY_WIDTH = 480;
 
-type Rgb = readonly [number, number, number];
+export type Rgb = readonly [number, number, number];
 export const HUMAN_COLOUR: Rgb = [0, 200, 60];
 export const AUTO_COLOUR: Rgb = [230, 0, 230];
 const IGNORE_COLOUR: Rgb = [255, 200, 0];
@@ -50,7 +50,8 @@ export async function renderOverlay(
     .toBuffer();
 }
 
-async function resizeRgb(
+/** RGB pixels resized to width×height (sharp); a copy when the size is already right. */
+export async function resizeRgb(
   data: Uint8Array,
   w: number,
   h: number,
@@ -99,7 +100,8 @@ export function outline(mask: Uint8Array, width: number, height: number): Uint8A
   return out;
 }
 
-function tint(pixels: Uint8Array, mask: Uint8Array, colour: Rgb, alpha: number): void {
+/** Blends `colour` into the pixels under the mask, in place. */
+export function tint(pixels: Uint8Array, mask: Uint8Array, colour: Rgb, alpha: number): void {
   for (let i = 0; i < mask.length; i++) {
     if (!mask[i]) continue;
     for (let c = 0; c < 3; c++) {
@@ -108,6 +110,7 @@ function tint(pixels: Uint8Array, mask: Uint8Array, colour: Rgb, alpha: number):
   }
 }
 
-function paint(pixels: Uint8Array, mask: Uint8Array, colour: Rgb): void {
+/** Sets the pixels under the mask to `colour`, in place (outlines). */
+export function paint(pixels: Uint8Array, mask: Uint8Array, colour: Rgb): void {
   tint(pixels, mask, colour, 1);
 }

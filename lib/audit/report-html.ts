@@ -44,7 +44,8 @@ ${sections.filter((s) => s !== '').join('\n')}
 `;
 }
 
-const STYLE = `
+/** The page's CSS; the engine report (lib/report/) shares it so the two pages look alike. */
+export const STYLE = `
 :root { --ink: #1d2330; --muted: #667085; --line: #d9dee7; --bg: #f6f7f9; --good: #0f7b3f; --bad: #b42318; }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--ink); font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -372,16 +373,16 @@ export function esc(text: string): string {
   );
 }
 
-function pct(value: number | null): string {
+export function pct(value: number | null): string {
   return value === null ? '–' : `${(value * 100).toFixed(1)}%`;
 }
 
-function num(value: number | null, digits = 3): string {
+export function num(value: number | null, digits = 3): string {
   return value === null ? '–' : value.toFixed(digits);
 }
 
 /** SVG coordinates with at most two decimals: shorter files, same picture. */
-function fx(value: number): string {
+export function fx(value: number): string {
   return String(Math.round(value * 100) / 100);
 }
 
