@@ -31,6 +31,8 @@ export interface BuildDatasetInput {
   runId: string;
   outputUri: string;
   release?: { shortestSide: number };
+  /** Stage 3 left the images before this one to the annotation rounds (stage3.skipAnnotated). */
+  firstImage?: number;
 }
 
 export interface BuildDatasetShardInput extends BuildDatasetInput {
@@ -71,6 +73,7 @@ export function createDatasetActivities(storeOptions: ObjectStoreOptions = {}) {
       return finishDatasetFiles(stores.open(input.outputUri), {
         runId: input.runId,
         release: input.release,
+        firstImage: input.firstImage,
         onProgress: (progress) => ctx.heartbeat(progress),
       });
     },

@@ -14,7 +14,7 @@ import {
   type FlagRecord,
 } from '../lib/stage1/annotations.ts';
 import { embedImages, type EmbedImage, type EmbedImagesResult } from '../lib/stage1/embeddings.ts';
-import { exportRound, type RoundExport } from '../lib/stage1/round-export.ts';
+import { exportRound, type AnnotationStage, type RoundExport } from '../lib/stage1/round-export.ts';
 import { buildTrainingSet, type TrainingSetSummary } from '../lib/stage1/training-set.ts';
 import { readShardEntries, type ShardEntry } from '../lib/stage3/shard-plan.ts';
 import { runLayout, type TrainingSetKind } from '../lib/run-layout.ts';
@@ -23,6 +23,8 @@ export interface RoundRef {
   runId: string;
   outputUri: string;
   round: number;
+  /** Which stage's round (default stage1): its summary says so. */
+  stage?: AnnotationStage;
 }
 
 export interface RoundProgress extends RoundTaskCounts {
@@ -106,8 +108,13 @@ export function createStage1Activities(deps: Stage1Deps) {
     /** The round's summary, COCO export and training-set manifest (lib/stage1/round-export.ts). */
     async exportRound(input: RoundRef): Promise<RoundExport> {
       const ctx = Context.current();
-      return exportRound(stores.open(input.outputUri), stores, input.runId, input.round, (done) =>
-        ctx.heartbeat({ done }),
+      return exportRound(
+        stores.open(input.outputUri),
+        stores,
+        input.runId,
+        input.round,
+        (done) => ctx.heartbeat({ done }),
+        input.stage,
       );
     },
 

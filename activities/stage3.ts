@@ -27,6 +27,8 @@ export interface SegmentShardInput {
   outputUri: string;
   shard: number;
   modelUri: string;
+  /** Images with a smaller id are left to the annotation rounds (stage3.skipAnnotated); default 0. */
+  firstImage?: number;
   batchImages: number;
   /** Heartbeat timeout of the shard activity (run config stage3.heartbeatTimeout); default 120. */
   heartbeatTimeoutSeconds?: number;
@@ -184,6 +186,7 @@ export function createStage3Activities(deps: Stage3Deps) {
           runId: input.runId,
           shard: input.shard,
           batchImages: input.batchImages,
+          firstImage: input.firstImage,
           segmenter,
           resumeFrom,
           signal: AbortSignal.any([ctx.cancellationSignal, stall.signal]),

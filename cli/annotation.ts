@@ -11,7 +11,7 @@ import type { RunConfig } from '../lib/run-config.ts';
 import { localModelDir } from '../lib/sam/local-model.ts';
 import { SamSession } from '../lib/sam/session.ts';
 import { openIntent } from '../lib/stage1/intent.ts';
-import { createAnnotationService } from '../service/annotation-service.ts';
+import { createAnnotationService, type TaskResponse } from '../service/annotation-service.ts';
 import { AnnotatorAccounts } from '../service/annotators.ts';
 import { buildWeb } from '../web/build.ts';
 import type { Endpoints } from './endpoints.ts';
@@ -70,8 +70,9 @@ export async function startAnnotationService(
 export async function startSimulatedAnnotators(
   config: RunConfig,
   endpoints: Endpoints,
-  service: RunningAnnotationService,
+  service: Pick<RunningAnnotationService, 'url' | 'accounts'>,
   done: () => boolean,
+  options: { leave?: (task: TaskResponse) => boolean } = {},
 ): Promise<SimulatedAnnotatorResult[]> {
   const sims = config.simulatedAnnotators;
   const stores = new StoreCache(endpoints.storeOptions);
@@ -104,6 +105,7 @@ export async function startSimulatedAnnotators(
         model,
         maxMasksPerImage: sims.maxMasksPerImage,
         stop: done,
+        leave: options.leave,
       });
     }),
   );

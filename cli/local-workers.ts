@@ -16,7 +16,7 @@ import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
 import type { Endpoints } from './endpoints.ts';
 
-const CLI = resolve(import.meta.dirname, '../bin/sa-engine.mjs');
+export const CLI = resolve(import.meta.dirname, '../bin/sa-engine.mjs');
 
 export interface LocalWorkers {
   /** Rejects, with what happened, once the inference worker has died more often than it is restarted. */
@@ -132,7 +132,7 @@ class InferenceSupervisor {
   }
 }
 
-function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   if (signal === 'SIGKILL') return 'was killed (SIGKILL: out of memory, or killed by hand)';
   if (signal) return `was killed by ${signal}`;
   return `exited with code ${code}`;
@@ -169,7 +169,7 @@ async function spawnInferenceWorker(endpoints: Endpoints): Promise<ChildProcess>
 }
 
 /** The S3 settings this process resolved, passed the standard way. */
-function storageEnv(endpoints: Endpoints): NodeJS.ProcessEnv {
+export function storageEnv(endpoints: Endpoints): NodeJS.ProcessEnv {
   const s3 = endpoints.storeOptions.s3 ?? {};
   const env: NodeJS.ProcessEnv = {};
   if (s3.endpoint) env.SAE_S3_ENDPOINT = s3.endpoint;
@@ -179,7 +179,7 @@ function storageEnv(endpoints: Endpoints): NodeJS.ProcessEnv {
   return env;
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM'); // the worker finishes its current activity's heartbeat and exits

@@ -31,6 +31,8 @@ export interface SimulatedAnnotatorOptions {
   /** Asked when no task is free: true ends the annotator's work. */
   stop: () => boolean | Promise<boolean>;
   onMask?: (seconds: number) => void;
+  /** Tasks left for a person: skipped, so the service never offers them to this annotator again. */
+  leave?: (task: TaskResponse) => boolean;
 }
 
 export interface SimulatedAnnotatorResult {
@@ -52,6 +54,11 @@ export async function runSimulatedAnnotator(
       await new Promise((resolve) => setTimeout(resolve, opts.idleMs ?? 1000));
       continue;
     }
+    if (opts.leave?.(task)) {
+      await opts.api.skip(task.task);
+      result.skipped += 1;
+      continue;
+    }
     const truths = await opts.intent.masksFor(task.imageName, task.height, task.width, opts.index);
     if (truths.length === 0) {
       // Nothing this annotator means to label here: give it back for someone else.
@@ -64,8 +71,16 @@ export async function runSimulatedAnnotator(
     const { header, data } = decodeEmbeddingFile(file, `${opts.api.baseUrl} task ${task.task}`);
     const session = await opts.sessionFor(task.model);
     const embedding = session.embeddingFrom(`task ${task.task}`, header, data);
-    const masks = await annotateImage(session, embedding, wanted, task.height, task.width, opts.model);
-    for (const mask of masks.slice(0, opts.maxMasksPerImage)) {
+    const masks = await annotateImage(
+      session,
+      embedding,
+      wanted,
+      task.height,
+      task.width,
+      opts.model,
+      opts.maxMasksPerImage,
+    );
+    for (const mask of masks) {
       await opts.api.submit(task.task, {
         submissionId: randomUUID(),
         mask: mask.mask,

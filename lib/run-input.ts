@@ -16,7 +16,15 @@ export const ROUND_POLL_SECONDS = 15;
 
 export function datasetRunInput(config: RunConfig): DatasetRunInput {
   const { stage1, stage3 } = config;
-  const { shardSize, maxConcurrentShards, batchImages, heartbeatTimeout, enabled, ...segmenter } = stage3;
+  const {
+    shardSize,
+    maxConcurrentShards,
+    batchImages,
+    heartbeatTimeout,
+    enabled,
+    skipAnnotated,
+    ...segmenter
+  } = stage3;
   return {
     runId: config.run,
     outputUri: config.output,
@@ -40,6 +48,7 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
           shardsPerWorkflowRun: SHARDS_PER_WORKFLOW_RUN,
           shardTemplate: {
             modelUri: config.models.sam,
+            ...(skipAnnotated ? { firstImage: annotatedImages(config) } : {}),
             batchImages,
             heartbeatTimeoutSeconds: durationToMs(heartbeatTimeout) / 1000,
             segmenter,
@@ -49,6 +58,15 @@ export function datasetRunInput(config: RunConfig): DatasetRunInput {
     release: config.release.enabled ? { shortestSide: config.release.shortestSide } : undefined,
     audit: config.audit.enabled ? config.audit : undefined,
   };
+}
+
+/** How many of the run's first images the annotation rounds take (stage 1's, then stage 2's). */
+export function annotatedImages(config: RunConfig): number {
+  const { stage1, stage2 } = config;
+  return (
+    (stage1.enabled ? stage1.rounds * stage1.imagesPerRound : 0) +
+    (stage2.enabled ? stage2.rounds * stage2.imagesPerRound : 0)
+  );
 }
 
 /** An annotation round's settings, stage 1's and stage 2's alike (stage 2 shares stage 1's section). */

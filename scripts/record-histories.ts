@@ -16,6 +16,9 @@
 // workflow's history as JSON.
 // Options: --out DIR (default test/fixtures/histories), --state-dir DIR (the `dev up` state folder),
 // --only NAME,... (write only these histories, e.g. new ones, and keep the others as recorded).
+// --save WORKFLOW_ID=NAME,... records nothing: it writes the histories of workflows that already
+// ran on that stack (e.g. `npx sa-engine demo`'s whole-engine run, which needs the real trainer
+// and annotators) under those names.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -77,6 +80,7 @@ async function main(): Promise<void> {
       out: { type: 'string', default: join(REPO, 'test/fixtures/histories') },
       'state-dir': { type: 'string', default: defaultStateDir() },
       only: { type: 'string' },
+      save: { type: 'string' },
     },
   });
   const only = values.only?.split(',').filter(Boolean);
@@ -87,6 +91,10 @@ async function main(): Promise<void> {
 
   const connection = await Connection.connect({ address: stack.temporal.address });
   const client = new Client({ connection, namespace: stack.temporal.namespace });
+  if (values.save) {
+    await saveHistories(client, values.save, values.out);
+    return connection.close();
+  }
   const storeOptions = storeOptionsFor(stack);
   const workerOptions = (queues: string[]) => ({
     address: stack.temporal.address,
@@ -600,6 +608,19 @@ async function recordPrefilledRound(
  * laid out by the repository's prettier. Not `historyToJSON`: with the protobufjs copies this
  * install has, @temporalio/common's proto-JSON helpers throw "type must be a Type".
  */
+/** `--save id=name,...`: the histories of workflows that ran already, as they are. */
+async function saveHistories(client: Client, pairs: string, out: string): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  for (const pair of pairs.split(',').filter(Boolean)) {
+    const [workflowId, name] = pair.split('=');
+    if (!workflowId || !name) throw new Error(`--save expects WORKFLOW_ID=NAME, got "${pair}"`);
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    const file = join(out, `${name}.json`);
+    writeFileSync(file, await formatJson(file, history));
+    console.log(`wrote ${file} (${history.events?.length ?? 0} events, from ${workflowId})`);
+  }
+}
+
 async function formatJson(file: string, history: History): Promise<string> {
   const options = await prettier.resolveConfig(file);
   return prettier.format(JSON.stringify(history), { ...options, filepath: file });

@@ -3,6 +3,7 @@
 import { createAuditActivities } from '../activities/audit.ts';
 import { createDatasetActivities } from '../activities/dataset.ts';
 import { createModelActivities } from '../activities/models.ts';
+import { createReportActivities } from '../activities/report.ts';
 import { createStage1Activities } from '../activities/stage1.ts';
 import { createStage2Activities } from '../activities/stage2.ts';
 import { createStage3Activities, type Stage3Deps } from '../activities/stage3.ts';
@@ -33,5 +34,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createDatasetActivities(deps.storeOptions),
     ...createAuditActivities(deps.storeOptions),
     ...createModelActivities(deps.storeOptions),
+    ...createReportActivities(deps.storeOptions),
   };
 }

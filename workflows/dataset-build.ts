@@ -51,6 +51,8 @@ export interface DatasetBuildInput {
   runId: string;
   outputUri: string;
   release?: { shortestSide: number };
+  /** Stage 3 left the images before this one to the annotation rounds (stage3.skipAnnotated). */
+  firstImage?: number;
   /** Shard activities queued at once; the inference pool's own concurrency bounds the work. */
   maxConcurrentShards?: number;
   /** Shards per workflow run before continue-as-new (about 6 history events each). */
@@ -111,7 +113,7 @@ export async function datasetBuild(input: DatasetBuildInput): Promise<DatasetSum
   if (nextShard < plan.shardCount) {
     await continueAsNew<typeof datasetBuild>({ ...input, cursor: { plan, nextShard, totals } });
   }
-  return finishDataset({ runId, outputUri, release });
+  return finishDataset({ runId, outputUri, release, firstImage: input.firstImage });
 }
 
 function addShard(totals: DatasetBuildTotals, result: DatasetShardResult): void {

@@ -23,6 +23,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { DatasetActivities, DatasetSummary, RunRecordInput } from '../activities/dataset.ts';
+import type { EngineReportSummary, ReportActivities } from '../activities/report.ts';
 import type { Stage3Spec } from '../activities/stage3.ts';
 import type { AuditSummary } from '../lib/audit/audit.ts';
 import type { AuditConfig } from '../lib/run-config.ts';
@@ -35,7 +36,12 @@ import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } fr
 import { Stage1Retraining, type RetrainSummary, type Stage1RetrainSpec } from './stage1-retraining.ts';
 import { semiAutomaticStage, type Stage2Input, type Stage2Result } from './stage2.ts';
 import { automaticStage, type AutomaticStageResult } from './stage3.ts';
-import { BUILD_DATASET_ERRORS, RECORD_RUN_ERRORS, retryPolicy } from './retry-policies.ts';
+import {
+  BUILD_DATASET_ERRORS,
+  ENGINE_REPORT_ERRORS,
+  RECORD_RUN_ERRORS,
+  retryPolicy,
+} from './retry-policies.ts';
 import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 import { roundTag } from '../lib/stage1/task-messages.ts';
 
@@ -53,7 +59,15 @@ const { buildDataset } = proxyActivities<DatasetActivities>({
   retry: retryPolicy(BUILD_DATASET_ERRORS),
 });
 
+const { writeEngineReport } = proxyActivities<ReportActivities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '30 minutes',
+  retry: retryPolicy(ENGINE_REPORT_ERRORS, { maximumAttempts: 3 }),
+});
+
 const DATASET_BUILD_WORKFLOW = 'dataset-build-workflow';
+/** Runs that end by writing the engine report; histories from before it end without. */
+const ENGINE_REPORT = 'engine-report';
 
 export interface DatasetRunInput {
   runId: string;
@@ -78,10 +92,12 @@ export interface DatasetRunInput {
   audit?: AuditConfig;
 }
 
-export type RunStage = 'starting' | 'stage1' | 'stage2' | 'stage3' | 'dataset' | 'audit' | 'done';
+export type RunStage = 'starting' | 'stage1' | 'stage2' | 'stage3' | 'dataset' | 'audit' | 'report' | 'done';
 
 export interface RunProgress {
   stage: RunStage;
+  /** What the stages have finished so far: closed rounds, retrains, stage 3's model (`sa-engine status`). */
+  done: RunSoFar;
   /** The round workflow running now (stage 1's, then stage 2's). */
   stage1WorkflowId?: string;
   stage2WorkflowId?: string;
@@ -96,11 +112,18 @@ export interface DatasetRunResult {
   retrains?: RetrainSummary[];
   /** Stage 2's rounds and its detector's trainings. */
   stage2?: Stage2Result;
+  /** The registry version stage 3 segmented with ("sam@v2"); absent when it used the run's model. */
+  stage3Model?: string;
   stage3?: AutomaticStageResult;
   /** Absent only when the run annotated stage-1 rounds and ran no stage 3. */
   dataset?: DatasetSummary;
   audit?: AuditSummary;
+  /** The engine report (runs/<run>/report/index.html); absent in runs recorded before it existed. */
+  report?: EngineReportSummary;
 }
+
+/** The run's result as far as it goes; the arrays grow in place as rounds and retrains end. */
+export type RunSoFar = Pick<DatasetRunResult, 'stage1' | 'retrains' | 'stage2' | 'stage3Model'>;
 
 export const runProgressQuery = defineQuery<RunProgress>('progress');
 
@@ -110,7 +133,7 @@ export function stage3WorkflowId(runId: string): string {
 
 export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResult> {
   const { runId, outputUri } = input;
-  const progress: RunProgress = { stage: 'starting' };
+  const progress: RunProgress = { stage: 'starting', done: {} };
   setHandler(runProgressQuery, () => progress);
   upsertMemo({ config: input.configSummary });
   upsertSearchAttributes([{ key: SAE_MODEL, value: input.modelUri }]);
@@ -125,15 +148,18 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   let stage3: AutomaticStageResult | undefined;
   let dataset: DatasetSummary | undefined;
   let audit: AuditSummary | undefined;
+  let stage3Model: string | undefined;
+  let report: EngineReportSummary | undefined;
   try {
     // With retraining, the rounds are assisted by the registry's champion, which retrains promote.
     let retraining: Stage1Retraining | undefined;
     if (input.stage1) {
       enterStage(progress, 'stage1');
-      stage1 = [];
+      stage1 = progress.done.stage1 = [];
       retraining = input.stage1.retrain
         ? await Stage1Retraining.start(runId, outputUri, input.modelUri, input.stage1.retrain)
         : undefined;
+      progress.done.retrains = retraining?.retrains;
       for (let round = 1; round <= input.stage1.rounds; round++) {
         progress.stage1WorkflowId = roundWorkflowId(runId, round);
         const firstImage = (round - 1) * input.stage1.imagesPerRound;
@@ -177,6 +203,7 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
         masksDone: (stage1 ?? []).reduce((n, r) => n + r.summary.masks, 0),
         retraining,
         onRound: (workflowId: string) => (progress.stage2WorkflowId = workflowId),
+        done: (progress.done.stage2 = { rounds: [], detectorRetrains: [] }),
       };
       stage2 = await semiAutomaticStage(context, input.stage2);
     }
@@ -186,13 +213,19 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
     if (input.stage3) {
       enterStage(progress, 'stage3');
       progress.stage3WorkflowId = stage3WorkflowId(runId);
+      // The fully automatic stage segments with the SAM version stages 1 and 2 promoted last.
+      stage3Model = progress.done.stage3Model = retraining?.champion.tag;
+      const { shardTemplate } = input.stage3;
+      const modelUri = retraining?.champion.uri ?? shardTemplate.modelUri;
       stage3 = await executeContinuingChild(automaticStage, {
         workflowId: progress.stage3WorkflowId,
-        args: [{ spec: { ...input.stage3, runId, outputUri } }],
+        args: [
+          { spec: { ...input.stage3, shardTemplate: { ...shardTemplate, modelUri }, runId, outputUri } },
+        ],
         typedSearchAttributes: [
           { key: SAE_RUN, value: runId },
           { key: SAE_STAGE, value: 'stage3' },
-          { key: SAE_MODEL, value: input.modelUri },
+          { key: SAE_MODEL, value: stage3Model ?? input.modelUri },
         ],
       });
     }
@@ -223,19 +256,25 @@ export async function datasetRun(input: DatasetRunInput): Promise<DatasetRunResu
   } catch (err) {
     const cancelled = isCancellation(err);
     const error = cancelled ? `cancelled during ${progress.stage}` : failureReason(err);
-    const result = { stage1, retrains, stage2, stage3, dataset, audit, error };
+    const result = { stage1, retrains, stage2, stage3Model, stage3, dataset, audit, error };
     const status = cancelled ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(() => recordRun({ ...record, status, result }));
     throw err;
   }
 
-  await recordRun({
-    ...record,
-    status: 'completed',
-    result: { stage1, retrains, stage2, stage3, dataset, audit },
-  });
+  const result = { stage1, retrains, stage2, stage3Model, stage3, dataset, audit };
+  await recordRun({ ...record, status: 'completed', result });
+  // After the final record, so the report shows the run as completed.
+  if (patched(ENGINE_REPORT)) {
+    enterStage(progress, 'report');
+    report = await writeEngineReport({ runId, outputUri }).catch((err: unknown) => {
+      if (isCancellation(err)) throw err;
+      // The run's outputs are complete without it; `sa-engine report RUN` builds it again.
+      return { key: null, sections: [], error: failureReason(err) };
+    });
+  }
   enterStage(progress, 'done');
-  return { runId, stage1, retrains, stage2, stage3, dataset, audit };
+  return { runId, ...result, report };
 }
 
 function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise<DatasetSummary> {
@@ -244,7 +283,7 @@ function runDatasetBuild(input: DatasetRunInput, progress: RunProgress): Promise
   progress.datasetWorkflowId = datasetWorkflowId(runId);
   return executeContinuingChild(datasetBuild, {
     workflowId: progress.datasetWorkflowId,
-    args: [{ runId, outputUri, release }],
+    args: [{ runId, outputUri, release, firstImage: input.stage3?.shardTemplate.firstImage }],
     typedSearchAttributes: [
       { key: SAE_RUN, value: runId },
       { key: SAE_STAGE, value: 'dataset' },

@@ -84,6 +84,9 @@ export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
  */
 export const AUDIT_RUN_ERRORS = [...STORAGE_SETUP_ERRORS, 'AuditInputError', 'AuditSampleError'];
 
+/** writeEngineReport (activities/report.ts): a stored file it cannot read is EngineReportError. */
+export const ENGINE_REPORT_ERRORS = [...STORAGE_SETUP_ERRORS, 'EngineReportError'];
+
 /** probeStorage (activities/storage-check.ts). */
 export const PROBE_STORAGE_ERRORS = [...STORAGE_SETUP_ERRORS];
 

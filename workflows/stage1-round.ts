@@ -35,7 +35,7 @@ import type { Stage3Activities } from '../activities/stage3.ts';
 import type { PrefillSettings } from '../lib/stage2/prefill.ts';
 import type { ImageSource } from '../lib/images/image-source.ts';
 import type { EmbeddingDtype } from '../lib/sam/embedding-file.ts';
-import type { RoundExport, RoundSummary } from '../lib/stage1/round-export.ts';
+import type { AnnotationStage, RoundExport, RoundSummary } from '../lib/stage1/round-export.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { isActivityError } from './activity-results.ts';
 import { PLAN_SHARDS_ERRORS, retryPolicy, STAGE1_ERRORS, STAGE2_ERRORS } from './retry-policies.ts';
@@ -82,7 +82,7 @@ function inferenceActivities<A extends object = Stage1Activities>(
 /** Errors that say the detector cannot run with this SAM (not an outage): the round goes on without pre-fill. */
 const DETECTOR_UNUSABLE = ['DetectorPackageError', 'ModelPackageError'];
 
-export type AnnotationStage = 'stage1' | 'stage2';
+export type { AnnotationStage };
 
 export interface RoundPrefill {
   /** The detector package (a registry version's folder) whose boxes prompt SAM. */
@@ -179,7 +179,12 @@ export async function annotationRound(spec: RoundSpec, cursor?: RoundCursor): Pr
     failedImages: 0,
     ...(spec.prefill ? { prefill: { images: 0, masks: 0 } } : {}),
   };
-  const ref: RoundRef = { runId: spec.runId, outputUri: spec.outputUri, round: spec.round };
+  const ref: RoundRef = {
+    runId: spec.runId,
+    outputUri: spec.outputUri,
+    round: spec.round,
+    stage: spec.stage,
+  };
   const closesAt = at.openedAt + spec.deadlineSeconds * 1000;
   let phase: RoundPhase = at.next < spec.imageCount ? 'publishing' : 'open';
   let progress: RoundProgress | undefined;

@@ -62,13 +62,16 @@ export interface Stage2Context {
   retraining?: Stage1Retraining;
   /** Called with each round's workflow id as it starts (the run's progress query). */
   onRound: (workflowId: string) => void;
+  /** The stage's result so far, filled in as rounds and detector trainings end (the run's progress query). */
+  done?: Stage2Result;
 }
 
 export async function semiAutomaticStage(ctx: Stage2Context, input: Stage2Input): Promise<Stage2Result> {
   const { runId, outputUri } = ctx;
   const detectors = await DetectorTraining.start(runId, outputUri, input.detector);
   const roundsDone = [...ctx.roundsDone];
-  const rounds: RoundResult[] = [];
+  const rounds: RoundResult[] = ctx.done?.rounds ?? [];
+  if (ctx.done) ctx.done.detectorRetrains = detectors.retrains;
   for (let k = 1; k <= input.rounds; k++) {
     const round = input.firstRound + k - 1;
     const sam = await samForRound(ctx, input);

@@ -105,7 +105,7 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
   setHandler(stage3ProgressQuery, () => ({
     ...totals,
     shards: plan.shardCount,
-    images: plan.imageCount,
+    images: imagesToSegment(plan, spec),
     running: running.size,
   }));
   const handOver = patched(HAND_OVER_RUNNING_SHARDS);
@@ -169,7 +169,12 @@ export async function automaticStage(input: AutomaticStageInput): Promise<Automa
     const cursor: Stage3Cursor = { plan, nextShard, totals, ...(handOver ? { running: [...running] } : {}) };
     await continueAsNew<typeof automaticStage>({ spec, cursor });
   }
-  return { ...totals, shards: plan.shardCount, images: plan.imageCount };
+  return { ...totals, shards: plan.shardCount, images: imagesToSegment(plan, spec) };
+}
+
+/** The plan's images, less those the annotation rounds took (stage3.skipAnnotated). */
+function imagesToSegment(plan: Stage3Plan, spec: Stage3Spec): number {
+  return Math.max(0, plan.imageCount - (spec.shardTemplate.firstImage ?? 0));
 }
 
 function addResult(totals: Stage3Totals, result: ShardResult): void {

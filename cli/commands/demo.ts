@@ -1,76 +1,140 @@
-// `sa-engine demo`: the embedded default end to end. Starts the local dev stack if none runs,
-// writes a small synthetic image set to a local folder, runs the fully automatic stage and the
-// dataset statistics with the reference model through Temporal, audits the masks against the
-// images' synthetic ground truth, and says where everything is and how good the masks are.
+// `sa-engine demo`: the whole data engine on the embedded default, on a small synthetic image set.
+// Starts the local dev stack if none runs, builds the trainer's venv if it is missing, writes the
+// images, and runs one dataset run through Temporal:
+//
+//   stage 1   an assisted-manual round: simulated annotators click through the annotation service
+//             (the browser tool's HTTP API), then SAM is retrained on their masks (eval-gated)
+//   stage 2   the box detector, seeded with the reference detector, is trained on every mask so
+//             far; a semi-automatic round arrives pre-filled from its boxes
+//   stage 3   the fully automatic generator over every image, with the SAM version promoted last
+//   then      the dataset statistics, the audit against the synthetic ground truth, the engine report
+//
+// It prints where to watch (the Temporal UI) and where the annotation tool is; `--annotate` keeps
+// one image of the stage-1 round for a person, and the round waits until they finish it.
 //
 // The reference model is small and weak: its predicted IoUs and stability scores never reach the
-// official filter thresholds (0.88, 0.95), which would leave every mask file empty. The demo uses
-// the thresholds calibrated for it on held-out images (model.json `amg_calibration`,
-// scripts/calibrate-amg.ts) through `stage3.thresholds: model`, and says so.
-import { existsSync } from 'node:fs';
+// official filter thresholds (0.88, 0.95), which would leave every mask file empty. Stage 3 and
+// stage 2's pre-fill use the thresholds calibrated for it on held-out images (model.json
+// `amg_calibration`, scripts/calibrate-amg.ts), set in the run's config, and the demo says so.
+import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { follow, startRun } from '../../client/runs.ts';
 import { describeStack, ensureDevStack } from '../../infra/dev-control.ts';
 import { defaultStateDir } from '../../infra/dev-state.ts';
 import type { AuditReport, AuditSummary } from '../../lib/audit/audit.ts';
 import { readModelPackage, type ModelPackage } from '../../lib/sam/model-package.ts';
 import { openObjectStore } from '../../lib/object-store.ts';
 import { decompressRle, rleArea } from '../../lib/rle.ts';
-import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
+import { createRunConfigSchema, formatRunConfig, type RunConfig } from '../../lib/run-config.ts';
+import { annotatedImages } from '../../lib/run-input.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../../lib/synth/dataset.ts';
-import { connectClient, resolveEndpoints, workflowUrl } from '../endpoints.ts';
+import type { DatasetRunResult } from '../../workflows/dataset-run.ts';
+import { describeRunResult } from '../../client/run-status.ts';
+import type { RunningAnnotationService } from '../annotation.ts';
+import { connectClient, resolveEndpoints, workflowUrl, type Endpoints } from '../endpoints.ts';
 import { startLocalWorkers } from '../local-workers.ts';
-import { ProgressView } from '../progress-view.ts';
+import { runInProcess } from '../run-in-process.ts';
 
-/** The reference model committed with the project (trained by trainer/, see its model card). */
+/** The reference models committed with the project (trained by trainer/, see their model cards). */
 export const REFERENCE_MODEL_DIR = resolve(import.meta.dirname, '../../models/sae-ref');
+export const REFERENCE_DETECTOR_DIR = resolve(import.meta.dirname, '../../models/sae-det');
+const TRAINER_PYTHON = resolve(import.meta.dirname, '../../trainer/.venv/bin/python');
+const INSTALL_PYTHON = resolve(import.meta.dirname, '../../infra/install-python.sh');
+
+/** The image of the stage-1 round that `--annotate` keeps for a person. */
+const PERSON_IMAGE = { round: 1, imageId: 0 };
 
 interface DemoFlags {
   images: string;
   seed: string;
   pointsPerSide: string;
+  annotate?: boolean;
 }
 
 export function registerDemoCommands(program: Command): void {
   program
     .command('demo')
     .description(
-      'Run the fully automatic stage on a small synthetic image set, on the embedded default stack.',
+      'Run the whole data engine (stages 1, 2 and 3, audit, report) on a small synthetic image set, on the embedded default stack.',
     )
-    .option('--images <n>', 'synthetic images to segment', '12')
+    .option(
+      '--images <n>',
+      'synthetic images (stages 1 and 2 annotate 6 of them; stage 3 segments the rest)',
+      '10',
+    )
     .option('--seed <s>', 'seed of the synthetic images', '2026')
     // 16×16 keeps the demo to a few minutes on 2 CPU cores; the paper's grid is 32×32.
     .option('--points-per-side <n>', 'automatic mask generator grid (paper: 32)', '16')
+    .option('--annotate', 'keep one image of the stage-1 round for you to annotate in the browser tool')
     .action(async (flags: DemoFlags) => {
       const stateDir = defaultStateDir();
       const { state, reused } = await ensureDevStack({ stateDir });
       console.log(reused ? 'Using the running dev stack:' : 'Started the dev stack:');
       console.log(describeStack(state).join('\n'));
+      ensureTrainerVenv();
 
       const demoDir = join(stateDir, 'demo');
       const imagesDir = join(demoDir, `images-seed${flags.seed}-n${flags.images}`);
       await writeDemoImages(imagesDir, Number(flags.images), Number(flags.seed));
 
       const model = await referenceModel();
-      const config = demoConfig(imagesDir, join(demoDir, 'out'), Number(flags.pointsPerSide));
+      const config = demoConfig(imagesDir, join(demoDir, 'out'), {
+        pointsPerSide: Number(flags.pointsPerSide),
+        calibration: model.amgCalibration!,
+        annotate: flags.annotate === true,
+      });
+      // The run's config as a file: to rerun it with `sa-engine run`, and for the annotators' process.
+      const configFile = join(demoDir, `${config.run}.yaml`);
+      writeFileSync(configFile, formatRunConfig(config, 'yaml'));
       const endpoints = resolveEndpoints({}, config);
       const client = await connectClient(endpoints);
       const workers = await startLocalWorkers(endpoints);
+      const started = Date.now();
       try {
-        const handle = await startRun(client, config);
-        console.log(
-          `Run ${config.run} started; follow it in the Temporal UI: ${workflowUrl(endpoints, config.run) ?? endpoints.address}`,
-        );
-        const result = await follow(client, handle, new ProgressView());
-        await printSummary(config, model, result.stage3?.imagesDone ?? 0, result.audit);
+        const result = await runInProcess(config, configFile, endpoints, client, workers, {
+          onStarted: (annotation) =>
+            announce(config, configFile, endpoints, annotation, flags.annotate === true),
+          leaveForPerson: flags.annotate ? PERSON_IMAGE : undefined,
+        });
+        await printSummary(config, model, result, (Date.now() - started) / 1000);
       } finally {
         await workers.shutdown();
         await client.connection.close();
       }
     });
+}
+
+/** The trainer retrains SAM and trains the detector; a fresh machine builds its venv once. */
+function ensureTrainerVenv(): void {
+  if (existsSync(TRAINER_PYTHON)) return;
+  console.log("Building the trainer's Python environment once (PyTorch from PyPI; minutes) ...");
+  execFileSync('bash', [INSTALL_PYTHON], { stdio: 'inherit' });
+}
+
+async function announce(
+  config: RunConfig,
+  configFile: string,
+  endpoints: Endpoints,
+  annotation: RunningAnnotationService | undefined,
+  annotate: boolean,
+): Promise<void> {
+  console.log(`Run ${config.run} started (its config: ${configFile}).`);
+  console.log(`  watch it in the Temporal UI: ${workflowUrl(endpoints, config.run) ?? endpoints.address}`);
+  if (!annotation) return;
+  console.log(`  annotation tool: ${annotation.url}`);
+  if (!annotate) {
+    console.log('  (simulated annotators do the rounds; `sa-engine demo --annotate` keeps an image for you)');
+    return;
+  }
+  const token = await annotation.accounts.add('you', { replace: true });
+  console.log(
+    `  The stage-1 round waits for you: open the annotation tool, log in with the token below, click\n` +
+      `  the objects of the image you get (Enter accepts a mask) and press "Next image" (N).\n` +
+      `  token: ${token}`,
+  );
 }
 
 async function writeDemoImages(dir: string, images: number, seed: number): Promise<void> {
@@ -97,20 +161,80 @@ async function referenceModel(): Promise<ModelPackage> {
   return model;
 }
 
-export function demoConfig(imagesDir: string, outDir: string, pointsPerSide: number): RunConfig {
+interface DemoSettings {
+  pointsPerSide: number;
+  /** The reference model's calibrated filter thresholds (see the top of this file). */
+  calibration: { predIouThresh: number; stabilityScoreThresh: number };
+  /** Keep one stage-1 image for a person: the round then waits for them (up to its deadline). */
+  annotate: boolean;
+}
+
+/**
+ * The demo's run: 3 images in a stage-1 round, a SAM retrain on their masks, the detector trained
+ * on them, 3 images in a stage-2 round, then stage 3 over the rest. Sized for a few minutes on 2
+ * CPU cores: short trainings, few clicks, a 16×16 grid (about 25 s an image for stage 3 here).
+ */
+export function demoConfig(imagesDir: string, outDir: string, settings: DemoSettings): RunConfig {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const { predIouThresh, stabilityScoreThresh } = settings.calibration;
+  const groundTruth = { uri: pathToFileURL(join(imagesDir, ANNOTATIONS_KEY)).href, format: 'coco' };
   return createRunConfigSchema().parse({
     run: `demo-${stamp}`,
     images: { prefix: pathToFileURL(join(imagesDir, 'images')).href },
     output: pathToFileURL(outDir).href,
-    models: { sam: pathToFileURL(REFERENCE_MODEL_DIR).href },
-    // thresholds: model = the reference model's calibrated filter thresholds (see the top of this file).
-    stage3: { pointsPerSide, thresholds: 'model', shardSize: 8, maxConcurrentShards: 2, batchImages: 4 },
-    // Every image against the ground truth the synthetic writer drew (COCO, next to images/).
-    audit: {
-      enabled: true,
-      reference: { uri: pathToFileURL(join(imagesDir, ANNOTATIONS_KEY)).href, format: 'coco' },
+    models: {
+      sam: pathToFileURL(REFERENCE_MODEL_DIR).href,
+      detector: pathToFileURL(REFERENCE_DETECTOR_DIR).href,
     },
+    stage1: {
+      enabled: true,
+      rounds: 1,
+      imagesPerRound: 3,
+      roundDeadline: settings.annotate ? '1h' : '15m',
+      // One retrain, after the stage-1 round: every mask is new then, and an hour passes before the next.
+      retrain: {
+        enabled: true,
+        minNewMasks: 1,
+        minInterval: '1h',
+        waitForRetrain: true,
+        steps: 6,
+        batchSize: 1,
+        masksPerImage: 2,
+        numPoints: 1,
+        holdoutFraction: 0.34,
+        maxEvalImages: 1,
+      },
+    },
+    stage2: {
+      enabled: true,
+      rounds: 1,
+      imagesPerRound: 3,
+      detector: { maxDetections: 30 },
+      prefill: { prompt: 'centre-point', predIouThresh, stabilityScoreThresh },
+      retrain: { steps: 60, batchSize: 4, holdoutFraction: 0.34 },
+    },
+    // The people stand-ins: they know each image's objects from the synthetic ground truth.
+    simulatedAnnotators: {
+      enabled: true,
+      count: 2,
+      intent: groundTruth,
+      maxClicks: 4,
+      maxMasksPerImage: 6,
+    },
+    // Explicit thresholds, not `model`: stage 3 segments with the version the run promotes last,
+    // which carries no calibration of its own (see the top of this file).
+    // Over the images no round annotated, as the issue's engine does (the paper's ran over all).
+    stage3: {
+      skipAnnotated: true,
+      pointsPerSide: settings.pointsPerSide,
+      predIouThresh,
+      stabilityScoreThresh,
+      shardSize: 8,
+      maxConcurrentShards: 2,
+      batchImages: 4,
+    },
+    // Every image against the ground truth the synthetic writer drew (COCO, next to images/).
+    audit: { enabled: true, reference: groundTruth },
     release: { enabled: false },
   });
 }
@@ -118,34 +242,32 @@ export function demoConfig(imagesDir: string, outDir: string, pointsPerSide: num
 async function printSummary(
   config: RunConfig,
   model: ModelPackage,
-  imagesDone: number,
-  audit: AuditSummary | undefined,
+  result: DatasetRunResult,
+  seconds: number,
 ): Promise<void> {
   const out = openObjectStore(config.output);
-  const stats = JSON.parse((await out.get(runLayout.datasetStats(config.run))).toString('utf8')) as {
-    images: number;
-    masks: number;
-  };
+  console.log(`\nThe engine ran in ${Math.round(seconds)} s:`);
+  for (const line of describeRunResult(result)) console.log(line);
   // Decode one mask file as a user would, to show the output is real COCO RLE.
-  const first = JSON.parse((await out.get(runLayout.masks(config.run, 0))).toString('utf8')) as {
+  const firstId = config.stage3.skipAnnotated ? annotatedImages(config) : 0;
+  const first = JSON.parse((await out.get(runLayout.masks(config.run, firstId))).toString('utf8')) as {
     annotations: { segmentation: { size: [number, number]; counts: string }; area: number }[];
   };
   const decodedOk = first.annotations.every((a) => rleArea(decompressRle(a.segmentation)) === a.area);
-  console.log(
-    `\nDone: ${imagesDone} images, ${stats.masks} masks (${(stats.masks / Math.max(1, stats.images)).toFixed(1)} per image).`,
-  );
   console.log(`  SA-1B mask files   ${out.uri('')}${runLayout.masksPrefix(config.run)}`);
   console.log(`  dataset manifest   ${out.uri(runLayout.datasetManifest(config.run))}`);
   console.log(`  statistics         ${out.uri(runLayout.datasetStats(config.run))}`);
   console.log(
-    `  image 0: ${first.annotations.length} masks, RLE decodes to the recorded areas: ${decodedOk ? 'yes' : 'NO'}`,
+    `  image ${firstId}: ${first.annotations.length} masks, RLE decodes to the recorded areas: ${decodedOk ? 'yes' : 'NO'}`,
   );
   for (const line of thresholdLines(model, config)) console.log(line);
-  if (audit) {
-    const report = JSON.parse((await out.get(audit.reportJsonKey)).toString('utf8')) as AuditReport;
-    for (const line of auditLines(audit, report)) console.log(line);
-    console.log(`  audit report       ${out.uri(audit.reportHtmlKey)}`);
+  if (result.audit) {
+    const report = JSON.parse((await out.get(result.audit.reportJsonKey)).toString('utf8')) as AuditReport;
+    for (const line of auditLines(result.audit, report)) console.log(line);
+    console.log(`  audit report       ${out.uri(result.audit.reportHtmlKey)}`);
   }
+  if (result.report?.key) console.log(`Engine report: ${out.uri(result.report.key)}`);
+  else if (result.report?.error) console.log(`The engine report failed: ${result.report.error}`);
 }
 
 const fixed = (x: number | null | undefined, digits = 3) =>
@@ -153,19 +275,24 @@ const fixed = (x: number | null | undefined, digits = 3) =>
 const percent = (x: number | null | undefined) =>
   x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`;
 
-/** Which filter thresholds the masks passed, and what they scored where they were measured. */
+/** Which filter thresholds stage 3's masks passed, and what they scored where they were measured. */
 export function thresholdLines(model: ModelPackage, config: RunConfig): string[] {
   const c = model.amgCalibration;
-  if (config.stage3.thresholds !== 'model' || !c) {
+  const { predIouThresh, stabilityScoreThresh } = config.stage3;
+  const fromModel = config.stage3.thresholds === 'model';
+  if (
+    !c ||
+    (!fromModel && (predIouThresh !== c.predIouThresh || stabilityScoreThresh !== c.stabilityScoreThresh))
+  ) {
     return [
-      `Filter thresholds: predicted IoU > ${config.stage3.predIouThresh}, stability >= ${config.stage3.stabilityScoreThresh} (official).`,
+      `Filter thresholds: predicted IoU > ${predIouThresh}, stability >= ${stabilityScoreThresh} (the config's).`,
     ];
   }
   const f = c.figures;
   return [
-    `Thresholds calibrated for ${model.name} v${model.version} on \`${c.measuredOn}\` (held out from training), ` +
+    `Filter thresholds: those calibrated for ${model.name} v${model.version} on \`${c.measuredOn}\` (held out from training), ` +
       `${c.pointsPerSide}x${c.pointsPerSide} points: predicted IoU > ${c.predIouThresh}, stability >= ${c.stabilityScoreThresh} ` +
-      '(official: 0.88, 0.95, which this model never reaches).',
+      '(official: 0.88, 0.95, which this model never reaches); a version the run promoted segments with them too.',
     `  there: ${fixed(f.masks_per_image, 1)} masks per image, precision ${fixed(f.precision)} and recall ${fixed(f.recall)} ` +
       'at IoU >= 0.5 against every ground-truth mask (wholes, parts, subparts).',
   ];

@@ -1,6 +1,6 @@
 // `sa-engine run FILE`, `status RUN`, `list`, `cancel RUN`: launch dataset runs and watch them.
 import type { Command } from 'commander';
-import { describeRound, describeRun, describeStage3 } from '../../client/run-status.ts';
+import { describeRun, describeRunResult } from '../../client/run-status.ts';
 import { follow, runDryRun, startRun } from '../../client/runs.ts';
 import { ensureEmbeddedStack } from '../../infra/dev-control.ts';
 import { loadRunConfigFile, type RunConfig } from '../../lib/run-config.ts';
@@ -14,8 +14,8 @@ import {
   type EndpointFlags,
   type Endpoints,
 } from '../endpoints.ts';
-import { startAnnotationService, startSimulatedAnnotators } from '../annotation.ts';
-import { startLocalWorkers, startTrainerWorker, unlessWorkersFail } from '../local-workers.ts';
+import { startLocalWorkers, unlessWorkersFail } from '../local-workers.ts';
+import { runInProcess, runNeeds } from '../run-in-process.ts';
 import { ProgressView } from '../progress-view.ts';
 
 interface RunFlags extends EndpointFlags {
@@ -50,37 +50,26 @@ export function registerRunCommands(program: Command): void {
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
       const local = flags.workers ? await startLocalWorkers(endpoints) : undefined;
-      const annotates = config.stage1.enabled || config.stage2.enabled;
-      const inProcess = flags.workers && !flags.dryRun && !flags.detach;
-      // On the embedded default, the annotation tool of stages 1 and 2 runs in this process too.
-      const annotation =
-        inProcess && annotates ? await startAnnotationService(config, endpoints, client) : undefined;
-      // A run that retrains SAM, or trains stage 2's detector, needs the Python trainer.
-      const trains = (config.stage1.enabled && config.stage1.retrain.enabled) || config.stage2.enabled;
-      const trainer = inProcess && trains ? await startTrainerWorker(endpoints) : undefined;
-      if (trainer) console.log(`Trainer worker started (log: ${trainer.logFile}).`);
-      let runOver = false;
-      let sims: Promise<unknown> | undefined;
       try {
         if (flags.dryRun)
           return printDryRun(await unlessWorkersFail(runDryRun(client, config), local), config);
+        // On the embedded default the annotation tool, the trainer and the simulated annotators run here too.
+        if (local && !flags.detach) {
+          const result = await runInProcess(config, file, endpoints, client, local, {
+            onStarted: (annotation) => {
+              announce(endpoints, config.run);
+              if (annotation) console.log(`Annotation tool: ${annotation.url}`);
+            },
+          });
+          return printResult(result);
+        }
         const handle = await startRun(client, config);
         announce(endpoints, config.run);
-        if (annotation) console.log(`Annotation tool: ${annotation.url}`);
-        else if (annotates) console.log(`Serve the annotation tool with: sa-engine annotate serve ${file}`);
+        if (runNeeds(config).annotation)
+          console.log(`Serve the annotation tool with: sa-engine annotate serve ${file}`);
         if (flags.detach) return;
-        if (annotation && config.simulatedAnnotators.enabled)
-          sims = startSimulatedAnnotators(config, endpoints, annotation, () => runOver);
-        const result = await unlessWorkersFail(follow(client, handle, new ProgressView()), local).finally(
-          () => (runOver = true),
-        );
-        printResult(result);
+        printResult(await follow(client, handle, new ProgressView()));
       } finally {
-        runOver = true;
-        // They finish the image in hand (a closed task refuses them) and stop.
-        await sims?.catch((err: unknown) => console.error(`simulated annotators: ${(err as Error).message}`));
-        await annotation?.close();
-        await trainer?.shutdown();
         await local?.shutdown();
         await client.connection.close();
       }
@@ -139,12 +128,7 @@ function announce(endpoints: Endpoints, runId: string): void {
 
 function printResult(result: DatasetRunResult): void {
   console.log(`Run ${result.runId} completed.`);
-  for (const round of result.stage1 ?? []) for (const line of describeRound(round)) console.log(line);
-  if (result.stage3) console.log(`  stage3: ${describeStage3({ ...result.stage3, running: 0 })}`);
-  if (result.dataset) {
-    console.log(`  dataset manifest: ${result.dataset.manifestKey}`);
-    console.log(`  statistics:       ${result.dataset.statsKey}`);
-  }
+  for (const line of describeRunResult(result)) console.log(line);
 }
 
 function printDryRun(result: AutomaticStageResult, config: RunConfig): void {

@@ -203,6 +203,8 @@ export async function buildDatasetShard(
 export interface FinishDatasetOptions {
   runId: string;
   release?: { shortestSide: number };
+  /** Stage 3 left the images before this one to the annotation rounds (stage3.skipAnnotated). */
+  firstImage?: number;
   /** Called after each shard is merged, e.g. to heartbeat. */
   onProgress?: (progress: DatasetProgress) => void;
 }
@@ -236,8 +238,12 @@ export async function finishDataset(out: ObjectStore, opts: FinishDatasetOptions
       countShard(progress, summary.stats);
       opts.onProgress?.({ ...progress });
     }
-    if (lines !== plan.imageCount) {
-      throw new Error(`run ${runId}: the shard results list ${lines} images, the plan ${plan.imageCount}`);
+    const expected = plan.imageCount - Math.min(opts.firstImage ?? 0, plan.imageCount);
+    if (lines !== expected) {
+      const skipped = expected === plan.imageCount ? '' : ` less the ${plan.imageCount - expected} annotated`;
+      throw new Error(
+        `run ${runId}: the shard results list ${lines} images, the plan ${plan.imageCount}${skipped}`,
+      );
     }
     const keys = {
       manifestKey: runLayout.datasetManifest(runId),

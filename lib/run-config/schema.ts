@@ -291,6 +291,11 @@ const OnnxSchema = z.strictObject({
 const Stage3Schema = z
   .strictObject({
     enabled: bool().default(true),
+    /**
+     * false (the paper: stage 3 ran over all 11M images): every image. true: only the images no
+     * annotation round of this run took (stage 1's and stage 2's come first in the run's order).
+     */
+    skipAnnotated: bool().default(false),
     // Automatic mask generator: the official SamAutomaticMaskGenerator defaults (sam-spec §3).
     pointsPerSide: intAtLeast(1).default(32),
     pointsPerBatch: intAtLeast(1).default(64),
@@ -643,6 +648,17 @@ export function createRunConfigSchema(options: RunConfigSchemaOptions = {}) {
           path: ['stage2'],
           message:
             'stage 2 needs a detector: enable stage 1 (the run trains one on its masks) or set models.detector',
+        });
+      }
+      // Stage 3 segments with the last promoted version, which the trainer does not calibrate.
+      if (config.stage3.enabled && config.stage3.thresholds === 'model' && config.stage1.retrain.enabled) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['stage3', 'thresholds'],
+          message:
+            'is "model", but stage 3 segments with the SAM version the run promotes last, and a version ' +
+            'the run trains has no amg_calibration; set thresholds to "official" with the run\'s own ' +
+            'predIouThresh and stabilityScoreThresh, or disable stage1.retrain',
         });
       }
     });

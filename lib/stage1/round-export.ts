@@ -62,9 +62,14 @@ export interface SecondsSummary {
   meanClicks: number | null;
 }
 
+/** Stage 1 (assisted-manual) or stage 2 (semi-automatic, pre-filled by the detector). */
+export type AnnotationStage = 'stage1' | 'stage2';
+
 export interface RoundSummary {
   run: string;
   round: number;
+  /** Absent in summaries written before rounds said their stage. */
+  stage?: AnnotationStage;
   masks: number;
   imagesAnnotated: number;
   imagesFlagged: number;
@@ -89,6 +94,7 @@ export function summarizeRound(
   records: readonly AnnotationRecord[],
   imagesFlagged = 0,
   rejectedPrefill = 0,
+  stage: AnnotationStage = 'stage1',
 ): RoundSummary {
   const perImage = countBy(records, (r) => String(r.imageId));
   const models = countBy(records, (r) => r.model);
@@ -105,6 +111,7 @@ export function summarizeRound(
   return {
     run: runId,
     round,
+    stage,
     masks: records.length,
     imagesAnnotated: perImageCounts.length,
     imagesFlagged,
@@ -220,6 +227,7 @@ export async function exportRound(
   runId: string,
   round: number,
   onProgress: (done: number) => void = () => {},
+  stage: AnnotationStage = 'stage1',
 ): Promise<RoundExport> {
   const records = await readRoundAnnotations(out, runId, round, onProgress);
   const flagged = new Set<string>();
@@ -251,7 +259,7 @@ export async function exportRound(
   if (!plan) throw new Error(`run ${runId} has no plan at ${out.uri(runLayout.stage3Plan(runId))}`);
   await writeRoundProvenance(out, runId, round, records, plan.shardSize);
 
-  const summary = summarizeRound(runId, round, records, flagged.size, rejected);
+  const summary = summarizeRound(runId, round, records, flagged.size, rejected, stage);
   const summaryKey = runLayout.stage1RoundSummary(runId, round);
   await out.put(summaryKey, JSON.stringify(summary, null, 2) + '\n', { contentType: 'application/json' });
   return { summary, summaryKey, cocoKey, trainingSetKey };

@@ -36,7 +36,10 @@ export interface AnnotatedMask {
   iou: number;
 }
 
-/** Annotates every intended object of one image that is big enough, in the order given. */
+/**
+ * Annotates the intended objects of one image that are big enough, in the order given, up to
+ * `maxMasks` accepted masks (the objects after those are never clicked).
+ */
 export async function annotateImage<E>(
   decoder: ClickDecoder<E>,
   embedding: E,
@@ -44,9 +47,11 @@ export async function annotateImage<E>(
   h: number,
   w: number,
   model: AnnotatorModel = DEFAULT_ANNOTATOR,
+  maxMasks = Infinity,
 ): Promise<AnnotatedMask[]> {
   const masks: AnnotatedMask[] = [];
   for (const [object, truth] of truths.entries()) {
+    if (masks.length >= maxMasks) break;
     if (area(truth) < model.minArea) continue;
     const result = await clickUntil(decoder, embedding, truth, h, w, {
       targetIou: model.targetIou,

@@ -74,6 +74,8 @@ export interface RunShardOptions {
   runId: string;
   shard: number;
   batchImages: number;
+  /** Entries with a smaller image id are left out (the annotation rounds took them). */
+  firstImage?: number;
   segmenter: ImageSegmenter;
   /** First manifest index not yet covered by a part file (from the last heartbeat); 0 to start. */
   resumeFrom: number;
@@ -128,7 +130,9 @@ export async function runShard(
   await claimShard(out, opts);
   const done = await readShardResult(out, opts.runId, opts.shard);
   if (done) return countLines(done, done.length); // finished before a crash; the retry just reports
-  const entries = await readShardEntries(out, opts.runId, opts.shard);
+  const entries = (await readShardEntries(out, opts.runId, opts.shard)).filter(
+    (entry) => entry.id >= (opts.firstImage ?? 0),
+  );
   const watch = await CrashWatch.load(out, opts);
   try {
     for (

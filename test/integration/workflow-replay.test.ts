@@ -64,6 +64,32 @@ describe('recorded workflow histories replay against the current workflow code',
     expect(new Set(endings)).toEqual(new Set(['completed', 'failed', 'cancelled']));
   });
 
+  it('covers a dataset run of the whole engine: both annotation stages, retrains, stage 3, audit, report', () => {
+    const engine = recorded.find((r) => r.file === 'dataset-run-engine.json');
+    expect(engine?.workflowType).toBe('datasetRun');
+    const events = engine!.history.events ?? [];
+    const children = events.flatMap(
+      (e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId ?? [],
+    );
+    const activities = events.flatMap(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [],
+    );
+    for (const suffix of [
+      '/stage1/round-1',
+      '/retrain-1',
+      '/detector-retrain-1',
+      '/stage2/round-2',
+      '/stage3',
+      '/audit',
+    ])
+      expect(
+        children.some((id) => id.endsWith(suffix)),
+        suffix,
+      ).toBe(true);
+    expect(activities).toContain('writeEngineReport');
+    expect(events.at(-1)?.workflowExecutionCompletedEventAttributes).toBeTruthy();
+  });
+
   it('replays every history without a determinism violation', async () => {
     const results = Worker.runReplayHistories(
       { workflowBundle: await workflowBundle(), replayName: 'sa-engine-replay-test' },

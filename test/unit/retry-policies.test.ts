@@ -120,7 +120,7 @@ describe('activity stubs in workflows/', () => {
     // ensureChampion and buildTrainingSet, the detector retrain's training and registry activities;
     // stage 2 (a round's prefillImages goes through its inference-pool stub): the task's local
     // pre-fill writes, the stage's ensureChampion, and its detector training's ensureChampion and
-    // buildTrainingSet; both retrains' moveModelAlias
-    expect(stubs).toBe(27);
+    // buildTrainingSet; both retrains' moveModelAlias; the run's writeEngineReport
+    expect(stubs).toBe(28);
   });
 });

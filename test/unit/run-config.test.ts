@@ -647,6 +647,14 @@ describe('stage3.thresholds', () => {
     expect(issueAt(nulls, 'stage3.predIouThresh').message).toMatch(/null only goes with thresholds: model/);
   });
 
+  it('refuses "model" when stage 1 retrains: stage 3 would segment with a version that has no calibration', () => {
+    const issues = issuesOf(
+      `${MINIMAL}stage1:\n  enabled: true\n  retrain: { enabled: true }\nstage3:\n  thresholds: model\n`,
+    );
+    expect(issueAt(issues, 'stage3.thresholds').message).toMatch(/the SAM version the run promotes last/);
+    expect(load('stage1:\n  enabled: true\nstage3:\n  thresholds: model\n').stage3.thresholds).toBe('model');
+  });
+
   it('names the two choices when the value is neither', () => {
     const issues = issuesOf(`${MINIMAL}stage3:\n  thresholds: calibrated\n`);
     expect(formatRunConfigIssue(issueAt(issues, 'stage3.thresholds'))).toBe(

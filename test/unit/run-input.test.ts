@@ -12,6 +12,20 @@ stage3: { enabled: false }
 `;
 
 describe('datasetRunInput', () => {
+  it('with stage3.skipAnnotated, stage 3 starts after the images stages 1 and 2 annotate', () => {
+    const config = (stage3: string) =>
+      loadRunConfig(
+        BASE.replace('stage3: { enabled: false }', `stage3: ${stage3}`) +
+          'stage1: { enabled: true, rounds: 2, imagesPerRound: 5 }\nstage2: { enabled: true, rounds: 3, imagesPerRound: 4 }\n',
+        '/tmp/run.yaml',
+      );
+    expect(datasetRunInput(config('{ skipAnnotated: true }')).stage3!.shardTemplate.firstImage).toBe(22);
+    expect(datasetRunInput(config('{}')).stage3!.shardTemplate.firstImage).toBeUndefined();
+    expect(
+      datasetRunInput(config('{ skipAnnotated: true }')).stage3!.shardTemplate.segmenter,
+    ).not.toHaveProperty('skipAnnotated');
+  });
+
   it('puts stage 2 after stage 1: rounds, images, round settings, detector decoding', () => {
     const input = datasetRunInput(
       loadRunConfig(

@@ -193,6 +193,25 @@ describe('runShard', () => {
     expect(parts).toEqual([]);
   });
 
+  it('with firstImage, leaves the annotated images out; a shard of only those finishes empty', async () => {
+    await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 4 });
+    const run = (shard: number) =>
+      runShard(out, stores, {
+        runId: 'r1',
+        shard,
+        batchImages: 3,
+        firstImage: 6,
+        segmenter: standInSegmenter(),
+        resumeFrom: 0,
+        settings: SETTINGS,
+      });
+    expect(await run(0)).toEqual({ images: 0, done: 0, failed: 0, masks: 0 });
+    expect(await readShardResult(out, 'r1', 0)).toEqual([]);
+    expect(await run(1)).toEqual({ images: 2, done: 2, failed: 0, masks: 2 });
+    expect((await readShardResult(out, 'r1', 1))!.map((l) => l.id)).toEqual([6, 7]);
+    expect(await out.exists(runLayout.masks('r1', 5))).toBe(false);
+  });
+
   it('resumes after a crash at the first unfinished batch and duplicates nothing', async () => {
     await planShards(out, stores, { runId: 'r1', source: source(), shardSize: 8 });
     const beats: number[] = [];

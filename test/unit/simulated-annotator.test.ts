@@ -32,6 +32,11 @@ describe('annotateImage', () => {
         const submission = { annotator: 'sim', submissionId: `m-${m.object}`, ...m };
         expect(submissionProblem(submission, h, w)).toBeUndefined();
       }
+      // With a budget, the first big-enough objects, the same masks, and no click on the rest.
+      const embedding = await session.embed(image);
+      const limited = await annotateImage(session, embedding, truths, h, w, model, 2);
+      expect(limited.map((m) => m.object)).toEqual(bigEnough.slice(0, 2));
+      expect(limited.map((m) => m.mask)).toEqual(masks.slice(0, 2).map((m) => m.mask));
       const mean = masks.reduce((s, m) => s + m.iou, 0) / masks.length;
       console.log(
         `simulated annotator, ≤ 3 clicks, reference model: ${masks.length} masks, mean IoU ${mean.toFixed(3)}`,
