@@ -4,19 +4,16 @@
 //
 // Needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium); skipped without it.
 // Set SAE_AUDIT_SCREENSHOT=/some/file.png to keep the screenshot and look at it.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, screenshot } from '../helpers/chromium-screenshot.ts';
 import { runAudit } from '../../lib/audit/audit.ts';
 import { buildAuditFixture, type AuditFixture, type FixtureImage } from '../unit/audit-fixture.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WIDTH = 1280;
 const HEIGHT = 2400;
 
@@ -77,24 +74,7 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await writeFile(html, await fixture.out.get(summary.reportHtmlKey));
       const png = path.join(work, 'report.png');
 
-      await promisify(execFile)(
-        CHROMIUM,
-        [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          `--user-data-dir=${path.join(work, 'profile')}`,
-          `--screenshot=${png}`,
-          `--window-size=${WIDTH},${HEIGHT}`,
-          pathToFileURL(html).href,
-        ],
-        { timeout: 120_000 },
-      );
+      await screenshot(html, png, { width: WIDTH, height: HEIGHT }, work);
 
       if (process.env.SAE_AUDIT_SCREENSHOT) await copyFile(png, process.env.SAE_AUDIT_SCREENSHOT);
 

@@ -5,20 +5,17 @@
 //
 // Needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium); skipped without it.
 // Set SAE_ENGINE_REPORT_SCREENSHOT=/some/file.png to keep the screenshot and look at it.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, screenshot } from '../helpers/chromium-screenshot.ts';
 import { STAGE_COLOURS } from '../../lib/report/engine-report-html.ts';
 import { MASK_PALETTE, writeEngineReport } from '../../lib/report/engine-report.ts';
 import { buildEngineFixture, type EngineFixture } from '../unit/engine-report-fixture.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WIDTH = 1280;
 const HEIGHT = 6400;
 
@@ -60,24 +57,7 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await writeFile(html, await fixture.out.get(result.key));
       const png = path.join(work, 'index.png');
 
-      await promisify(execFile)(
-        CHROMIUM,
-        [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          `--user-data-dir=${path.join(work, 'profile')}`,
-          `--screenshot=${png}`,
-          `--window-size=${WIDTH},${HEIGHT}`,
-          pathToFileURL(html).href,
-        ],
-        { timeout: 120_000 },
-      );
+      await screenshot(html, png, { width: WIDTH, height: HEIGHT }, work);
 
       if (process.env.SAE_ENGINE_REPORT_SCREENSHOT) {
         await copyFile(png, process.env.SAE_ENGINE_REPORT_SCREENSHOT);

@@ -109,8 +109,10 @@ describe('a stage-3 dataset run', () => {
     // `sa-engine status` of the finished run: its figures and where its outputs are.
     const status = (await describeRun(client, config.run)).join('\n');
     expect(status).toContain(`${config.run}: COMPLETED`);
-    expect(status).toContain(`stage3   7/7 images (2 failed), ${masks} masks, shards 3/3`);
-    expect(status).toContain(`dataset  5 images, ${masks} masks, 2 failed`);
+    expect(status).toContain("stage 3    fully automatic, with the run's model");
+    expect(status).toMatch(new RegExp(`█+ 7/7 images \\(2 failed\\), ${masks} masks, shards 3/3`));
+    expect(status).toContain(`dataset    5 images, ${masks} masks, 2 failed`);
+    expect(status).toContain(`report     ${fixture.out.uri(runLayout.engineReport(config.run))}`);
     expect(status).toContain(`manifest ${fixture.out.uri(runLayout.datasetManifest(config.run))}`);
   });
 });
