@@ -7,32 +7,14 @@
 import {
   ChildWorkflowFailure,
   isCancellation,
-  proxyActivities,
   startChild,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
-import type { ModelActivities } from '../activities/models.ts';
-import type { Stage1Activities } from '../activities/stage1.ts';
 import type { GateSettings } from '../lib/models/gate.ts';
 import { retrainDue, type RetrainPolicy } from '../lib/models/trigger.ts';
-import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { retrainSam, type RetrainInput, type RetrainResult } from './retrain.ts';
-import { MODEL_REGISTRY_ERRORS, retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
-
-const { ensureChampion } = proxyActivities<ModelActivities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  // Seeding uploads the run's model package into the registry once.
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: retryPolicy(MODEL_REGISTRY_ERRORS),
-});
-
-const { buildTrainingSet } = proxyActivities<Stage1Activities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  startToCloseTimeout: '30 minutes',
-  retry: retryPolicy(STAGE1_ERRORS),
-});
+import { buildTrainingSet, ensureChampion } from './training-stubs.ts';
 
 export interface Stage1RetrainSpec {
   registry: string;

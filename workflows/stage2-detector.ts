@@ -6,28 +6,12 @@
 //
 // The rounds wait for each detector retrain: the paper's point is that the next round's pre-fill
 // comes from a detector that has seen the last round's masks.
-import { ChildWorkflowFailure, executeChild, isCancellation, proxyActivities } from '@temporalio/workflow';
-import type { ModelActivities } from '../activities/models.ts';
-import type { Stage1Activities } from '../activities/stage1.ts';
+import { ChildWorkflowFailure, executeChild, isCancellation } from '@temporalio/workflow';
 import type { DetectorGateSettings } from '../lib/models/gate.ts';
-import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { retrainDetector, type RetrainDetectorInput } from './retrain-detector.ts';
-import { MODEL_REGISTRY_ERRORS, retryPolicy, STAGE1_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 import { versionRef, type ModelVersionRef } from './stage1-retraining.ts';
-
-const { ensureChampion } = proxyActivities<ModelActivities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: retryPolicy(MODEL_REGISTRY_ERRORS),
-});
-
-const { buildTrainingSet } = proxyActivities<Stage1Activities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  startToCloseTimeout: '30 minutes',
-  retry: retryPolicy(STAGE1_ERRORS),
-});
+import { buildTrainingSet, ensureChampion } from './training-stubs.ts';
 
 export interface DetectorTrainingSpec {
   registry: string;

@@ -8,13 +8,9 @@
 //
 // Rounds continue stage 1's numbering and take the run's next images. Without a detector (none
 // seeded, none promoted yet) a round runs as a stage-1 round and says so in its result.
-import { proxyActivities } from '@temporalio/workflow';
-import type { ModelActivities } from '../activities/models.ts';
 import type { PrefillSettings } from '../lib/stage2/prefill.ts';
 import { roundTag } from '../lib/stage1/task-messages.ts';
-import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { executeContinuingChild } from './continuing-child.ts';
-import { MODEL_REGISTRY_ERRORS, retryPolicy } from './retry-policies.ts';
 import { SAE_MODEL, SAE_ROUND, SAE_RUN, SAE_STAGE } from './search-attributes.ts';
 import { annotationRound, roundWorkflowId, type RoundResult, type RoundSpec } from './stage1-round.ts';
 import type { Stage1Retraining } from './stage1-retraining.ts';
@@ -23,13 +19,7 @@ import {
   type DetectorRetrainSummary,
   type DetectorTrainingSpec,
 } from './stage2-detector.ts';
-
-const { ensureChampion } = proxyActivities<ModelActivities>({
-  taskQueue: TASK_QUEUES.orchestration,
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: retryPolicy(MODEL_REGISTRY_ERRORS),
-});
+import { ensureChampion } from './training-stubs.ts';
 
 export interface Stage2Input {
   rounds: number;

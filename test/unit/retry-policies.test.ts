@@ -116,11 +116,11 @@ describe('activity stubs in workflows/', () => {
     // recordRun, buildDataset, planDataset, buildDatasetShard + finishDataset, planShards, awaitShard,
     // segmentShard, probeShard, the audit's, training, storage check, storeAnnotation; a stage-1
     // round's planShards, roundImages + roundProgress, closeRoundTasks, embedImages + exportRound,
-    // the task's local storeAnnotation, the retrain's registry activities, stage-1 retraining's
-    // ensureChampion and buildTrainingSet, the detector retrain's training and registry activities;
-    // stage 2 (a round's prefillImages goes through its inference-pool stub): the task's local
-    // pre-fill writes, the stage's ensureChampion, and its detector training's ensureChampion and
-    // buildTrainingSet; both retrains' moveModelAlias; the run's writeEngineReport
-    expect(stubs).toBe(28);
+    // the task's local storeAnnotation, the retrain's registry activities, the detector retrain's
+    // training and registry activities; the retraining triggers' shared ensureChampion and
+    // buildTrainingSet (workflows/training-stubs.ts); stage 2 (a round's prefillImages goes through
+    // its inference-pool stub): the task's local pre-fill writes; both retrains' moveModelAlias;
+    // the run's writeEngineReport
+    expect(stubs).toBe(25);
   });
 });
