@@ -30,10 +30,7 @@ export async function renderOverlay(
   layers: OverlayLayers,
   maxWidth = GALLERY_WIDTH,
 ): Promise<Buffer> {
-  const image = await loadImage(imageBytes, { name });
-  const width = Math.min(maxWidth, image.width);
-  const height = Math.max(1, Math.round((image.height * width) / image.width));
-  const pixels = await resizeRgb(image.data, image.width, image.height, width, height);
+  const { pixels, width, height } = await shrinkPhoto(imageBytes, name, maxWidth);
 
   const scaled = (rle: Rle | null | undefined) => (rle ? sampleMask(rle, width, height) : null);
   const ignore = scaled(layers.ignore);
@@ -51,7 +48,7 @@ export async function renderOverlay(
 }
 
 /** RGB pixels resized to width×height (sharp); a copy when the size is already right. */
-export async function resizeRgb(
+async function resizeRgb(
   data: Uint8Array,
   w: number,
   h: number,
@@ -64,6 +61,18 @@ export async function resizeRgb(
     .raw()
     .toBuffer();
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** The photo decoded and shrunk to at most maxWidth wide (never enlarged), as RGB pixels to draw on. */
+export async function shrinkPhoto(
+  imageBytes: Uint8Array,
+  name: string,
+  maxWidth = GALLERY_WIDTH,
+): Promise<{ pixels: Uint8Array; width: number; height: number }> {
+  const image = await loadImage(imageBytes, { name });
+  const width = Math.min(maxWidth, image.width);
+  const height = Math.max(1, Math.round((image.height * width) / image.width));
+  return { pixels: await resizeRgb(image.data, image.width, image.height, width, height), width, height };
 }
 
 /** The mask at width×height, nearest pixel (centre sampling), row-major 0/1. */

@@ -3,8 +3,7 @@
 // runs/<run>/report/index.html. Safe to run at any time: a running run gets a report of what it
 // has so far, and writing it again replaces it.
 import sharp from 'sharp';
-import { GALLERY_WIDTH, outline, paint, resizeRgb, sampleMask, tint, type Rgb } from '../audit/overlay.ts';
-import { loadImage } from '../images/image-io.ts';
+import { GALLERY_WIDTH, outline, paint, sampleMask, shrinkPhoto, tint, type Rgb } from '../audit/overlay.ts';
 import type { ObjectStore } from '../object-store.ts';
 import { StoreCache } from '../object-store/uri.ts';
 import { toRle, type CocoRle } from '../rle.ts';
@@ -90,10 +89,7 @@ export async function renderMasks(
   masks: readonly CocoRle[],
   maxWidth = GALLERY_WIDTH,
 ): Promise<Buffer> {
-  const image = await loadImage(photoBytes, { name });
-  const width = Math.min(maxWidth, image.width);
-  const height = Math.max(1, Math.round((image.height * width) / image.width));
-  const pixels = await resizeRgb(image.data, image.width, image.height, width, height);
+  const { pixels, width, height } = await shrinkPhoto(photoBytes, name, maxWidth);
   const scaled = masks.map((m) => sampleMask(toRle(m), width, height));
   // Fills first, outlines last: an outline stays visible where a later mask's fill covers it.
   scaled.forEach((mask, i) => tint(pixels, mask, colourOf(i), FILL_ALPHA));
