@@ -4,10 +4,13 @@ import { Client, Connection } from '@temporalio/client';
 import { readDevState } from '../infra/dev-state.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import type { RunConfig } from '../lib/run-config.ts';
+import { temporalAuth, type TemporalAuth } from '../lib/temporal-auth.ts';
 
 export interface Endpoints {
   address: string;
   namespace: string;
+  /** mTLS or an API key, from the environment (TEMPORAL_TLS_*, TEMPORAL_API_KEY) or temporal.tls. */
+  auth?: TemporalAuth;
   /** Temporal Web UI base URL, when known (the dev stack's). */
   uiUrl?: string;
   storeOptions: ObjectStoreOptions;
@@ -34,7 +37,8 @@ export function resolveEndpoints(flags: EndpointFlags, config?: RunConfig): Endp
   const uiUrl =
     process.env.SAE_TEMPORAL_UI ??
     (dev && dev.info.temporal.address === address ? dev.info.temporal.uiUrl : undefined);
-  return { address, namespace, uiUrl, storeOptions: storeOptions(config) };
+  const auth = temporalAuth(process.env, config?.temporal.tls);
+  return { address, namespace, auth, uiUrl, storeOptions: storeOptions(config) };
 }
 
 function storeOptions(config?: RunConfig): ObjectStoreOptions {
@@ -57,7 +61,11 @@ function storeOptions(config?: RunConfig): ObjectStoreOptions {
 export async function connectClient(endpoints: Endpoints): Promise<Client> {
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: endpoints.address, connectTimeout: 5000 });
+    connection = await Connection.connect({
+      address: endpoints.address,
+      connectTimeout: 5000,
+      ...endpoints.auth,
+    });
   } catch (err) {
     throw new Error(
       `cannot reach the Temporal server at ${endpoints.address} (${(err as Error).message}). ` +

@@ -244,6 +244,18 @@ const TemporalSchema = z.strictObject({
     .refine(isHostPort, expecting(HOST_PORT_WHAT))
     .default('127.0.0.1:7233'),
   namespace: name('a Temporal namespace name').default('default'),
+  // TLS to a self-hosted cluster or Temporal Cloud: file paths on each process's host (the
+  // TEMPORAL_TLS_* variables override them). An API key is read from TEMPORAL_API_KEY only, never
+  // from a config file (lib/temporal-auth.ts).
+  tls: z
+    .strictObject({
+      clientCertPath: z.string().min(1).optional(),
+      clientKeyPath: z.string().min(1).optional(),
+      serverCaCertPath: z.string().min(1).optional(),
+      serverName: z.string().min(1).optional(),
+    })
+    .nullable()
+    .default(null),
   // Workers and workflows use the fixed queue names of lib/task-queues.ts.
   taskQueues: notImplementedYet("task queues other than sa-engine's own are"),
 });

@@ -78,7 +78,7 @@ describe('defaults', () => {
       batchImages: 8,
       onnx: { executionProvider: 'cpu', intraOpThreads: 0, interOpThreads: 0 },
     });
-    expect(config.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default' });
+    expect(config.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', tls: null });
     expect(config.images).toEqual({
       prefix: 's3://photos/raw/',
       extensions: ['jpg', 'jpeg', 'png', 'bmp', 'webp', 'tif', 'tiff'],
