@@ -5,6 +5,12 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
+/** Worker Versioning: which build of which deployment this worker is (docs/deploy.md "Rollout"). */
+export interface WorkerVersion {
+  deploymentName: string;
+  buildId: string;
+}
+
 export interface CreateWorkerOptions {
   connection: NativeConnection;
   namespace: string;
@@ -14,6 +20,10 @@ export interface CreateWorkerOptions {
   /** A prebuilt bundle (tests share one) instead of bundling workflows/ again. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   maxConcurrentActivityTaskExecutions?: number;
+  /** Unset: an unversioned worker, as on the dev stack. */
+  version?: WorkerVersion;
+  /** After SIGTERM, how long activities in flight may take to finish before they are cancelled. */
+  shutdownGraceMs?: number;
 }
 
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
@@ -28,6 +38,14 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     activities: opts.activities,
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivityTaskExecutions,
+    shutdownGraceTime: opts.shutdownGraceMs,
+    // Runs are long (annotation rounds wait on people for days): a workflow stays on the build it
+    // started on, and a new build takes only new runs. Short workflows opt into AUTO_UPGRADE.
+    workerDeploymentOptions: opts.version && {
+      useWorkerVersioning: true,
+      version: opts.version,
+      defaultVersioningBehavior: 'PINNED',
+    },
     ...workflows,
   });
 }

@@ -1,22 +1,31 @@
 // Runs one worker per task queue in this process until it is told to stop. `sa-engine worker`
 // and the embedded demo both come through here.
 import { NativeConnection, type Worker, type WorkerOptions } from '@temporalio/worker';
+import type { TemporalAuth } from '../lib/temporal-auth.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { createActivities, type ActivityDeps } from './activities.ts';
-import { createWorker } from './create-worker.ts';
+import { createWorker, type WorkerVersion } from './create-worker.ts';
 import { installQuietRuntime } from './runtime.ts';
 
 export interface RunWorkersOptions extends ActivityDeps {
   address: string;
   namespace: string;
+  /** mTLS or an API key (lib/temporal-auth.ts); default plaintext. */
+  auth?: TemporalAuth;
   queues: string[];
   /** Activities at once per queue; the inference pool defaults to 1 (one AMG saturates the cores). */
   concurrency?: Partial<Record<string, number>>;
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Worker Versioning: the deployment and build these workers belong to. */
+  version?: WorkerVersion;
+  /** After shutdown is asked for (SIGTERM), how long activities in flight may run on; default 0. */
+  shutdownGraceMs?: number;
 }
 
 export interface RunningWorkers {
   workers: Worker[];
+  /** Every worker polls (a readiness probe's answer); false once shutdown began. */
+  ready(): boolean;
   /** Resolves when every worker has stopped; rejects if one fails. */
   done: Promise<void>;
   shutdown(): Promise<void>;
@@ -29,7 +38,7 @@ const DEFAULT_CONCURRENCY: Record<string, number> = {
 
 export async function startWorkers(opts: RunWorkersOptions): Promise<RunningWorkers> {
   installQuietRuntime();
-  const connection = await NativeConnection.connect({ address: opts.address });
+  const connection = await NativeConnection.connect({ address: opts.address, ...opts.auth });
   const activities = createActivities(opts);
   const workers = await Promise.all(
     opts.queues.map((taskQueue) =>
@@ -40,6 +49,8 @@ export async function startWorkers(opts: RunWorkersOptions): Promise<RunningWork
         activities,
         runWorkflows: taskQueue === TASK_QUEUES.orchestration,
         workflowBundle: opts.workflowBundle,
+        version: opts.version,
+        shutdownGraceMs: opts.shutdownGraceMs,
         maxConcurrentActivityTaskExecutions:
           opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue] ?? 4,
       }),
@@ -48,6 +59,7 @@ export async function startWorkers(opts: RunWorkersOptions): Promise<RunningWork
   const done = Promise.all(workers.map((w) => w.run())).then(() => connection.close());
   return {
     workers,
+    ready: () => workers.every((w) => w.getState() === 'RUNNING'),
     done,
     async shutdown() {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
