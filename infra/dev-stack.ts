@@ -197,24 +197,33 @@ export async function temporalAnswers(
 ): Promise<boolean> {
   const connection = await Connection.connect({ address: endpoint.address, connectTimeout: 1000 });
   try {
-    const { customAttributes } = await connection.operatorService.listSearchAttributes({
-      namespace: endpoint.namespace,
-    });
-    const missing = Object.entries(SEARCH_ATTRIBUTES).filter(
-      ([name]) => customAttributes?.[name] === undefined,
-    );
-    if (missing.length > 0 && opts.addMissing) {
-      await connection.operatorService.addSearchAttributes({
-        namespace: endpoint.namespace,
-        searchAttributes: Object.fromEntries(
-          missing.map(([name, type]) => [name, INDEXED_VALUE_TYPES[type]]),
-        ),
-      });
-    }
+    const missing = await missingSearchAttributes(connection, endpoint.namespace, opts);
     return missing.length === 0;
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * sa-engine's search attributes the namespace lacks (before `addMissing` registers them). A dev
+ * server gets them at start; a cluster's namespace through `sa-engine namespace prepare`.
+ */
+export async function missingSearchAttributes(
+  connection: Pick<Connection, 'operatorService'>,
+  namespace: string,
+  opts: { addMissing?: boolean } = {},
+): Promise<string[]> {
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = Object.entries(SEARCH_ATTRIBUTES).filter(
+    ([name]) => customAttributes?.[name] === undefined,
+  );
+  if (missing.length > 0 && opts.addMissing) {
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(missing.map(([name, type]) => [name, INDEXED_VALUE_TYPES[type]])),
+    });
+  }
+  return missing.map(([name]) => name);
 }
 
 export async function startS3Server(opts: S3Options): Promise<StartedServer<S3Endpoint>> {

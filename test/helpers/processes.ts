@@ -13,6 +13,8 @@ export interface WorkerProcess {
   logFile: string;
   /** SIGKILL, then wait until the process is gone. */
   kill(): Promise<void>;
+  /** SIGTERM (what Kubernetes sends first), then wait; resolves with the exit code. */
+  terminate(): Promise<number | null>;
 }
 
 export interface SpawnWorkerOptions {
@@ -24,6 +26,10 @@ export interface SpawnWorkerOptions {
   readyTimeoutMs?: number;
   /** `--config FILE`: the worker takes its storage settings from this run config, not SAE_S3_ENDPOINT. */
   configFile?: string;
+  /** Default: the stack's namespace. */
+  namespace?: string;
+  /** More flags for `sa-engine worker` (e.g. --deployment-name, --shutdown-grace). */
+  args?: string[];
 }
 
 /** Starts `sa-engine worker` against the stack and resolves once it polls its queues. */
@@ -32,14 +38,15 @@ export async function spawnWorkerProcess(stack: StackInfo, opts: SpawnWorkerOpti
   if (opts.configFile) args.push('--config', opts.configFile);
   const env = { ...process.env, ...workerEnv(stack, opts.stateDir) };
   if (opts.configFile) delete env.SAE_S3_ENDPOINT;
-  const child = spawn(process.execPath, [...args, '--namespace', stack.temporal.namespace], {
+  args.push('--namespace', opts.namespace ?? stack.temporal.namespace, ...(opts.args ?? []));
+  const child = spawn(process.execPath, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
-  const worker: WorkerProcess = { child, logFile: opts.logFile, kill: () => killAndWait(child) };
+  const worker = workerProcess(child, opts.logFile);
   try {
     await waitForOutput(child, /Workers running on/, opts.readyTimeoutMs ?? 60_000);
   } catch (err) {
@@ -84,6 +91,20 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number):
     child.stdout?.on('data', onData);
     child.once('exit', onExit);
   });
+}
+
+function workerProcess(child: ChildProcess, logFile: string): WorkerProcess {
+  return {
+    child,
+    logFile,
+    kill: () => killAndWait(child),
+    terminate: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
 
 async function killAndWait(child: ChildProcess): Promise<void> {
@@ -131,7 +152,7 @@ export async function spawnTrainerProcess(
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
-  const worker: WorkerProcess = { child, logFile: opts.logFile, kill: () => killAndWait(child) };
+  const worker = workerProcess(child, opts.logFile);
   try {
     await waitForOutput(child, /sae-trainer worker:/, opts.readyTimeoutMs ?? 120_000);
   } catch (err) {
