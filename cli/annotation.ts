@@ -44,6 +44,7 @@ export async function startAnnotationService(
   config: RunConfig,
   endpoints: Endpoints,
   client: Client,
+  listen: { host?: string; port?: number } = {},
 ): Promise<RunningAnnotationService> {
   const stores = new StoreCache(endpoints.storeOptions);
   const accounts = new AnnotatorAccounts(stores.open(config.output));
@@ -55,9 +56,12 @@ export async function startAnnotationService(
     accounts,
     modelDir: await localModelDir(config.models.sam, endpoints.storeOptions),
     models: await modelLocator(config, endpoints),
-    webDir: await buildWeb(), // under a second, and never a stale tool
+    // Under a second, and never a stale tool. SAE_WEB_DIST: a writable folder for it where the
+    // install is read-only (a container's root filesystem).
+    webDir: await buildWeb(process.env.SAE_WEB_DIST || undefined),
   });
-  const { host, port } = config.stage1.service;
+  const host = listen.host ?? config.stage1.service.host;
+  const port = listen.port ?? config.stage1.service.port;
   const url = await app.listen({ host, port });
   return { url, accounts, close: () => app.close() };
 }

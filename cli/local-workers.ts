@@ -215,7 +215,12 @@ export async function startTrainerWorker(endpoints: Endpoints): Promise<TrainerW
   const s3 = endpoints.storeOptions.s3 ?? {};
   const child = spawn(
     python,
-    ['-m', 'sae_trainer', 'worker', '--address', endpoints.address, '--namespace', endpoints.namespace],
+    // A short grace: Ctrl-C on a local run should not wait out a training; the trainer stops at a
+    // step boundary with its checkpoint saved, and the retry resumes from it.
+    [
+      ...['-m', 'sae_trainer', 'worker', '--address', endpoints.address, '--namespace', endpoints.namespace],
+      ...['--shutdown-grace', '10'],
+    ],
     {
       cwd: trainerDir,
       env: {

@@ -149,6 +149,10 @@ export async function createAnnotationService(opts: AnnotationServiceOptions): P
     return reply.status(500).send({ error: 'internal error; see the service log' });
   });
 
+  // A cluster's probes (infra/helm/sa-engine): no token, nothing about the run.
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async () => ({ status: 'ready' }));
+
   app.register(
     async (api) => {
       api.addHook('onRequest', async (req) => {

@@ -14,11 +14,16 @@ export function registerAnnotateCommands(program: Command): void {
     .argument('<file>', 'run config (YAML or JSON)')
     .option('--address <host:port>', 'Temporal server (default: config, TEMPORAL_ADDRESS, the dev stack)')
     .option('--namespace <ns>', 'Temporal namespace')
-    .action(async (file: string, flags: EndpointFlags) => {
+    .option('--host <host>', 'listen on this address (default: stage1.service.host)')
+    .option('--port <port>', 'listen on this port (default: stage1.service.port)', parsePort)
+    .action(async (file: string, flags: EndpointFlags & { host?: string; port?: number }) => {
       const config = await loadRunConfigFile(file);
       const endpoints = resolveEndpoints(flags, config);
       const client = await connectClient(endpoints);
-      const service = await startAnnotationService(config, endpoints, client);
+      const service = await startAnnotationService(config, endpoints, client, {
+        host: flags.host,
+        port: flags.port,
+      });
       console.log(`Annotation tool for run ${config.run}: ${service.url} (Ctrl-C to stop).`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
@@ -70,4 +75,11 @@ function leaveRule(spec: string): (task: TaskResponse) => boolean {
   if (!m) throw new Error(`--leave expects ROUND:IMAGE (e.g. 1:0), got "${spec}"`);
   const [round, image] = [Number(m[1]), Number(m[2])];
   return (task) => task.round === round && task.imageId === image;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`--port expects a port number, got ${text}`);
+  return port;
 }
