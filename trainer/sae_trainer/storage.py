@@ -1,5 +1,8 @@
 """Object storage by URI: `file:///abs/dir/key` or `s3://bucket/key` (boto3; endpoint from
-SAE_S3_ENDPOINT for S3-compatible servers, credentials and region from the usual AWS_* variables).
+SAE_S3_ENDPOINT for S3-compatible servers; region from AWS_REGION, else AWS_DEFAULT_REGION or the
+profile, else us-east-1). Credentials are never passed in: boto3's default chain finds them (the
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY pair, a profile, an IRSA web identity, an ECS task or EC2
+instance role), so a pod with an IAM role needs no keys at all.
 
 Keys are '/'-separated. A store is opened on a root URI and addressed by keys relative to it.
 """
@@ -92,8 +95,8 @@ class S3Store:
         endpoint = os.environ.get("SAE_S3_ENDPOINT") or None
         # Path-style addressing: local S3-compatible servers do not serve bucket subdomains.
         config = Config(s3={"addressing_style": "path"}) if endpoint else None
-        self.client = boto3.client("s3", endpoint_url=endpoint, config=config,
-                                   region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name or "us-east-1"
+        self.client = boto3.client("s3", endpoint_url=endpoint, config=config, region_name=region)
         self.bucket, self.prefix = bucket, prefix.strip("/")
 
     def _key(self, key: str) -> str:

@@ -30,6 +30,19 @@ evaluateSam input (EvaluateSamInput):
 
 Both run on the worker host's device: `worker --device` or SAE_TRAIN_DEVICE (default auto: the
 GPU when PyTorch sees one).
+
+The worker process (`python -m sae_trainer worker`, run_worker below) is the same on a laptop and in
+a Kubernetes pod (infra/docker/trainer.Dockerfile):
+  - `--health-port N` (SAE_HEALTH_PORT): GET /healthz answers 200 while the process lives, GET
+    /readyz 200 once the worker polls its queue and 503 again from SIGTERM on.
+  - SIGTERM or SIGINT: stop polling, let the activity in flight finish for up to `--shutdown-grace`
+    seconds (SAE_SHUTDOWN_GRACE_SECONDS, default 300), then cancel it: a training activity uploads
+    its last checkpoint and fails as `WorkerShutdown`, which the workflow retries on another worker
+    from that checkpoint. A second signal ends the process at once.
+  - `--deployment-name` with `--build-id` (SAE_DEPLOYMENT_NAME, SAE_BUILD_ID): Worker Versioning.
+  - Temporal Cloud or a TLS frontend: TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH /
+    _CLIENT_KEY_PATH / _SERVER_CA_CERT_PATH / _SERVER_NAME, as lib/temporal-auth.ts reads them for the
+    TypeScript workers (connect_options).
 """
 
 from __future__ import annotations
@@ -39,9 +52,14 @@ import hashlib
 import json
 import os
 import posixpath
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Optional
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -82,9 +100,27 @@ def _heartbeat_every(seconds: float) -> Callable[[Dict[str, Any]], None]:
     return beat
 
 
+# trainSam, evaluateSam and trainDetector stop on a cancel themselves: they look at
+# activity.is_cancelled() between steps (and images), save a checkpoint of the last finished step,
+# upload it, and raise. They are declared with no_thread_cancel_exception, or temporalio would raise
+# CancelledError into their thread wherever it happens to be (mid-step, mid-upload), and the steps
+# since the last periodic checkpoint would be lost. evaluateDetector writes nothing and keeps the
+# default.
+def _cancelled(message: str) -> Exception:
+    """What an activity raises once it has stopped on a cancel. When the cancel came from this
+    worker's shutdown (its grace period ran out) and not from the workflow, a retryable failure: the
+    workflow's retry policy runs the activity again on another worker, from the checkpoint it has
+    just uploaded. Reported as a cancellation instead, the attempt would look as if the workflow had
+    asked for it."""
+    details = activity.cancellation_details()
+    if details is not None and details.worker_shutdown and not details.cancel_requested:
+        return ApplicationError(f"the worker shut down: {message}", type="WorkerShutdown")
+    return CancelledError(message)
+
+
 def _check_cancel() -> None:
     if activity.is_cancelled():
-        raise CancelledError("activity cancelled")
+        raise _cancelled("activity cancelled")
 
 
 def fetch_dataset(store, manifest: Dict[str, Any], dest: str, beat) -> tuple[str, str]:
@@ -179,7 +215,7 @@ def _upload_package(models, prefix: str, files: Dict[str, str], package: Dict[st
     return uploaded
 
 
-@activity.defn(name="trainSam")
+@activity.defn(name="trainSam", no_thread_cancel_exception=True)
 def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .export import export_package
     from .train import train
@@ -229,7 +265,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
         result = train(cfg, progress=progress, cancel=activity.is_cancelled)
     except TrainingCancelled as e:
         models.upload(local_ckpt, remote_ckpt)
-        raise CancelledError(str(e)) from e
+        raise _cancelled(str(e)) from e
 
     beat({"phase": "export"}, force=True)
 
@@ -259,7 +295,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
         "parity": package["parity"]["onnx_vs_pytorch_max_abs_diff"], "files": uploaded})
 
 
-@activity.defn(name="evaluateSam")
+@activity.defn(name="evaluateSam", no_thread_cancel_exception=True)
 def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     from .data import CocoInstances
     from .evaluate import evaluate
@@ -281,12 +317,15 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     sam.to(resolve_device(worker_device()))
 
     beat = _heartbeat_every(5.0)
-    metrics = evaluate(sam, CocoInstances(data_dir, ann_file), max_images=inp.get("maxImages"),
-                       max_masks_per_image=inp.get("maxMasksPerImage"),
-                       max_clicks=int(inp.get("maxClicks", 20)),
-                       progress=lambda n, total: beat({"phase": "evaluate", "done": n,
-                                                       "total": total}),
-                       cancel=activity.is_cancelled)
+    try:
+        metrics = evaluate(sam, CocoInstances(data_dir, ann_file), max_images=inp.get("maxImages"),
+                           max_masks_per_image=inp.get("maxMasksPerImage"),
+                           max_clicks=int(inp.get("maxClicks", 20)),
+                           progress=lambda n, total: beat({"phase": "evaluate", "done": n,
+                                                           "total": total}),
+                           cancel=activity.is_cancelled)
+    except InterruptedError as e:  # evaluate() stopped on the cancel flag
+        raise _cancelled(str(e)) from e
     metrics["dataset"] = inp["dataset"]
     # Returned only: a registry version is never written after it was made (the retrain workflow
     # keeps the figures in the new version's lineage).
@@ -325,7 +364,7 @@ def _decode_settings(inp: Dict[str, Any]):
                           int(d.get("maxDetections", default.max_detections)))
 
 
-@activity.defn(name="trainDetector")
+@activity.defn(name="trainDetector", no_thread_cancel_exception=True)
 def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     """Trains the stage-2 box detector on a SAM version's embeddings and writes it to the registry
     as <modelName>/v<version>/ (detector.onnx, detector.pt, detector_log.jsonl, model.json);
@@ -374,7 +413,7 @@ def train_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     except DetectorTrainingCancelled as e:
         if os.path.isfile(local_ckpt):
             models.upload(local_ckpt, remote_ckpt)
-        raise CancelledError(str(e)) from e
+        raise _cancelled(str(e)) from e
     except ValueError as e:  # a parent on another encoder, a checkpoint of another training, no data
         raise ApplicationError(str(e), type="DetectorMismatch", non_retryable=True) from e
 
@@ -429,25 +468,277 @@ def evaluate_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     return _checked("EvaluateDetectorResult", metrics)
 
 
-async def run_worker(address: str, namespace: str, task_queue: str, device: str) -> None:
+# --- the worker process -------------------------------------------------------------------------
+
+HEALTH_PORT_ENV = "SAE_HEALTH_PORT"
+SHUTDOWN_GRACE_ENV = "SAE_SHUTDOWN_GRACE_SECONDS"
+DEPLOYMENT_NAME_ENV = "SAE_DEPLOYMENT_NAME"
+BUILD_ID_ENV = "SAE_BUILD_ID"
+# Long enough for a training step, a checkpoint upload or an ONNX export to end; a pod's
+# terminationGracePeriodSeconds must be longer than this.
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 300.0
+
+# Temporal's own variable names (its CLI and SDKs read the same), as lib/temporal-auth.ts has them.
+API_KEY_ENV = "TEMPORAL_API_KEY"
+TLS_ENV = "TEMPORAL_TLS"
+TLS_CLIENT_CERT_ENV = "TEMPORAL_TLS_CLIENT_CERT_PATH"
+TLS_CLIENT_KEY_ENV = "TEMPORAL_TLS_CLIENT_KEY_PATH"
+TLS_SERVER_CA_ENV = "TEMPORAL_TLS_SERVER_CA_CERT_PATH"
+TLS_SERVER_NAME_ENV = "TEMPORAL_TLS_SERVER_NAME"
+
+
+def _non_empty(value: Optional[str]) -> Optional[str]:
+    return value if value is not None and value.strip() else None
+
+
+def _read_pem(path: str, variable: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path} ({variable}): {e.strerror or e}") from e
+
+
+def connect_options(env: Mapping[str, str]) -> Dict[str, Any]:
+    """Client.connect's keyword arguments for the authentication `env` asks for: {} (plaintext: the
+    dev stack, a cluster-internal frontend), {"tls": True} (TLS with the system's roots), or a
+    TLSConfig for mTLS, a private CA or a server name; plus "api_key" for Temporal Cloud's API keys.
+
+    The same rules as lib/temporal-auth.ts: TEMPORAL_TLS=true turns TLS on with nothing else set; an
+    API key or any TLS file implies TLS (TEMPORAL_TLS=false with one of them is an error); the client
+    certificate and its key come as a pair or not at all. Raises ValueError, naming the variable."""
+    api_key = _non_empty(env.get(API_KEY_ENV))
+    cert = _non_empty(env.get(TLS_CLIENT_CERT_ENV))
+    key = _non_empty(env.get(TLS_CLIENT_KEY_ENV))
+    ca = _non_empty(env.get(TLS_SERVER_CA_ENV))
+    server_name = _non_empty(env.get(TLS_SERVER_NAME_ENV))
+    switch_text = _non_empty(env.get(TLS_ENV))
+    switch = None
+    if switch_text is not None:
+        if switch_text.strip().lower() in ("true", "1"):
+            switch = True
+        elif switch_text.strip().lower() in ("false", "0"):
+            switch = False
+        else:
+            raise ValueError(f"{TLS_ENV} must be true or false, got {switch_text!r}")
+
+    if (cert is None) != (key is None):
+        raise ValueError(f"mTLS needs both {TLS_CLIENT_CERT_ENV} and {TLS_CLIENT_KEY_ENV}, or neither "
+                         f"({TLS_CLIENT_CERT_ENV if cert is None else TLS_CLIENT_KEY_ENV} is not set)")
+    wants_tls = any(v is not None for v in (api_key, cert, ca, server_name))
+    if switch is False and wants_tls:
+        raise ValueError(f"{TLS_ENV}=false, but an API key or TLS files are set: they need TLS")
+    if not wants_tls and switch is not True:
+        return {}
+
+    from temporalio.service import TLSConfig
+
+    tls: Any = True
+    if cert is not None or ca is not None or server_name is not None:
+        tls = TLSConfig(
+            client_cert=_read_pem(cert, TLS_CLIENT_CERT_ENV) if cert is not None else None,
+            client_private_key=_read_pem(key, TLS_CLIENT_KEY_ENV) if key is not None else None,
+            server_root_ca_cert=_read_pem(ca, TLS_SERVER_CA_ENV) if ca is not None else None,
+            domain=server_name)
+    options: Dict[str, Any] = {"tls": tls}
+    if api_key is not None:
+        options["api_key"] = api_key
+    return options
+
+
+def describe_connection(options: Mapping[str, Any]) -> str:
+    """For logs: how the worker connects, without the secrets (lib/temporal-auth.ts's wording)."""
+    tls = options.get("tls")
+    if not tls:
+        return "plaintext"
+    if options.get("api_key"):
+        return "TLS + API key"
+    return "mTLS" if getattr(tls, "client_cert", None) else "TLS"
+
+
+class HealthServer:
+    """GET /healthz (200 while the process lives) and GET /readyz (200 while `ready()` says so, else
+    503) on host:port, served from a daemon thread; port 0 takes a free one (see `port`)."""
+
+    def __init__(self, port: int, host: str = "0.0.0.0",
+                 ready: Callable[[], bool] = lambda: False) -> None:
+        self.ready = ready
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    self._answer(200, {"status": "ok"})
+                elif path == "/readyz":
+                    try:
+                        ok = bool(server.ready())
+                    except Exception:  # a probe must answer, whatever the worker's state
+                        ok = False
+                    self._answer(200 if ok else 503, {"status": "ready" if ok else "not ready"})
+                else:
+                    self._answer(404, {"status": "not found"})
+
+            def _answer(self, code: int, body: Dict[str, str]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # a probe every few seconds is not news
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.host, self.port = host, self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sae-health",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@dataclass
+class WorkerSettings:
+    address: str
+    namespace: str
+    task_queue: str
+    device: str
+    health_port: Optional[int] = None
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    deployment_name: Optional[str] = None
+    build_id: Optional[str] = None
+
+
+def versioning_options(deployment_name: Optional[str], build_id: Optional[str]) -> Dict[str, Any]:
+    """Worker's keyword arguments for Worker Versioning: none without a deployment, else this build
+    as a version of it. This worker runs activities only, so default_versioning_behavior (which
+    says whether a workflow stays on the version it started on) stays UNSPECIFIED, as temporalio
+    allows for a worker without workflows; the workflows' own workers choose theirs."""
+    if (deployment_name is None) != (build_id is None):
+        raise ValueError("Worker Versioning needs both --deployment-name and --build-id "
+                         f"({DEPLOYMENT_NAME_ENV}, {BUILD_ID_ENV}), or neither")
+    if deployment_name is None:
+        return {}
+    from temporalio.common import WorkerDeploymentVersion
+    from temporalio.worker import WorkerDeploymentConfig
+
+    return {"deployment_config": WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
+        use_worker_versioning=True)}
+
+
+async def run_worker(settings: WorkerSettings, connect: Optional[Dict[str, Any]] = None) -> None:
+    """Serves the training queue until SIGTERM or SIGINT, then drains (see the module docstring)."""
     from temporalio.client import Client
     from temporalio.worker import Worker
 
-    client = await Client.connect(address, namespace=namespace)
-    # Training is CPU/GPU bound and runs in a thread; one activity at a time per worker process.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        worker = Worker(client, task_queue=task_queue, activities=[train_sam, evaluate_sam,
-                                                                     train_detector_activity,
-                                                                     evaluate_detector_activity],
-                        activity_executor=pool, max_concurrent_activities=1)
-        print(f"sae-trainer worker: {address} namespace {namespace} queue {task_queue} "
-              f"device {device}", flush=True)
-        await worker.run()
+    connect = connect if connect is not None else connect_options(os.environ)
+    versioning = versioning_options(settings.deployment_name, settings.build_id)
+    stopping = threading.Event()
+    worker: Optional[Worker] = None
+    health = None
+    if settings.health_port is not None:
+        # Up before the connection: /healthz answers while the process lives, /readyz once it polls.
+        health = HealthServer(settings.health_port, ready=lambda: bool(
+            worker is not None and worker.is_running and not stopping.is_set()))
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    try:
+        client = await Client.connect(settings.address, namespace=settings.namespace, **connect)
+        # Training is CPU/GPU bound and runs in a thread; one activity at a time per worker process.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            worker = Worker(client, task_queue=settings.task_queue,
+                            activities=[train_sam, evaluate_sam, train_detector_activity,
+                                        evaluate_detector_activity],
+                            activity_executor=pool, max_concurrent_activities=1,
+                            graceful_shutdown_timeout=timedelta(
+                                seconds=settings.shutdown_grace_seconds),
+                            **versioning)
+            shutdown_task = []
+
+            def on_signal(signum: int) -> None:
+                name = signal.Signals(signum).name
+                if stopping.is_set():  # a second signal: stop now, as if none were handled
+                    print(f"sae-trainer worker: {name} again: stopping at once", flush=True)
+                    signal.signal(signum, signal.SIG_DFL)
+                    os.kill(os.getpid(), signum)
+                    return
+                stopping.set()
+                print(f"sae-trainer worker: {name}: polling stopped; an activity in flight has "
+                      f"{settings.shutdown_grace_seconds:g} s to finish before it is cancelled",
+                      flush=True)
+                shutdown_task.append(loop.create_task(worker.shutdown()))
+
+            for signum in handled:
+                loop.add_signal_handler(signum, on_signal, signum)
+            run = loop.create_task(worker.run())
+            # Ready once the worker has checked its namespace and its pollers start.
+            while not worker.is_running and not run.done():
+                await asyncio.sleep(0.05)
+            if worker.is_running:
+                extra = "".join([
+                    f", build {settings.build_id} of {settings.deployment_name}" if versioning else "",
+                    f", health on {health.url}" if health else ""])
+                print(f"sae-trainer worker: {settings.address} namespace {settings.namespace} "
+                      f"queue {settings.task_queue} device {settings.device} "
+                      f"({describe_connection(connect)}{extra})", flush=True)
+            await run
+            if stopping.is_set():
+                print("sae-trainer worker: stopped", flush=True)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if health is not None:
+            health.close()
 
 
 def worker_device() -> str:
     """The device is the worker host's, not the workflow's: a GPU host's worker trains on its GPU."""
     return os.environ.get(DEVICE_ENV, "auto")
+
+
+def _setting(args, name: str, env: str) -> Optional[str]:
+    """A flag, else its environment variable; an empty value counts as unset."""
+    value = getattr(args, name, None)
+    return _non_empty(value if value is not None else os.environ.get(env))
+
+
+def worker_settings(args, device: str) -> WorkerSettings:
+    """The worker's settings from its flags and the environment (a flag wins)."""
+    port = _setting(args, "health_port", HEALTH_PORT_ENV)
+    grace = _setting(args, "shutdown_grace", SHUTDOWN_GRACE_ENV)
+    try:
+        health_port = int(port) if port is not None else None
+        if health_port is not None and not 0 <= health_port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--health-port ({HEALTH_PORT_ENV}) must be a port number, got {port!r}") from None
+    try:
+        grace_seconds = float(grace) if grace is not None else DEFAULT_SHUTDOWN_GRACE_SECONDS
+        if not grace_seconds >= 0:  # also refuses nan
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--shutdown-grace ({SHUTDOWN_GRACE_ENV}) must be seconds >= 0, "
+                         f"got {grace!r}") from None
+    settings = WorkerSettings(
+        address=getattr(args, "address", None) or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
+        namespace=getattr(args, "namespace", None) or os.environ.get("TEMPORAL_NAMESPACE", "default"),
+        task_queue=getattr(args, "task_queue", None) or os.environ.get("SAE_TRAINING_TASK_QUEUE",
+                                                                        TASK_QUEUE),
+        device=device, health_port=health_port, shutdown_grace_seconds=grace_seconds,
+        deployment_name=_setting(args, "deployment_name", DEPLOYMENT_NAME_ENV),
+        build_id=_setting(args, "build_id", BUILD_ID_ENV))
+    versioning_options(settings.deployment_name, settings.build_id)  # both or neither, before connecting
+    return settings
 
 
 def main(args) -> None:
@@ -456,7 +747,6 @@ def main(args) -> None:
     if args.device:
         os.environ[DEVICE_ENV] = args.device
     device = resolve_device(worker_device())  # a host without the asked-for device fails at start
-    address = args.address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
-    namespace = args.namespace or os.environ.get("TEMPORAL_NAMESPACE", "default")
-    task_queue = args.task_queue or os.environ.get("SAE_TRAINING_TASK_QUEUE", TASK_QUEUE)
-    asyncio.run(run_worker(address, namespace, task_queue, str(device)))
+    settings = worker_settings(args, str(device))
+    connect = connect_options(os.environ)  # bad TLS settings fail here, before any connection
+    asyncio.run(run_worker(settings, connect))
