@@ -348,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--task-queue", default=None)
     w.add_argument("--device", default=None,
                    help=f"where trainSam and evaluateSam run (env SAE_TRAIN_DEVICE): {DEVICES_HELP}")
+    w.add_argument("--health-port", default=None, metavar="PORT",
+                   help="serve GET /healthz and /readyz on 0.0.0.0:PORT (env SAE_HEALTH_PORT)")
+    w.add_argument("--shutdown-grace", default=None, metavar="SECONDS",
+                   help="after SIGTERM, how long the activity in flight may run before it is "
+                        "cancelled and retried elsewhere (env SAE_SHUTDOWN_GRACE_SECONDS; default 300)")
+    w.add_argument("--deployment-name", default=None, metavar="NAME",
+                   help="Worker Versioning: the worker deployment, with --build-id "
+                        "(env SAE_DEPLOYMENT_NAME)")
+    w.add_argument("--build-id", default=None, metavar="ID",
+                   help="Worker Versioning: this build, with --deployment-name (env SAE_BUILD_ID)")
     w.set_defaults(func=_worker)
     return p
 
