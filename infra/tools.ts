@@ -9,7 +9,10 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export type ToolName = 'temporal' | 'versitygw';
+export type ToolName = 'temporal' | 'versitygw' | 'helm';
+
+/** The dev stack's servers: the ones the CLI builds on first use (helm only `npm run setup` builds). */
+const DEV_STACK_TOOLS: ToolName[] = ['temporal', 'versitygw'];
 
 interface ToolPin {
   module: string;
@@ -24,6 +27,7 @@ const pins = JSON.parse(readFileSync(new URL('./tools.json', import.meta.url), '
 const overrideEnv: Record<ToolName, string> = {
   temporal: 'SAE_TEMPORAL_BIN',
   versitygw: 'SAE_S3_SERVER_BIN',
+  helm: 'SAE_HELM_BIN',
 };
 
 export function cacheDir(): string {
@@ -55,9 +59,12 @@ export function toolPath(tool: ToolName): string {
   return path;
 }
 
-/** Tools absent from the cache; one an override variable names is the user's to provide, never built. */
+/**
+ * The dev stack's servers absent from the cache; one an override variable names is the user's to
+ * provide, never built.
+ */
 export function missingTools(): ToolName[] {
-  return (Object.keys(pins) as ToolName[]).filter(
+  return DEV_STACK_TOOLS.filter(
     (tool) => process.env[overrideEnv[tool]] === undefined && !existsSync(toolLocation(tool)),
   );
 }
