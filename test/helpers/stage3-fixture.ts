@@ -2,6 +2,7 @@
 // a config over them with the committed reference model, and in-process workers. Shared by the
 // stage-3 integration suites.
 import { randomUUID } from 'node:crypto';
+import { expect } from 'vitest';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -13,6 +14,8 @@ import {
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { createRunConfigSchema, type RunConfig } from '../../lib/run-config.ts';
 import { createSegmenterFactory } from '../../lib/stage3/segmenter.ts';
+import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
+import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import { runLayout } from '../../lib/run-layout.ts';
 import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
@@ -130,8 +133,31 @@ export async function keysUnder(store: ObjectStore, prefix: string): Promise<str
   return keys;
 }
 
-/** A batch of shard 0 is on storage and the shard is not finished: the run is mid-shard. */
-export async function midShard(fixture: Stage3Fixture, runId: string): Promise<boolean> {
-  const parts = await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, 0));
-  return parts.length > 0 && !(await fixture.out.exists(runLayout.shardResult(runId, 0)));
+/** A batch of the shard is on storage and the shard is not finished: the run is mid-shard. */
+export async function midShard(fixture: Stage3Fixture, runId: string, shard = 0): Promise<boolean> {
+  const parts = await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, shard));
+  return parts.length > 0 && !(await fixture.out.exists(runLayout.shardResult(runId, shard)));
+}
+
+/**
+ * Nothing lost, nothing twice: every shard's result manifest has exactly one line per manifest
+ * entry, in order, no part files are left, and there is one SA-1B file per image.
+ */
+export async function expectEveryImageExactlyOnce(
+  fixture: Stage3Fixture,
+  runId: string,
+  shards: number,
+): Promise<void> {
+  const imageIds: number[] = [];
+  for (let shard = 0; shard < shards; shard++) {
+    const entries = await readShardEntries(fixture.out, runId, shard);
+    const lines = (await readShardResult(fixture.out, runId, shard)) ?? [];
+    expect(lines.map((l) => l.id)).toEqual(entries.map((e) => e.id));
+    expect(lines.every((l) => l.status === 'done')).toBe(true);
+    expect(await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, shard))).toEqual([]);
+    imageIds.push(...entries.map((e) => e.id));
+  }
+  expect(imageIds).toHaveLength(fixture.goodImages);
+  const masks = await keysUnder(fixture.out, runLayout.masksPrefix(runId));
+  expect(masks.sort()).toEqual(imageIds.map((id) => runLayout.masks(runId, id)).sort());
 }

@@ -11,7 +11,6 @@ import { startS3Server, stopProcess } from '../../infra/dev-stack.ts';
 import type { StackInfo } from '../../infra/stack-info.ts';
 import type { RunConfig } from '../../lib/run-config.ts';
 import { runLayout } from '../../lib/run-layout.ts';
-import { readShardEntries } from '../../lib/stage3/shard-plan.ts';
 import { readShardResult } from '../../lib/stage3/shard-runner.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import type { RunningWorkers } from '../../workers/run-workers.ts';
@@ -22,10 +21,10 @@ import { readLog, spawnWorkerProcess, type WorkerProcess } from '../helpers/proc
 import { connectClient, restartTemporal, startOwnStack } from '../helpers/own-stack.ts';
 import { testStack } from '../helpers/stack.ts';
 import {
+  expectEveryImageExactlyOnce,
   keysUnder,
   midShard,
   stage3Config,
-  type Stage3Fixture,
   startTestWorkers,
   writeStage3Images,
 } from '../helpers/stage3-fixture.ts';
@@ -48,29 +47,6 @@ async function inProcessWorkers(stack: StackInfo, queues?: string[]): Promise<Ru
   const workers = await startTestWorkers(stack, queues);
   cleanups.push(() => workers.shutdown());
   return workers;
-}
-
-/**
- * Nothing lost, nothing twice: every shard's result manifest has exactly one line per manifest
- * entry, in order, no part files are left, and there is one SA-1B file per image.
- */
-async function expectEveryImageExactlyOnce(
-  fixture: Stage3Fixture,
-  runId: string,
-  shards: number,
-): Promise<void> {
-  const imageIds: number[] = [];
-  for (let shard = 0; shard < shards; shard++) {
-    const entries = await readShardEntries(fixture.out, runId, shard);
-    const lines = (await readShardResult(fixture.out, runId, shard)) ?? [];
-    expect(lines.map((l) => l.id)).toEqual(entries.map((e) => e.id));
-    expect(lines.every((l) => l.status === 'done')).toBe(true);
-    expect(await keysUnder(fixture.out, runLayout.shardPartsPrefix(runId, shard))).toEqual([]);
-    imageIds.push(...entries.map((e) => e.id));
-  }
-  expect(imageIds).toHaveLength(fixture.goodImages);
-  const masks = await keysUnder(fixture.out, runLayout.masksPrefix(runId));
-  expect(masks.sort()).toEqual(imageIds.map((id) => runLayout.masks(runId, id)).sort());
 }
 
 /** How the shard activity ran, from the shard workflow's history. */
