@@ -341,8 +341,11 @@ const Stage3Schema = z
     // How the run is cut up and scheduled.
     /** Images per shard workflow. */
     shardSize: intAtLeast(1).default(1000),
-    /** Shards running at once (the sliding window). */
-    maxConcurrentShards: intAtLeast(1).default(4),
+    /**
+     * Shards running at once (the sliding window). Each is a child workflow, and Temporal refuses
+     * more than 2,000 pending children per workflow (its default limit; docs/scale.md).
+     */
+    maxConcurrentShards: intBetween(1, 2000).default(4),
     /** Images per resume point of a shard: fetched concurrently, segmented one at a time, saved as one part. */
     batchImages: intAtLeast(1).default(8),
     /**

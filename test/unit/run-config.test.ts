@@ -159,6 +159,13 @@ stage3:
     );
   });
 
+  it("refuses more concurrent shards than Temporal's pending-children limit", () => {
+    const issues = issuesOf(`${MINIMAL}stage3:\n  maxConcurrentShards: 2001\n`);
+    expect(formatRunConfigIssue(issueAt(issues, 'stage3.maxConcurrentShards'))).toMatch(
+      /^stage3\.maxConcurrentShards: expected a whole number from 1 to 2000, got 2001/,
+    );
+  });
+
   it('names missing required fields', () => {
     const issues = issuesOf('run: demo\n');
     expect(issues.map((issue) => issue.path)).toEqual(['images', 'output', 'models']);
