@@ -149,6 +149,10 @@ async function spawnInferenceWorker(endpoints: Endpoints): Promise<ChildProcess>
     endpoints.address,
     '--namespace',
     endpoints.namespace,
+    // Ctrl-C on a local run should not wait for a shard to finish: the shard resumes from its
+    // last heartbeat when the run goes on (a cluster's pods drain instead, see docs/deploy.md).
+    '--shutdown-grace',
+    '0',
   ];
   const child = spawn(process.execPath, args, {
     env: { ...process.env, ...storageEnv(endpoints) },

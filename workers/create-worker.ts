@@ -38,14 +38,17 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     activities: opts.activities,
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivityTaskExecutions,
-    shutdownGraceTime: opts.shutdownGraceMs,
+    // The SDK spreads these over its defaults: an explicit undefined would replace them.
+    ...(opts.shutdownGraceMs !== undefined && { shutdownGraceTime: opts.shutdownGraceMs }),
     // Runs are long (annotation rounds wait on people for days): a workflow stays on the build it
     // started on, and a new build takes only new runs. Short workflows opt into AUTO_UPGRADE.
-    workerDeploymentOptions: opts.version && {
-      useWorkerVersioning: true,
-      version: opts.version,
-      defaultVersioningBehavior: 'PINNED',
-    },
+    ...(opts.version && {
+      workerDeploymentOptions: {
+        useWorkerVersioning: true,
+        version: opts.version,
+        defaultVersioningBehavior: 'PINNED',
+      },
+    }),
     ...workflows,
   });
 }
