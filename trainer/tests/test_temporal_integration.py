@@ -24,21 +24,8 @@ from temporalio.worker import Worker
 
 from sae_trainer.storage import open_store
 from sae_trainer.worker import TASK_QUEUE, evaluate_sam, train_sam
+from worker_helpers import TEMPORAL, free_port, tool_path
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def tool_path(name: str, env_var: str):
-    if os.environ.get(env_var):
-        return os.environ[env_var]
-    with open(os.path.join(REPO, "infra", "tools.json")) as f:
-        version = json.load(f)[name]["version"]
-    cache = os.environ.get("SAE_CACHE_DIR") or os.path.expanduser("~/.cache/sa-engine")
-    path = os.path.join(cache, "tools", f"{name}-{version}", name)
-    return path if os.access(path, os.X_OK) else None
-
-
-TEMPORAL = tool_path("temporal", "SAE_TEMPORAL_BIN")
 VERSITYGW = tool_path("versitygw", "SAE_S3_SERVER_BIN")
 pytestmark = pytest.mark.skipif(TEMPORAL is None, reason="temporal dev server not installed "
                                 "(infra/install-tools.sh)")
@@ -55,12 +42,6 @@ class RetrainWorkflow:
         trained = await workflow.execute_activity("trainSam", train_input, **opts)
         metrics = await workflow.execute_activity("evaluateSam", eval_input, **opts)
         return {"trained": trained, "metrics": metrics}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

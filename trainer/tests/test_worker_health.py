@@ -2,7 +2,6 @@
 and what a training activity raises when its worker's shutdown, not its workflow, cancelled it."""
 
 import json
-import os
 import urllib.error
 import urllib.request
 
@@ -13,25 +12,13 @@ from temporalio.testing import ActivityEnvironment
 
 from sae_trainer.storage import open_store
 from sae_trainer.worker import HealthServer, train_sam
+from worker_helpers import train_input, training_bucket
 
 
 @pytest.fixture
 def store_uri(coco_dir, tmp_path, monkeypatch):
-    """A file:// bucket with the synthetic dataset under data/ and its manifest."""
     monkeypatch.setenv("SAE_TRAINER_WORKDIR", str(tmp_path / "work"))
-    uri = f"file://{tmp_path / 'bucket'}"
-    store = open_store(uri)
-    for d, _, files in os.walk(coco_dir):
-        for name in files:
-            store.upload(os.path.join(d, name), f"data/{os.path.relpath(os.path.join(d, name), coco_dir)}")
-    store.put_bytes("data/manifest.json", json.dumps({"annotations": "data/annotations.json"}).encode())
-    return uri
-
-
-def train_input(store_uri, steps):
-    return {"storage": store_uri, "trainingSet": "data/manifest.json", "registry": f"{store_uri}/registry",
-            "modelName": "ref", "version": 1, "mode": "full", "steps": steps, "batchSize": 1,
-            "masksPerImage": 1, "numPoints": 1, "checkpointEvery": 1, "model": {"imageSize": 128}}
+    return training_bucket(coco_dir, tmp_path)
 
 
 def get(url):

@@ -7,15 +7,11 @@ Uses the dev server `infra/install-tools.sh` builds (or SAE_TEMPORAL_BIN); skipp
 """
 
 import asyncio
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import timedelta
 
@@ -26,22 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from sae_trainer.storage import open_store
+from worker_helpers import TEMPORAL, TRAINER, free_port, probe, train_input, training_bucket
 
-TRAINER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.dirname(TRAINER)
-
-
-def temporal_bin():
-    if os.environ.get("SAE_TEMPORAL_BIN"):
-        return os.environ["SAE_TEMPORAL_BIN"]
-    with open(os.path.join(REPO, "infra", "tools.json")) as f:
-        version = json.load(f)["temporal"]["version"]
-    cache = os.environ.get("SAE_CACHE_DIR") or os.path.expanduser("~/.cache/sa-engine")
-    path = os.path.join(cache, "tools", f"temporal-{version}", "temporal")
-    return path if os.access(path, os.X_OK) else None
-
-
-TEMPORAL = temporal_bin()
 pytestmark = pytest.mark.skipif(TEMPORAL is None, reason="temporal dev server not installed "
                                 "(infra/install-tools.sh)")
 
@@ -58,37 +40,9 @@ class TrainOnce:
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=30), maximum_attempts=5))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def probe(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0  # not listening (yet, or any more)
-
-
 @pytest.fixture
 def store_uri(coco_dir, tmp_path):
-    uri = f"file://{tmp_path / 'bucket'}"
-    store = open_store(uri)
-    for d, _, files in os.walk(coco_dir):
-        for name in files:
-            store.upload(os.path.join(d, name), f"data/{os.path.relpath(os.path.join(d, name), coco_dir)}")
-    store.put_bytes("data/manifest.json", json.dumps({"annotations": "data/annotations.json"}).encode())
-    return uri
-
-
-def train_input(store_uri, steps):
-    return {"storage": store_uri, "trainingSet": "data/manifest.json", "registry": f"{store_uri}/registry",
-            "modelName": "ref", "version": 1, "mode": "full", "steps": steps, "batchSize": 1,
-            "masksPerImage": 1, "numPoints": 1, "checkpointEvery": 1, "model": {"imageSize": 128}}
+    return training_bucket(coco_dir, tmp_path)
 
 
 class TrainerProcess:

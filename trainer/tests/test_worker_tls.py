@@ -4,8 +4,6 @@ address, as a self-hosted cluster's mTLS frontend has them. Skipped without the 
 (infra/install-tools.sh) or the openssl command."""
 
 import asyncio
-import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -17,22 +15,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from sae_trainer.worker import connect_options, describe_connection
+from worker_helpers import TEMPORAL
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER_NAME = "temporal.sae.test"
 
-
-def temporal_bin():
-    if os.environ.get("SAE_TEMPORAL_BIN"):
-        return os.environ["SAE_TEMPORAL_BIN"]
-    with open(os.path.join(REPO, "infra", "tools.json")) as f:
-        version = json.load(f)["temporal"]["version"]
-    cache = os.environ.get("SAE_CACHE_DIR") or os.path.expanduser("~/.cache/sa-engine")
-    path = os.path.join(cache, "tools", f"temporal-{version}", "temporal")
-    return path if os.access(path, os.X_OK) else None
-
-
-TEMPORAL = temporal_bin()
 pytestmark = [
     pytest.mark.skipif(TEMPORAL is None, reason="temporal dev server not installed (infra/install-tools.sh)"),
     pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command to make certificates"),
