@@ -1,7 +1,7 @@
 // Proves that each worker pool can reach the run's storage: on every task queue asked for, one
 // activity writes a probe object, reads it back, compares and deletes it. `sa-engine doctor` runs it
 // before a long run so a misconfigured worker fails in seconds, not hours in.
-import { proxyActivities, setWorkflowOptions } from '@temporalio/workflow';
+import { proxyActivities, setWorkflowOptions, workflowInfo } from '@temporalio/workflow';
 import type { StorageCheckActivities } from '../activities/storage-check.ts';
 import type { ProbeResult } from '../activities/storage-check.ts';
 import { PROBE_STORAGE_ERRORS, retryPolicy } from './retry-policies.ts';
@@ -36,5 +36,11 @@ export async function storageCheck(input: StorageCheckInput): Promise<StorageChe
 }
 
 // A check lasts seconds and keeps no state worth pinning: it may run on whichever build is current.
-// Every other workflow stays on the build it started on (workers/create-worker.ts).
-setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, storageCheck);
+// Every other workflow stays on the build it started on (workers/create-worker.ts). An unversioned
+// worker (the dev stack's: a build id but no deployment name) must not name a behaviour at all, or
+// the server refuses the workflow task.
+setWorkflowOptions(
+  () =>
+    workflowInfo().currentDeploymentVersion?.deploymentName ? { versioningBehavior: 'AUTO_UPGRADE' } : {},
+  storageCheck,
+);
