@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { loadRunConfigFile } from '../../lib/run-config.ts';
 import type { TaskResponse } from '../../service/annotation-service.ts';
 import { annotatorAccounts, startAnnotationService, startSimulatedAnnotators } from '../annotation.ts';
+import { parsePort } from '../flags.ts';
 import { connectClient, resolveEndpoints, type EndpointFlags } from '../endpoints.ts';
 
 export function registerAnnotateCommands(program: Command): void {
@@ -15,7 +16,9 @@ export function registerAnnotateCommands(program: Command): void {
     .option('--address <host:port>', 'Temporal server (default: config, TEMPORAL_ADDRESS, the dev stack)')
     .option('--namespace <ns>', 'Temporal namespace')
     .option('--host <host>', 'listen on this address (default: stage1.service.host)')
-    .option('--port <port>', 'listen on this port (default: stage1.service.port)', parsePort)
+    .option('--port <port>', 'listen on this port (default: stage1.service.port)', (text) =>
+      parsePort(text, '--port'),
+    )
     .action(async (file: string, flags: EndpointFlags & { host?: string; port?: number }) => {
       const config = await loadRunConfigFile(file);
       const endpoints = resolveEndpoints(flags, config);
@@ -75,11 +78,4 @@ function leaveRule(spec: string): (task: TaskResponse) => boolean {
   if (!m) throw new Error(`--leave expects ROUND:IMAGE (e.g. 1:0), got "${spec}"`);
   const [round, image] = [Number(m[1]), Number(m[2])];
   return (task) => task.round === round && task.imageId === image;
-}
-
-function parsePort(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`--port expects a port number, got ${text}`);
-  return port;
 }

@@ -9,6 +9,7 @@ import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startHealthServer } from '../../workers/health-server.ts';
 import { startWorkers } from '../../workers/run-workers.ts';
 import { resolveEndpoints, type EndpointFlags } from '../endpoints.ts';
+import { parsePort } from '../flags.ts';
 
 interface WorkerFlags extends EndpointFlags {
   queues: string;
@@ -77,7 +78,8 @@ export function registerWorkerCommands(program: Command): void {
       }
       const version = workerVersion(flags);
       const shutdownGraceMs = seconds(flags.shutdownGrace, '--shutdown-grace') * 1000;
-      const healthPort = flags.healthPort === undefined ? undefined : port(flags.healthPort);
+      const healthPort =
+        flags.healthPort === undefined ? undefined : parsePort(flags.healthPort, '--health-port');
       // A worker on another host learns the run's storage settings from the same config file (or
       // from SAE_S3_ENDPOINT / AWS_REGION); each pool serves one storage setup.
       const config = flags.config ? await loadRunConfigFile(flags.config) : undefined;
@@ -127,14 +129,6 @@ function workerVersion(flags: WorkerFlags) {
 function seconds(text: string, flag: string): number {
   const value = Number(text);
   if (!(value >= 0)) throw new Error(`${flag} expects seconds (>= 0), got ${text}`);
-  return value;
-}
-
-function port(text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new Error(`--health-port expects a port number, got ${text}`);
-  }
   return value;
 }
 
