@@ -5,40 +5,52 @@
 //
 //   npx tsx scripts/calibrate-amg.ts models/sae-ref                  # measure and print
 //   npx tsx scripts/calibrate-amg.ts models/sae-ref --write          # ... and store it
+//   npx tsx scripts/calibrate-amg.ts models/sae-ref \
+//     --photos $SAE_REAL_DATA/grabcut/images --labels $SAE_REAL_DATA/grabcut/gt --ignore-value 128
 //
 // Options: --images N (20), --seed S (7777: the model card's held-out set; the images are the
 // first N of `sa-engine synth --images 100 --seed 7777`), --points-per-side N (16, the demo's
 // grid), --cache FILE (keep the unfiltered candidates there and reuse them on the next run with
 // the same settings: changing the rule then takes seconds, not the AMG's minutes).
+// --photos DIR --labels DIR [--ignore-value V] measures on real photos instead, their human masks
+// given as label images (the audit's `png` reference: 0 background, each other value one object);
+// --images then caps how many photos (in name order). Besides the table it prints what the model's
+// own thresholds give per photo (masks, and whether each human object is found at IoU >= 0.5) —
+// on a set with one object per photo (GrabCut) precision is not meaningful, so --write is refused.
 // The seed the package was trained on (model.json lineage.training_data) is refused.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
+  CALIBRATION_MATCH_IOU,
   CALIBRATION_RULE,
+  OFFICIAL_THRESHOLDS,
   calibrate,
-  calibrationImage,
+  calibrationRecord,
   evaluateThresholds,
+  keptAt,
   type CalibrationFigures,
   type CalibrationImage,
+  type Thresholds,
 } from '../lib/amg/calibration.ts';
-import { loadHumanMasks, openReference } from '../lib/audit/reference.ts';
-import { AutomaticMaskGenerator } from '../lib/amg/generator.ts';
-import { loadImage } from '../lib/images/image-io.ts';
+import { measureCalibrationImages, type SourceImage } from '../lib/amg/calibration-set.ts';
+import { openReference } from '../lib/audit/reference.ts';
 import { openObjectStore } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
+import type { MaskSourceConfig } from '../lib/run-config.ts';
+import { withAmgCalibration } from '../lib/sam/model-package.ts';
 import { SamSession } from '../lib/sam/session.ts';
 import { ANNOTATIONS_KEY, generateSynthDataset } from '../lib/synth/dataset.ts';
-
-const OFFICIAL = { predIouThresh: 0.88, stabilityScoreThresh: 0.95 };
 
 interface Settings {
   model: string;
   images: number;
   seed: number;
   pointsPerSide: number;
+  /** Real photos and their label images, instead of synthetic scenes. */
+  photos?: { dir: string; labels: string; ignoreValue: number | null };
 }
 
 async function main(): Promise<void> {
@@ -48,25 +60,43 @@ async function main(): Promise<void> {
       images: { type: 'string', default: '20' },
       seed: { type: 'string', default: '7777' },
       'points-per-side': { type: 'string', default: '16' },
+      photos: { type: 'string' },
+      labels: { type: 'string' },
+      'ignore-value': { type: 'string' },
       cache: { type: 'string' },
       write: { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new Error('usage: calibrate-amg.ts <model-dir> [--write] [options]');
+  if (Boolean(values.photos) !== Boolean(values.labels)) throw new Error('--photos and --labels go together');
   const settings: Settings = {
     model: resolve(positionals[0]!),
     images: Number(values.images),
     seed: Number(values.seed),
     pointsPerSide: Number(values['points-per-side']),
+    photos: values.photos
+      ? {
+          dir: resolve(values.photos),
+          labels: resolve(values.labels!),
+          ignoreValue: values['ignore-value'] === undefined ? null : Number(values['ignore-value']),
+        }
+      : undefined,
   };
+  if (settings.photos && values.write) {
+    throw new Error(
+      '--write calibrates on synthetic scenes only: a photo set with one object each has no precision',
+    );
+  }
   const modelJson = join(settings.model, 'model.json');
   const raw = JSON.parse(readFileSync(modelJson, 'utf8')) as Record<string, unknown>;
-  refuseTrainingSeed(raw, settings.seed);
+  if (!settings.photos) refuseTrainingSeed(raw, settings.seed);
 
   const images = await calibrationImages(settings, values.cache);
   const { best, table } = calibrate(images);
-  const official = evaluateThresholds(images, OFFICIAL);
-  const measuredOn = `sa-engine synth --images ${settings.images} --seed ${settings.seed}`;
+  const official = evaluateThresholds(images, OFFICIAL_THRESHOLDS);
+  const measuredOn = settings.photos
+    ? `${settings.photos.dir} (${images.length} photos, labels ${settings.photos.labels})`
+    : `sa-engine synth --images ${settings.images} --seed ${settings.seed}`;
   console.log(
     `\n${images.length} images (${measuredOn}), ${settings.pointsPerSide}×${settings.pointsPerSide} points`,
   );
@@ -76,37 +106,21 @@ async function main(): Promise<void> {
   for (const row of top) console.log(line(row, row === best ? '  <- chosen' : ''));
   console.log(line(official, '  (official)'));
   console.log(line(table[0]!, '  (no filter)'));
+  const own = ownThresholds(raw);
+  if (own) {
+    console.log(line(evaluateThresholds(images, own), "  (the package's amg_calibration)"));
+    console.log(perImageLine(images, own));
+  }
 
   if (values.write) {
-    const calibration = {
-      pred_iou_thresh: best.predIouThresh,
-      stability_score_thresh: best.stabilityScoreThresh,
-      points_per_side: settings.pointsPerSide,
-      box_nms_thresh: 0.7,
-      measured_on: measuredOn,
-      rule: CALIBRATION_RULE,
+    const calibration = calibrationRecord(best, official, {
+      pointsPerSide: settings.pointsPerSide,
+      measuredOn,
       command: `npx tsx scripts/calibrate-amg.ts <model-dir> --images ${settings.images} --seed ${settings.seed} --points-per-side ${settings.pointsPerSide} --write`,
-      figures: figuresJson(best),
-      official_figures: figuresJson(official),
-    };
-    writeFileSync(modelJson, withCalibration(readFileSync(modelJson, 'utf8'), calibration));
+    });
+    writeFileSync(modelJson, withAmgCalibration(readFileSync(modelJson, 'utf8'), calibration));
     console.log(`\nwrote amg_calibration to ${modelJson}`);
   }
-}
-
-/**
- * model.json's text with `amg_calibration` as its last field, the rest byte for byte as it was
- * (the trainer's export writes it with Python's json module: 0.0, 5.3e-05, \u escapes).
- */
-function withCalibration(text: string, calibration: Record<string, unknown>): string {
-  const existing = text.search(/,\s*"amg_calibration":/);
-  const base = existing >= 0 ? text.slice(0, existing) : text.replace(/\s*\}\s*$/, '');
-  const block = JSON.stringify(calibration, null, 2).replace(/\n/g, '\n  ');
-  const out = `${base},\n  "amg_calibration": ${block}\n}`;
-  const expected = { ...(JSON.parse(text) as Record<string, unknown>), amg_calibration: calibration };
-  if (JSON.stringify(JSON.parse(out)) !== JSON.stringify(expected))
-    throw new Error('amg_calibration is not the last field of model.json; cannot update it in place');
-  return out;
 }
 
 /** The training images of a package must not be the calibration images. */
@@ -121,6 +135,71 @@ function refuseTrainingSeed(raw: Record<string, unknown>, seed: number): void {
   }
 }
 
+/** The package's own calibrated thresholds (model.json `amg_calibration`), if it has them. */
+function ownThresholds(raw: Record<string, unknown>): Thresholds | undefined {
+  const c = raw.amg_calibration as { pred_iou_thresh?: number; stability_score_thresh?: number } | undefined;
+  if (typeof c?.pred_iou_thresh !== 'number' || typeof c.stability_score_thresh !== 'number')
+    return undefined;
+  return { predIouThresh: c.pred_iou_thresh, stabilityScoreThresh: c.stability_score_thresh };
+}
+
+/** Masks per image (min / median / max) and images whose every human mask is found at IoU >= 0.5. */
+function perImageLine(images: readonly CalibrationImage[], t: Thresholds): string {
+  const counts = images.map((image) => keptAt(image, t).length).sort((a, b) => a - b);
+  const found = images.filter((image) => evaluateThresholds([image], t).matched === image.groundTruth).length;
+  const atLeast20 = counts.filter((n) => n >= 20).length;
+  return (
+    `  per image at those thresholds: masks min ${counts[0]} / median ${counts[Math.floor(counts.length / 2)]} / ` +
+    `max ${counts[counts.length - 1]}; ${atLeast20} of ${images.length} images have >= 20 masks; ` +
+    `${found} of ${images.length} have every human mask found at IoU >= ${CALIBRATION_MATCH_IOU}`
+  );
+}
+
+/** Where the images come from: one synthetic set written to a temporary folder, or a photo folder. */
+interface ImageSource {
+  images: SourceImage[];
+  reference: MaskSourceConfig;
+  cleanup: () => void;
+}
+
+async function synthSource(settings: Settings): Promise<ImageSource> {
+  const dir = mkdtempSync(join(tmpdir(), 'sae-calibrate-'));
+  const root = pathToFileURL(dir).href;
+  const store = openObjectStore(root);
+  await generateSynthDataset({
+    images: settings.images,
+    seed: settings.seed,
+    write: (k, bytes) => store.put(k, Buffer.from(bytes)),
+  });
+  const coco = JSON.parse((await store.get(ANNOTATIONS_KEY)).toString('utf8')) as {
+    images: { file_name: string }[];
+  };
+  return {
+    images: coco.images.map(({ file_name }) => ({
+      key: `${root}/${file_name}`,
+      bytes: () => store.get(file_name),
+    })),
+    reference: { uri: `${root}/${ANNOTATIONS_KEY}`, format: 'coco', ignoreValue: null },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+function photoSource(photos: NonNullable<Settings['photos']>, limit: number): ImageSource {
+  const root = pathToFileURL(photos.dir).href;
+  const names = readdirSync(photos.dir)
+    .filter((name) => !name.startsWith('.'))
+    .sort()
+    .slice(0, limit);
+  return {
+    images: names.map((name) => ({
+      key: `${root}/${name}`,
+      bytes: async () => readFileSync(join(photos.dir, name)),
+    })),
+    reference: { uri: pathToFileURL(photos.labels).href, format: 'png', ignoreValue: photos.ignoreValue },
+    cleanup: () => {},
+  };
+}
+
 async function calibrationImages(settings: Settings, cache: string | undefined): Promise<CalibrationImage[]> {
   const key = JSON.stringify({ ...settings, format: 1 });
   if (cache && existsSync(cache)) {
@@ -130,74 +209,27 @@ async function calibrationImages(settings: Settings, cache: string | undefined):
       return cached.images;
     }
   }
-  const dir = mkdtempSync(join(tmpdir(), 'sae-calibrate-'));
+  const source = settings.photos
+    ? photoSource(settings.photos, settings.images)
+    : await synthSource(settings);
   try {
-    const root = pathToFileURL(dir).href;
-    const store = openObjectStore(root);
-    await generateSynthDataset({
-      images: settings.images,
-      seed: settings.seed,
-      write: (k, bytes) => store.put(k, Buffer.from(bytes)),
-    });
-    const coco = JSON.parse((await store.get(ANNOTATIONS_KEY)).toString('utf8')) as {
-      images: { file_name: string; width: number; height: number }[];
-    };
     const stores = new StoreCache();
-    const reference = await openReference(stores, {
-      uri: `${root}/${ANNOTATIONS_KEY}`,
-      format: 'coco',
-      ignoreValue: null,
-    });
+    const reference = await openReference(stores, source.reference);
     const session = await SamSession.load(settings.model);
-    // Both filters and the in-crop NMS off: every candidate, in the AMG's order (amg-calibration.ts).
-    const amg = new AutomaticMaskGenerator(session, {
+    const images = await measureCalibrationImages(session, source.images, reference, stores, {
       pointsPerSide: settings.pointsPerSide,
-      predIouThresh: 0,
-      stabilityScoreThresh: 0,
-      boxNmsThresh: 1,
-    });
-    const runImages = coco.images.map((c) => ({ key: `${root}/${c.file_name}`, w: c.width, h: c.height }));
-    const entries = await reference.entries(runImages);
-    const images: CalibrationImage[] = [];
-    for (const [i, { file_name }] of coco.images.entries()) {
-      const started = performance.now();
-      const decoded = await loadImage(await store.get(file_name));
-      const { masks } = await amg.generate(decoded);
-      const image = { key: `${root}/${file_name}`, w: decoded.width, h: decoded.height };
-      const humans = await loadHumanMasks(stores, entries[i]!, image);
-      images.push(
-        calibrationImage(
-          masks,
-          humans.masks.map((m) => m.rle),
-          humans.ignore,
+      onImage: (m) =>
+        console.log(
+          `image ${m.index + 1}/${source.images.length}: ${m.candidates} candidates, ` +
+            `${m.groundTruth} ground-truth masks (${m.seconds.toFixed(1)} s)`,
         ),
-      );
-      console.log(
-        `image ${i + 1}/${coco.images.length}: ${masks.length} candidates, ${humans.masks.length} ground-truth masks ` +
-          `(${((performance.now() - started) / 1000).toFixed(1)} s)`,
-      );
-    }
+    });
     await stores.close();
     if (cache) writeFileSync(cache, JSON.stringify({ key, images }));
     return images;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    source.cleanup();
   }
-}
-
-function figuresJson(f: CalibrationFigures): Record<string, number> {
-  const r3 = (x: number) => Math.round(x * 1000) / 1000;
-  return {
-    images: f.images,
-    ground_truth_masks: f.groundTruth,
-    masks: f.masks,
-    masks_per_image: r3(f.masksPerImage),
-    matched_at_iou_0_5: f.matched,
-    precision: r3(f.precision),
-    recall: r3(f.recall),
-    f1: r3(f.f1),
-    mean_best_iou_per_ground_truth_mask: r3(f.meanBestIou),
-  };
 }
 
 function header(): string {

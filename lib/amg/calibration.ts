@@ -172,3 +172,55 @@ export function calibrate(
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
+
+/** What model.json's `amg_calibration` holds (lib/sam/model-package.ts reads it back). */
+export interface AmgCalibrationRecord {
+  pred_iou_thresh: number;
+  stability_score_thresh: number;
+  points_per_side: number;
+  box_nms_thresh: number;
+  /** The images, e.g. "sa-engine synth --images 20 --seed 7777" (never the training set). */
+  measured_on: string;
+  rule: string;
+  /** How to measure it again. */
+  command: string;
+  figures: Record<string, number>;
+  official_figures: Record<string, number>;
+}
+
+/** The record of a calibration: the chosen pair with its figures, and the official pair's. */
+export function calibrationRecord(
+  best: CalibrationFigures,
+  official: CalibrationFigures,
+  settings: { pointsPerSide: number; measuredOn: string; command: string },
+): AmgCalibrationRecord {
+  return {
+    pred_iou_thresh: best.predIouThresh,
+    stability_score_thresh: best.stabilityScoreThresh,
+    points_per_side: settings.pointsPerSide,
+    box_nms_thresh: 0.7,
+    measured_on: settings.measuredOn,
+    rule: CALIBRATION_RULE,
+    command: settings.command,
+    figures: figuresJson(best),
+    official_figures: figuresJson(official),
+  };
+}
+
+/** SAM's own thresholds (sam-spec §3), measured beside every calibration for comparison. */
+export const OFFICIAL_THRESHOLDS: Thresholds = { predIouThresh: 0.88, stabilityScoreThresh: 0.95 };
+
+function figuresJson(f: CalibrationFigures): Record<string, number> {
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    images: f.images,
+    ground_truth_masks: f.groundTruth,
+    masks: f.masks,
+    masks_per_image: r3(f.masksPerImage),
+    matched_at_iou_0_5: f.matched,
+    precision: r3(f.precision),
+    recall: r3(f.recall),
+    f1: r3(f.f1),
+    mean_best_iou_per_ground_truth_mask: r3(f.meanBestIou),
+  };
+}

@@ -135,6 +135,25 @@ export async function readModelPackage(dir: string): Promise<ModelPackage> {
   };
 }
 
+/**
+ * model.json's text with `amg_calibration` as its last field (replaced when it is there), the rest
+ * byte for byte as it was: the trainer's export writes it with Python's json module (0.0, 5.3e-05,
+ * \u escapes), and the registry's lineage records its SHA-256.
+ */
+export function withAmgCalibration(text: string, calibration: object): string {
+  const existing = text.search(/,\s*"amg_calibration":/);
+  const base = existing >= 0 ? text.slice(0, existing) : text.replace(/\s*\}\s*$/, '');
+  const block = JSON.stringify(calibration, null, 2).replace(/\n/g, '\n  ');
+  const out = `${base},\n  "amg_calibration": ${block}\n}`;
+  const expected = { ...(JSON.parse(text) as Record<string, unknown>), amg_calibration: calibration };
+  const fields = out.match(/"amg_calibration":/g)?.length ?? 0;
+  if (fields !== 1 || JSON.stringify(JSON.parse(out)) !== JSON.stringify(expected))
+    throw new ModelPackageError(
+      'amg_calibration is not the last field of model.json; cannot update it in place',
+    );
+  return out;
+}
+
 /** Where the AMG's filter thresholds come from (run config `stage3.thresholds`). */
 export type ThresholdSource = 'official' | 'model';
 

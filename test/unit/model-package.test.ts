@@ -4,7 +4,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelPackageError, readModelPackage, resolveAmgThresholds } from '../../lib/sam/model-package.ts';
+import {
+  ModelPackageError,
+  readModelPackage,
+  resolveAmgThresholds,
+  withAmgCalibration,
+} from '../../lib/sam/model-package.ts';
 
 const REFERENCE = resolve(import.meta.dirname, '../../models/sae-ref');
 
@@ -89,5 +94,31 @@ describe('resolveAmgThresholds', () => {
     const attempt = () => resolveAmgThresholds(pkg, { thresholds: 'model' });
     expect(attempt).toThrow(ModelPackageError);
     expect(attempt).toThrow(/stage3\.thresholds is "model".*has no amg_calibration/);
+  });
+});
+
+describe('withAmgCalibration', () => {
+  // As the trainer's export writes it: Python's json module, indent 2, no final newline.
+  const python =
+    '{\n  "format": "sa-engine-model/1",\n  "diff": 5.3e-05,\n  "zero": 0.0,\n  "name": "caf\\u00e9"\n}';
+
+  it('appends the calibration and keeps every byte before it', () => {
+    const text = withAmgCalibration(python, CALIBRATION);
+    expect(text.startsWith(python.slice(0, -2))).toBe(true);
+    expect(JSON.parse(text)).toEqual({ ...(JSON.parse(python) as object), amg_calibration: CALIBRATION });
+  });
+
+  it('replaces an earlier calibration in place', () => {
+    const once = withAmgCalibration(python, CALIBRATION);
+    const twice = withAmgCalibration(once, { ...CALIBRATION, pred_iou_thresh: 0.5 });
+    expect(
+      (JSON.parse(twice) as { amg_calibration: { pred_iou_thresh: number } }).amg_calibration.pred_iou_thresh,
+    ).toBe(0.5);
+    expect(twice.startsWith(python.slice(0, -2))).toBe(true);
+  });
+
+  it('refuses a model.json whose calibration is not its last field', () => {
+    const middle = '{\n  "amg_calibration": {"a": 1},\n  "format": "sa-engine-model/1"\n}';
+    expect(() => withAmgCalibration(middle, CALIBRATION)).toThrow(ModelPackageError);
   });
 });
