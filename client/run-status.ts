@@ -7,6 +7,7 @@ import { joinUri } from '../lib/object-store/uri.ts';
 import type { AutomaticStageResult, Stage3Progress } from '../workflows/stage3.ts';
 import type { datasetRun, DatasetRunResult, RunSoFar } from '../workflows/dataset-run.ts';
 import type { RoundResult, RoundStatus } from '../workflows/stage1-round.ts';
+import type { RetrainResult } from '../workflows/retrain.ts';
 import type { RetrainSummary } from '../workflows/stage1-retraining.ts';
 import type { DetectorRetrainSummary } from '../workflows/stage2-detector.ts';
 import { readProgress, type RunSnapshot } from './runs.ts';
@@ -102,8 +103,15 @@ function describeRetrain(retrain: RetrainSummary): string {
   const miou = r?.miou1 === null || r?.miou1 === undefined ? 'n/a' : r.miou1.toFixed(3);
   return (
     `  retrain  ${retrain.workflowId}: ` +
-    (r ? `v${r.version}, 1-click mIoU ${miou}; ${r.reason}` : `${retrain.error ?? 'running'}`)
+    (r
+      ? `v${r.version}, 1-click mIoU ${miou}; ${r.reason}${thresholds(r.amgCalibration)}`
+      : `${retrain.error ?? 'running'}`)
   );
+}
+
+/** A promoted version's calibrated AMG thresholds, as stage 3 uses them with `thresholds: model`. */
+function thresholds(c: RetrainResult['amgCalibration']): string {
+  return c ? `; AMG thresholds ${c.predIouThresh} / ${c.stabilityScoreThresh}` : '';
 }
 
 function describeDetectorRetrain(retrain: DetectorRetrainSummary): string {

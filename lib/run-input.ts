@@ -131,6 +131,14 @@ function retrainSpec(config: RunConfig): Stage1RetrainSpec {
     holdoutFraction: r.holdoutFraction,
     maxEvalImages: r.maxEvalImages,
     gate: { minGain: r.minGain, maxNoc90Loss: r.maxNoc90Loss },
+    ...(r.calibration.enabled
+      ? {
+          calibration: {
+            maxImages: r.calibration.maxImages,
+            pointsPerSide: r.calibration.pointsPerSide ?? config.stage3.pointsPerSide,
+          },
+        }
+      : {}),
     train: {
       mode: r.mode,
       steps: r.steps,

@@ -1,6 +1,7 @@
 // The TypeScript activities a worker process registers. Every pool registers the same set; the
 // workflows route each activity to its pool through its task queue.
 import { createAuditActivities } from '../activities/audit.ts';
+import { createCalibrationActivities } from '../activities/calibration.ts';
 import { createDatasetActivities } from '../activities/dataset.ts';
 import { createModelActivities } from '../activities/models.ts';
 import { createReportActivities } from '../activities/report.ts';
@@ -34,6 +35,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createDatasetActivities(deps.storeOptions),
     ...createAuditActivities(deps.storeOptions),
     ...createModelActivities(deps.storeOptions),
+    ...createCalibrationActivities(deps.storeOptions),
     ...createReportActivities(deps.storeOptions),
   };
 }

@@ -3,13 +3,15 @@
 // (lib/models/gate.ts). Every version stays in the registry, refused ones with their reason.
 //
 //   claim v<k> in the registry → trainSam writes the package into it → evaluateSam, the candidate
-//   and then the champion, on one set → the gate → the version's lineage (complete) → champion moves
+//   and then the champion, on one set → the gate → (promoted: the AMG's thresholds calibrated on
+//   that set into its model.json) → the version's lineage (complete) → champion moves
 //
 // The claim carries the workflow id, so a retried workflow task or a continued run gets the same
 // version, and a rerun (or reset) of a retrain whose version is already complete trains nothing
 // again: it returns that version's recorded decision. The champion moves only from the version
 // the retrain started from, so two retrains that finish together cannot both win.
 import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { CalibrationActivities } from '../activities/calibration.ts';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
 import { CHAMPION, gateDecision, type GateSettings } from '../lib/models/gate.ts';
@@ -23,7 +25,7 @@ import {
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { checked } from './activity-results.ts';
 import { finishPromotion, promote } from './promotion.ts';
-import { MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
+import { CALIBRATION_ERRORS, MODEL_REGISTRY_ERRORS, retryPolicy, TRAINING_ERRORS } from './retry-policies.ts';
 import { SAE_MODEL } from './search-attributes.ts';
 
 const { trainSam, evaluateSam } = proxyActivities<TrainingActivities>({
@@ -40,6 +42,14 @@ const { claimModelVersion, resolveModelAlias, completeModelVersion } = proxyActi
   retry: retryPolicy(MODEL_REGISTRY_ERRORS),
 });
 
+const { calibrateModelVersion } = proxyActivities<CalibrationActivities>({
+  taskQueue: TASK_QUEUES.inference,
+  // The AMG over the evaluation images, one heartbeat per image.
+  startToCloseTimeout: '4 hours',
+  heartbeatTimeout: '10 minutes',
+  retry: retryPolicy(CALIBRATION_ERRORS, { maximumAttempts: 3 }),
+});
+
 export interface RetrainInput {
   /** The registry's root URI; the trainer writes the version's files into it. */
   registry: string;
@@ -51,6 +61,11 @@ export interface RetrainInput {
   gate: GateSettings;
   /** Why this retrain runs, for the lineage ("stage1 round 2: 600 masks since v3"). */
   trigger: string;
+  /**
+   * Calibrate a promoted version's AMG thresholds on the evaluation set's held-out images (absent:
+   * not calibrated, and stage 3 cannot use it with `thresholds: model`).
+   */
+  calibration?: { maxImages: number; pointsPerSide: number };
 }
 
 export interface RetrainResult {
@@ -62,6 +77,8 @@ export interface RetrainResult {
   championMetrics: EvaluateSamResult | null;
   promoted: boolean;
   reason: string;
+  /** The thresholds measured for a promoted version (when the input asked for them). */
+  amgCalibration?: { predIouThresh: number; stabilityScoreThresh: number };
 }
 
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
@@ -98,6 +115,19 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
   const metrics = await evaluate(`${name}/v${version}`);
   const championMetrics = parent !== null ? await evaluate(`${name}/v${parent}`) : null;
   const decision = gateDecision(metrics, championMetrics, input.gate);
+  // Before completion: a version's files (and the lineage's hashes of them) never change after it.
+  const calibrated =
+    decision.promoted && input.calibration
+      ? await calibrateModelVersion({
+          modelUri: claimed.uri,
+          storage: input.evaluation.storage,
+          dataset: input.evaluation.dataset,
+          ...input.calibration,
+        })
+      : undefined;
+  const files = calibrated
+    ? trained.files.map((f) => (f.name === 'model.json' ? calibrated.modelJson : f))
+    : trained.files;
 
   await completeModelVersion({
     ...ref,
@@ -115,13 +145,26 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
         championMetrics,
       },
       idempotencyKey: workflowInfo().workflowId,
-      files: trained.files,
+      files,
     },
   });
   const { promoted, reason } = decision.promoted
     ? await promote(ref, version, parent, decision.reason)
     : decision;
-  return { version, uri: claimed.uri, parent, metrics, championMetrics, promoted, reason };
+  const amgCalibration = calibrated && {
+    predIouThresh: calibrated.calibration.pred_iou_thresh,
+    stabilityScoreThresh: calibrated.calibration.stability_score_thresh,
+  };
+  return {
+    version,
+    uri: claimed.uri,
+    parent,
+    metrics,
+    championMetrics,
+    promoted,
+    reason,
+    ...(amgCalibration ? { amgCalibration } : {}),
+  };
 }
 
 /**

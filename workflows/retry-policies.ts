@@ -75,6 +75,18 @@ export const STAGE2_ERRORS = [
   'PrefillMissingError',
 ];
 
+/**
+ * calibrateModelVersion (activities/calibration.ts): a version package that does not load, an
+ * evaluation set without held-out images or masks, an image this engine cannot read.
+ */
+export const CALIBRATION_ERRORS = [
+  ...STORAGE_SETUP_ERRORS,
+  'ModelPackageError',
+  'CalibrationInputError',
+  'AuditInputError',
+  ...IMAGE_ERRORS,
+];
+
 /** awaitShard: waits on a shard workflow started by an earlier run of the stage. */
 export const AWAIT_SHARD_ERRORS = ['ShardFailedError'];
 

@@ -24,6 +24,8 @@ export interface Stage1RetrainSpec {
   holdoutFraction: number;
   maxEvalImages: number;
   gate: GateSettings;
+  /** Calibrate each promoted version's AMG thresholds (absent: not calibrated). */
+  calibration?: RetrainInput['calibration'];
   /** How to train; the data and the version come from the run. */
   train: Omit<RetrainInput['train'], 'storage' | 'trainingSet'>;
 }
@@ -41,7 +43,9 @@ export interface RetrainSummary {
   workflowId: string;
   trigger: string;
   trainingSet: string;
-  result?: Pick<RetrainResult, 'version' | 'promoted' | 'reason'> & { miou1: number | null };
+  result?: Pick<RetrainResult, 'version' | 'promoted' | 'reason' | 'amgCalibration'> & {
+    miou1: number | null;
+  };
   error?: string;
 }
 
@@ -132,6 +136,7 @@ export class Stage1Retraining {
           },
           gate: this.spec.gate,
           trigger: summary.trigger,
+          ...(this.spec.calibration ? { calibration: this.spec.calibration } : {}),
         },
       ],
       typedSearchAttributes: [
@@ -159,6 +164,7 @@ export class Stage1Retraining {
         promoted: result.promoted,
         reason: result.reason,
         miou1: result.metrics.miou_1click ?? null,
+        ...(result.amgCalibration ? { amgCalibration: result.amgCalibration } : {}),
       };
       if (result.promoted) {
         this.champion = versionRef(this.spec.modelName, result);

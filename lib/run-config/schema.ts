@@ -485,6 +485,19 @@ const RetrainSchema = z
     /** The run's evaluation set: this share of the annotated images, chosen by image id, never trained on. */
     holdoutFraction: fraction().default(0.1),
     maxEvalImages: intAtLeast(1).default(50),
+    /**
+     * A promoted version's AMG thresholds (model.json amg_calibration, which stage 3 uses with
+     * `thresholds: model`), measured on the evaluation set's images before the version completes.
+     */
+    calibration: z
+      .strictObject({
+        enabled: bool().default(true),
+        /** The AMG runs over each one: the cost of a promotion on a CPU. */
+        maxImages: intAtLeast(1).default(20),
+        /** The grid it is measured with (null: stage 3's pointsPerSide). */
+        pointsPerSide: intAtLeast(1).nullable().default(null),
+      })
+      .prefault({}),
   })
   .prefault({});
 
@@ -665,15 +678,21 @@ export function createRunConfigSchema(options: RunConfigSchemaOptions = {}) {
             'stage 2 needs a detector: enable stage 1 (the run trains one on its masks) or set models.detector',
         });
       }
-      // Stage 3 segments with the last promoted version, which the trainer does not calibrate.
-      if (config.stage3.enabled && config.stage3.thresholds === 'model' && config.stage1.retrain.enabled) {
+      // Stage 3 segments with the last promoted version: it needs the calibration the retrain makes.
+      const { retrain } = config.stage1;
+      if (
+        config.stage3.enabled &&
+        config.stage3.thresholds === 'model' &&
+        retrain.enabled &&
+        !retrain.calibration.enabled
+      ) {
         ctx.addIssue({
           code: 'custom',
           path: ['stage3', 'thresholds'],
           message:
-            'is "model", but stage 3 segments with the SAM version the run promotes last, and a version ' +
-            'the run trains has no amg_calibration; set thresholds to "official" with the run\'s own ' +
-            'predIouThresh and stabilityScoreThresh, or disable stage1.retrain',
+            'is "model", but stage 3 segments with the SAM version the run promotes last, and with ' +
+            'stage1.retrain.calibration.enabled false that version has no amg_calibration; enable it, or ' +
+            'set thresholds to "official" with the run\'s own predIouThresh and stabilityScoreThresh',
         });
       }
     });

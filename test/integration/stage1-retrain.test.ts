@@ -2,8 +2,9 @@
 // champion from models.sam, simulated annotators annotate each round through the annotation
 // service, the trigger starts a retrain after each round on every mask so far, the Python trainer
 // trains a version into the registry, the gate promotes it, and the next round is assisted by it:
-// its masks and its SaeModel name the new version.
-import { randomUUID } from 'node:crypto';
+// its masks and its SaeModel name the new version. Each promoted version gets its AMG thresholds
+// calibrated on the run's held-out images, and stage 3 segments with the last one at those thresholds.
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +69,7 @@ describe('stage 1 with retraining', () => {
           maxNoc90Loss: 100,
           holdoutFraction: 0.4,
           maxEvalImages: 1,
+          calibration: { maxImages: 1, pointsPerSide: 4 },
         },
       },
       simulatedAnnotators: {
@@ -78,7 +80,7 @@ describe('stage 1 with retraining', () => {
         minArea: 400,
         maxMasksPerImage: 3,
       },
-      stage3: { enabled: false },
+      stage3: { enabled: true, thresholds: 'model', pointsPerSide: 4 },
     });
     connection = await Connection.connect({ address: stack.temporal.address });
     client = new Client({ connection, namespace: stack.temporal.namespace });
@@ -117,6 +119,35 @@ describe('stage 1 with retraining', () => {
           [undefined, 2, true],
           [undefined, 3, true],
         ]);
+        // Every promoted version carries its own thresholds, measured before it completed: its
+        // lineage records the model.json that holds them.
+        const registryStore = openObjectStore(registryUri(config), storeOptionsFor(stack));
+        for (const [i, version] of [2, 3].entries()) {
+          const text = (await registryStore.get(`sam/v${version}/model.json`)).toString('utf8');
+          const { amg_calibration: calibration } = JSON.parse(text) as {
+            amg_calibration: {
+              pred_iou_thresh: number;
+              stability_score_thresh: number;
+              measured_on: string;
+              points_per_side: number;
+            };
+          };
+          expect(calibration.points_per_side).toBe(4);
+          expect(calibration.measured_on).toMatch(
+            /^1 held-out images of .*\/stage1\/training\/set-\d\/manifest\.json/,
+          );
+          expect(result.retrains![i]!.result?.amgCalibration).toEqual({
+            predIouThresh: calibration.pred_iou_thresh,
+            stabilityScoreThresh: calibration.stability_score_thresh,
+          });
+          const recorded = (await new ModelRegistry(registryStore).lineage('sam', version)).files.find(
+            (f) => f.name === 'model.json',
+          );
+          expect(recorded?.sha256).toBe(createHash('sha256').update(text).digest('hex'));
+        }
+        // Stage 3 segmented every image with the last champion, at its thresholds.
+        expect(result.stage3Model).toBe('sam@v3');
+        expect(result.stage3).toMatchObject({ images: 6, imagesDone: 6, imagesFailed: 0 });
         expect(result.retrains![0]!.trigger).toMatch(
           /^stage 1 after round 1: \d+ new masks in the run \(≥ 1\)$/,
         );

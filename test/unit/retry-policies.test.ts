@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import * as calibrationSet from '../../lib/amg/calibration-set.ts';
 import * as auditErrors from '../../lib/audit/errors.ts';
 import * as datasetStats from '../../lib/dataset/build.ts';
 import * as masksFile from '../../lib/dataset/masks-file.ts';
@@ -29,6 +30,7 @@ type ErrorClass = new (...args: unknown[]) => Error;
 const errorClasses = new Map<string, ErrorClass>();
 for (const module of [
   auditErrors,
+  calibrationSet,
   datasetStats,
   detectorPackage,
   prefillReview,
@@ -61,6 +63,7 @@ const TS_LISTS = {
   MODEL_REGISTRY_ERRORS: policies.MODEL_REGISTRY_ERRORS,
   STAGE1_ERRORS: policies.STAGE1_ERRORS,
   STAGE2_ERRORS: policies.STAGE2_ERRORS,
+  CALIBRATION_ERRORS: policies.CALIBRATION_ERRORS,
 };
 
 describe('non-retryable error types', () => {
@@ -120,7 +123,7 @@ describe('activity stubs in workflows/', () => {
     // training and registry activities; the retraining triggers' shared ensureChampion and
     // buildTrainingSet (workflows/training-stubs.ts); stage 2 (a round's prefillImages goes through
     // its inference-pool stub): the task's local pre-fill writes; both retrains' moveModelAlias;
-    // the run's writeEngineReport
-    expect(stubs).toBe(25);
+    // the run's writeEngineReport; the retrain's calibrateModelVersion
+    expect(stubs).toBe(26);
   });
 });

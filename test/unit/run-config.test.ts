@@ -654,12 +654,19 @@ describe('stage3.thresholds', () => {
     expect(issueAt(nulls, 'stage3.predIouThresh').message).toMatch(/null only goes with thresholds: model/);
   });
 
-  it('refuses "model" when stage 1 retrains: stage 3 would segment with a version that has no calibration', () => {
-    const issues = issuesOf(
-      `${MINIMAL}stage1:\n  enabled: true\n  retrain: { enabled: true }\nstage3:\n  thresholds: model\n`,
+  it('takes "model" when stage 1 retrains and calibrates what it promotes; refuses it when calibration is off', () => {
+    const config = load(
+      'stage1:\n  enabled: true\n  retrain: { enabled: true }\nstage3:\n  thresholds: model\n',
     );
-    expect(issueAt(issues, 'stage3.thresholds').message).toMatch(/the SAM version the run promotes last/);
-    expect(load('stage1:\n  enabled: true\nstage3:\n  thresholds: model\n').stage3.thresholds).toBe('model');
+    expect(config.stage3.thresholds).toBe('model');
+    expect(config.stage1.retrain.calibration).toEqual({ enabled: true, maxImages: 20, pointsPerSide: null });
+    const issues = issuesOf(
+      `${MINIMAL}stage1:\n  enabled: true\n  retrain: { enabled: true, calibration: { enabled: false } }\n` +
+        'stage3:\n  thresholds: model\n',
+    );
+    expect(issueAt(issues, 'stage3.thresholds').message).toMatch(
+      /the SAM version the run promotes last, and with stage1.retrain.calibration.enabled false/,
+    );
   });
 
   it('names the two choices when the value is neither', () => {

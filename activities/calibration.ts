@@ -1,0 +1,82 @@
+// Calibrating a SAM version the engine trained, on the inference pool (it runs the AMG): a thin
+// adapter over lib/amg/calibration-set.ts. The retrain calls it for a version the gate promotes,
+// before the version is completed, so that stage 3 with `thresholds: model` can segment with every
+// champion the run makes.
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Context } from '@temporalio/activity';
+import { calibrateOnHoldout } from '../lib/amg/calibration-set.ts';
+import type { AmgCalibrationRecord } from '../lib/amg/calibration.ts';
+import type { ObjectStoreOptions } from '../lib/object-store.ts';
+import { StoreCache } from '../lib/object-store/uri.ts';
+import { localModelDir } from '../lib/sam/local-model.ts';
+import { withAmgCalibration } from '../lib/sam/model-package.ts';
+import { SamSession } from '../lib/sam/session.ts';
+
+export interface CalibrateModelVersionInput {
+  /** The version's folder (a model package the trainer wrote, not yet completed). */
+  modelUri: string;
+  /** The run's output store and the training-set manifest whose held-out split to measure on. */
+  storage: string;
+  dataset: string;
+  maxImages: number;
+  pointsPerSide: number;
+}
+
+export interface CalibrateModelVersionResult {
+  calibration: AmgCalibrationRecord;
+  /** model.json as it now is, for the version's lineage (its file list records every SHA-256). */
+  modelJson: { name: 'model.json'; bytes: number; sha256: string };
+}
+
+export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {}) {
+  const stores = new StoreCache(storeOptions);
+  return {
+    /**
+     * Measures the AMG's thresholds for the version on the run's held-out images and writes them
+     * into its model.json as `amg_calibration`. A retried attempt finds them there and measures
+     * nothing again (the trainer never writes that field, so only this activity can have).
+     */
+    async calibrateModelVersion(input: CalibrateModelVersionInput): Promise<CalibrateModelVersionResult> {
+      const ctx = Context.current();
+      const version = stores.open(input.modelUri);
+      const text = (await version.get('model.json')).toString('utf8');
+      const existing = (JSON.parse(text) as { amg_calibration?: AmgCalibrationRecord }).amg_calibration;
+      if (existing) return { calibration: existing, modelJson: describe(text) };
+
+      const dir = await localModelDir(input.modelUri, storeOptions);
+      // Its own session, not the worker's shared one: that one would keep the model.json read
+      // before the calibration, and stage 3 on this worker would find none.
+      const session = await SamSession.load(dir);
+      let calibration: AmgCalibrationRecord;
+      try {
+        calibration = await calibrateOnHoldout(session, stores.open(input.storage), stores, {
+          outUri: input.storage,
+          manifestKey: input.dataset,
+          maxImages: input.maxImages,
+          pointsPerSide: input.pointsPerSide,
+          onImage: (m) => ctx.heartbeat({ image: m.index + 1, candidates: m.candidates }),
+        });
+      } finally {
+        await session.release();
+      }
+      const updated = withAmgCalibration(text, calibration);
+      await version.put('model.json', updated, { contentType: 'application/json' });
+      // The worker's local copy of an s3:// package is what its later sessions load.
+      if (input.modelUri.startsWith('s3://')) writeFileSync(join(dir, 'model.json'), updated);
+      return { calibration, modelJson: describe(updated) };
+    },
+  };
+}
+
+function describe(text: string): CalibrateModelVersionResult['modelJson'] {
+  const bytes = Buffer.from(text, 'utf8');
+  return {
+    name: 'model.json',
+    bytes: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+}
+
+export type CalibrationActivities = ReturnType<typeof createCalibrationActivities>;
