@@ -4,13 +4,13 @@ import { Client, Connection } from '@temporalio/client';
 import { readDevState } from '../infra/dev-state.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import type { RunConfig } from '../lib/run-config.ts';
-import { temporalAuth, type TemporalAuth } from '../lib/temporal-auth.ts';
+import { temporalAuth, type TemporalAuth, type TemporalTlsSettings } from '../lib/temporal-auth.ts';
 
 export interface Endpoints {
   address: string;
   namespace: string;
-  /** mTLS or an API key, from the environment (TEMPORAL_TLS_*, TEMPORAL_API_KEY) or temporal.tls. */
-  auth?: TemporalAuth;
+  /** The run config's `temporal.tls`, if any; `endpointAuth` adds the environment's settings. */
+  tls?: TemporalTlsSettings | null;
   /** Temporal Web UI base URL, when known (the dev stack's). */
   uiUrl?: string;
   storeOptions: ObjectStoreOptions;
@@ -37,8 +37,15 @@ export function resolveEndpoints(flags: EndpointFlags, config?: RunConfig): Endp
   const uiUrl =
     process.env.SAE_TEMPORAL_UI ??
     (dev && dev.info.temporal.address === address ? dev.info.temporal.uiUrl : undefined);
-  const auth = temporalAuth(process.env, config?.temporal.tls);
-  return { address, namespace, auth, uiUrl, storeOptions: storeOptions(config) };
+  return { address, namespace, tls: config?.temporal.tls, uiUrl, storeOptions: storeOptions(config) };
+}
+
+/**
+ * mTLS or an API key, from the environment (TEMPORAL_TLS_*, TEMPORAL_API_KEY) or temporal.tls. Read
+ * when a command connects, so a command that never does (`models list`) never reads certificates.
+ */
+export function endpointAuth(endpoints: Endpoints): TemporalAuth {
+  return temporalAuth(process.env, endpoints.tls);
 }
 
 function storeOptions(config?: RunConfig): ObjectStoreOptions {
@@ -64,7 +71,7 @@ export async function connectClient(endpoints: Endpoints): Promise<Client> {
     connection = await Connection.connect({
       address: endpoints.address,
       connectTimeout: 5000,
-      ...endpoints.auth,
+      ...endpointAuth(endpoints),
     });
   } catch (err) {
     throw new Error(

@@ -14,7 +14,8 @@ import { defaultStateDir } from '../infra/dev-state.ts';
 import { createSegmenterFactory } from '../lib/stage3/segmenter.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
 import { startWorkers } from '../workers/run-workers.ts';
-import type { Endpoints } from './endpoints.ts';
+import { endpointAuth, type Endpoints } from './endpoints.ts';
+import { TEMPORAL_AUTH_ENV } from '../lib/temporal-auth.ts';
 
 export const CLI = resolve(import.meta.dirname, '../bin/sa-engine.mjs');
 
@@ -50,6 +51,7 @@ export async function startLocalWorkers(
   const orchestration = await startWorkers({
     address: endpoints.address,
     namespace: endpoints.namespace,
+    auth: endpointAuth(endpoints),
     queues: [TASK_QUEUES.orchestration],
     storeOptions: endpoints.storeOptions,
     segmenterFor: createSegmenterFactory({ storeOptions: endpoints.storeOptions }),
@@ -155,7 +157,7 @@ async function spawnInferenceWorker(endpoints: Endpoints): Promise<ChildProcess>
     '0',
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, ...storageEnv(endpoints) },
+    env: { ...process.env, ...storageEnv(endpoints), ...temporalTlsEnv(endpoints) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolveReady, reject) => {
@@ -180,6 +182,17 @@ export function storageEnv(endpoints: Endpoints): NodeJS.ProcessEnv {
   if (s3.region) env.AWS_REGION = s3.region;
   if (s3.accessKeyId) env.AWS_ACCESS_KEY_ID = s3.accessKeyId;
   if (s3.secretAccessKey) env.AWS_SECRET_ACCESS_KEY = s3.secretAccessKey;
+  return env;
+}
+
+/** The config's `temporal.tls` as Temporal's own variables; the environment's values still win. */
+export function temporalTlsEnv(endpoints: Endpoints): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const field of ['clientCertPath', 'clientKeyPath', 'serverCaCertPath', 'serverName'] as const) {
+    const value = endpoints.tls?.[field];
+    const name = TEMPORAL_AUTH_ENV[field];
+    if (value && !process.env[name]) env[name] = value;
+  }
   return env;
 }
 

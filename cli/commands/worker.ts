@@ -8,7 +8,7 @@ import { describeTemporalAuth } from '../../lib/temporal-auth.ts';
 import { TASK_QUEUES } from '../../lib/task-queues.ts';
 import { startHealthServer } from '../../workers/health-server.ts';
 import { startWorkers } from '../../workers/run-workers.ts';
-import { resolveEndpoints, type EndpointFlags } from '../endpoints.ts';
+import { endpointAuth, resolveEndpoints, type EndpointFlags } from '../endpoints.ts';
 import { parsePort } from '../flags.ts';
 
 interface WorkerFlags extends EndpointFlags {
@@ -84,11 +84,12 @@ export function registerWorkerCommands(program: Command): void {
       // from SAE_S3_ENDPOINT / AWS_REGION); each pool serves one storage setup.
       const config = flags.config ? await loadRunConfigFile(flags.config) : undefined;
       const endpoints = resolveEndpoints(flags, config);
+      const auth = endpointAuth(endpoints);
       const onnxThreads = flags.onnxThreads === undefined ? undefined : Number(flags.onnxThreads);
       const running = await startWorkers({
         address: endpoints.address,
         namespace: endpoints.namespace,
-        auth: endpoints.auth,
+        auth,
         queues,
         concurrency: parseConcurrency(flags.concurrency),
         storeOptions: endpoints.storeOptions,
@@ -105,7 +106,7 @@ export function registerWorkerCommands(program: Command): void {
           : await startHealthServer({ port: healthPort, ready: running.ready });
       console.log(
         `Workers running on ${queues.join(', ')} against ${endpoints.address} ` +
-          `(namespace ${endpoints.namespace}, ${describeTemporalAuth(endpoints.auth ?? {})}` +
+          `(namespace ${endpoints.namespace}, ${describeTemporalAuth(auth)}` +
           (version ? `, build ${version.buildId} of ${version.deploymentName}` : '') +
           (health ? `, health on ${health.url}` : '') +
           '; Ctrl-C to stop).',

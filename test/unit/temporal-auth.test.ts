@@ -2,6 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { endpointAuth, resolveEndpoints } from '../../cli/endpoints.ts';
+import { temporalTlsEnv } from '../../cli/local-workers.ts';
+import type { RunConfig } from '../../lib/run-config.ts';
 import { describeTemporalAuth, temporalAuth } from '../../lib/temporal-auth.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sae-auth-'));
@@ -64,5 +67,32 @@ describe('temporalAuth', () => {
     ).toThrow(/cannot read .*nope\.pem \(TEMPORAL_TLS_CLIENT_CERT_PATH or temporal\.tls\): ENOENT/);
     expect(() => temporalAuth({ TEMPORAL_TLS: 'yes' })).toThrow(/TEMPORAL_TLS must be true or false/);
     expect(() => temporalAuth({ TEMPORAL_TLS: 'false', TEMPORAL_API_KEY: 'k' })).toThrow(/need TLS/);
+  });
+});
+
+describe('the CLI reads TLS files when it connects, not when it resolves where to connect', () => {
+  const missing = join(dir, 'missing.pem');
+  const config = {
+    temporal: {
+      address: '127.0.0.1:7233',
+      namespace: 'default',
+      tls: { clientCertPath: missing, clientKeyPath: key, serverCaCertPath: null, serverName: 'from-config' },
+    },
+    storage: {},
+  } as unknown as RunConfig;
+
+  it('resolveEndpoints keeps the paths; endpointAuth reads them and names the one it cannot read', () => {
+    const endpoints = resolveEndpoints({}, config);
+    expect(endpoints.tls).toEqual(config.temporal.tls);
+    expect(() => endpointAuth(endpoints)).toThrow(/cannot read .*missing\.pem/);
+  });
+
+  it("passes the config's paths to the local inference worker as Temporal's variables", () => {
+    expect(temporalTlsEnv(resolveEndpoints({}, config))).toEqual({
+      TEMPORAL_TLS_CLIENT_CERT_PATH: missing,
+      TEMPORAL_TLS_CLIENT_KEY_PATH: key,
+      TEMPORAL_TLS_SERVER_NAME: 'from-config',
+    });
+    expect(temporalTlsEnv(resolveEndpoints({}))).toEqual({});
   });
 });
