@@ -82,6 +82,8 @@ export interface SamFigures {
   noc90: number | null;
   /** mIoU after k clicks, by k. */
   miouAtClicks: Record<string, number>;
+  /** How well the IoU head's predictions track true IoU (Pearson r), when measured and defined. */
+  iouHeadPearson: number | null;
 }
 
 export interface DetectorFigures {
@@ -440,6 +442,7 @@ function samFigures(
     noc85: f.noc85 ?? null,
     noc90: f.noc90 ?? null,
     miouAtClicks: f.miou_at_clicks ?? {},
+    iouHeadPearson: f.iou_head?.pearson ?? null,
   };
 }
 

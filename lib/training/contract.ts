@@ -100,6 +100,24 @@ const SizeFiguresSchema = z.strictObject({
   noc90: z.number(),
 });
 
+/** evaluate.py iou_head_figures(): the 3 first-click masks' predicted IoU against their true IoU. */
+const IouHeadFiguresSchema = z.strictObject({
+  pairs: z.number().int().nonnegative(),
+  /** Pearson correlation; null when either side does not vary. */
+  pearson: z.number().nullable(),
+  mean_abs_error: z.number(),
+  /** Per tenth of predicted IoU (empty tenths left out): the mean predicted and true IoU in it. */
+  bins: z.array(
+    z.strictObject({
+      from: z.number(),
+      to: z.number(),
+      count: z.number().int().positive(),
+      predicted: z.number(),
+      true: z.number(),
+    }),
+  ),
+});
+
 /** trainer/sae_trainer/evaluate.py summarize(); only images and masks when there was nothing to measure. */
 export const EvaluateSamResultSchema = z.strictObject({
   images: z.number().int().nonnegative(),
@@ -120,6 +138,8 @@ export const EvaluateSamResultSchema = z.strictObject({
   miou_1click_blank: z.number().optional(),
   /** COCO size classes (small, medium, large). */
   by_size: z.record(z.string(), SizeFiguresSchema).optional(),
+  /** How well the IoU head's predictions track the true IoU (the AMG filters on them). */
+  iou_head: IouHeadFiguresSchema.optional(),
   /** The manifest key evaluated. */
   dataset: key.optional(),
 });

@@ -193,6 +193,12 @@ export function samFigures(miou: number, noc90: number) {
     noc90,
     max_clicks: 20,
     miou_at_clicks: { '1': miou, '3': miou + 0.1 },
+    iou_head: {
+      pairs: 27,
+      pearson: 0.41,
+      mean_abs_error: 0.12,
+      bins: [{ from: 0.2, to: 0.3, count: 27, predicted: 0.25, true: 0.3 }],
+    },
   };
 }
 

@@ -16,6 +16,10 @@ used by the SAM paper's point-prompt evaluation):
   a disk of the mask's own area centred on the first click (position and true size alone, no
   model), and `miou_1click_blank`, the model given the same first click on a uniform grey image of
   the same size (what it gets without looking). A model that segments what it sees beats both.
+* How well the IoU head predicts (`iou_head`): each of the 3 first-click masks' predicted IoU
+  against its true IoU — their Pearson correlation, mean absolute error, and a reliability table
+  (mean true IoU per tenth of predicted IoU). The AMG filters masks by this prediction, so a head
+  that does not track true IoU makes stage 3 keep the wrong masks (SAM paper §3, "IoU prediction").
 
 An optional ignore mask (e.g. COCO crowd regions) removes pixels from the IoU and from click placement.
 When only some masks of an image are evaluated, they are a seeded random choice (annotation order
@@ -79,6 +83,8 @@ class MaskResult:
     first_click: Optional[tuple[int, int]] = None  # (x, y)
     disk_iou: Optional[float] = None  # a disk of the mask's area at the first click
     blank_iou: Optional[float] = None  # the first click on a uniform grey image
+    # The 3 first-click masks, best predicted first: (predicted IoU, true IoU) of each.
+    first_click_pairs: List[tuple[float, float]] = field(default_factory=list)
 
     def iou_after(self, clicks: int) -> float:
         return self.ious[min(clicks, len(self.ious)) - 1]
@@ -109,10 +115,11 @@ def evaluate_mask(predictor: SamPredictor, gt: np.ndarray, ignore: Optional[np.n
     """Simulated clicks on one object of the image set in `predictor`, until IoU >= stop_iou."""
     result = MaskResult(area=int(np.count_nonzero(gt)))
     points, labels = [first_click(gt, ignore)], [1]
-    masks, _, logits = predict_one_click(predictor, points[0])
+    masks, scores, logits = predict_one_click(predictor, points[0])
     pred, low_res = masks[0], logits[0]
-    result.ious.append(iou(pred, gt, ignore))
-    result.oracle_iou = max(iou(m, gt, ignore) for m in masks)
+    result.first_click_pairs = [(float(s), iou(m, gt, ignore)) for m, s in zip(masks, scores)]
+    result.ious.append(result.first_click_pairs[0][1])
+    result.oracle_iou = max(true for _, true in result.first_click_pairs)
     result.first_click = points[0]
     result.disk_iou = iou(disk(gt.shape, points[0], result.area), gt, ignore)
     while result.ious[-1] < stop_iou and len(result.ious) < max_clicks:
@@ -159,7 +166,27 @@ def summarize(results: List[MaskResult], images: int, max_clicks: int = MAX_CLIC
                              "miou_1click": float(np.mean([r.ious[0] for r in bucket])),
                              "noc90": float(np.mean([r.clicks_to(0.90, max_clicks) for r in bucket]))}
     summary["by_size"] = by_size
+    summary["iou_head"] = iou_head_figures([p for r in results for p in r.first_click_pairs])
     return summary
+
+
+def iou_head_figures(pairs: List[tuple[float, float]]) -> Dict[str, Any]:
+    """Predicted against true IoU: correlation (None when either side does not vary), mean
+    absolute error, and per tenth of predicted IoU the mean of both (empty tenths left out)."""
+    predicted = np.array([p for p, _ in pairs], np.float64)
+    true = np.array([t for _, t in pairs], np.float64)
+    varies = len(pairs) > 1 and predicted.std() > 0 and true.std() > 0
+    bins = []
+    tenth = np.minimum((np.clip(predicted, 0, 1) * 10).astype(int), 9)
+    for b in range(10):
+        inside = tenth == b
+        if inside.any():
+            bins.append({"from": b / 10, "to": (b + 1) / 10, "count": int(inside.sum()),
+                         "predicted": float(predicted[inside].mean()), "true": float(true[inside].mean())})
+    return {"pairs": len(pairs),
+            "pearson": float(np.corrcoef(predicted, true)[0, 1]) if varies else None,
+            "mean_abs_error": float(np.abs(predicted - true).mean()) if pairs else 0.0,
+            "bins": bins}
 
 
 def choose_masks(count: int, limit: Optional[int], rng: np.random.Generator) -> List[int]:

@@ -4,7 +4,7 @@ import torch
 
 from sae_trainer.data import CocoInstances
 from sae_trainer.evaluate import (MaskResult, choose_masks, disk, evaluate, evaluate_mask, first_click,
-                                  iou, next_click, summarize)
+                                  iou, iou_head_figures, next_click, summarize)
 from sae_trainer.model import ModelConfig, build_sam
 
 
@@ -91,6 +91,30 @@ def test_evaluate_runs_on_a_coco_folder(coco_dir):
     assert 0 < metrics["miou_1click_disk"] <= 1 and 0 <= metrics["miou_1click_blank"] <= 1
     assert "miou_1click_blank" not in evaluate(sam, CocoInstances(coco_dir), max_images=1,
                                                max_clicks=1, blank_check=False)
+    # 3 first-click masks per evaluated mask, each a (predicted, true) pair
+    assert metrics["iou_head"]["pairs"] == 3 * metrics["masks"]
+    assert sum(b["count"] for b in metrics["iou_head"]["bins"]) == metrics["iou_head"]["pairs"]
+
+
+def test_iou_head_figures():
+    f = iou_head_figures([(0.05, 0.1), (0.12, 0.0), (0.55, 0.7), (0.95, 0.9), (1.0, 1.0)])
+    assert f["pairs"] == 5
+    assert f["mean_abs_error"] == pytest.approx((0.05 + 0.12 + 0.15 + 0.05 + 0.0) / 5)
+    assert f["pearson"] == pytest.approx(np.corrcoef([0.05, 0.12, 0.55, 0.95, 1.0], [0.1, 0, 0.7, 0.9, 1])[0, 1])
+    # tenths by predicted IoU; 1.0 falls in the last one; empty tenths are left out
+    assert [(b["from"], b["count"]) for b in f["bins"]] == [(0.0, 1), (0.1, 1), (0.5, 1), (0.9, 2)]
+    assert f["bins"][3]["true"] == pytest.approx(0.95) and f["bins"][3]["to"] == 1.0
+    # a head that predicts one value for everything has no correlation to report
+    assert iou_head_figures([(0.3, 0.1), (0.3, 0.9)])["pearson"] is None
+    assert iou_head_figures([]) == {"pairs": 0, "pearson": None, "mean_abs_error": 0.0, "bins": []}
+
+
+def test_evaluate_mask_keeps_the_first_clicks_predicted_and_true_iou():
+    obj = rect(40, 40, 10, 30, 10, 30)
+    result = evaluate_mask(OraclePredictor(obj, 1), obj)
+    assert [p for p, _ in result.first_click_pairs] == pytest.approx([0.9, 0.7, 0.5])
+    assert result.ious[0] == result.first_click_pairs[0][1]
+    assert result.oracle_iou == max(t for _, t in result.first_click_pairs)
 
 
 def test_disk_reference_is_position_and_true_size_alone():
