@@ -1,6 +1,7 @@
 // The `sa-engine` command line. Each command lives in its own module under cli/commands/ and
 // registers itself on the program (cli/program.ts); this file only parses the arguments.
 import { buildProgram } from './program.ts';
+import { FollowInterruptedError } from './run-in-process.ts';
 
 const program = buildProgram();
 
@@ -11,5 +12,5 @@ try {
   const error = err as Error;
   console.error(`sa-engine: ${error.message}`);
   if (process.env.SAE_DEBUG) console.error(error.stack);
-  process.exitCode = 1;
+  process.exitCode = error instanceof FollowInterruptedError ? error.exitCode : 1;
 }

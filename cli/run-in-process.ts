@@ -59,13 +59,55 @@ export async function runInProcess(
     await options.onStarted?.(annotation);
     if (annotation && config.simulatedAnnotators.enabled)
       sims = spawnSimulatedAnnotators(configFile, endpoints, annotation.url, options.leaveForPerson);
-    return await unlessWorkersFail(follow(client, handle, new ProgressView()), local);
+    const interrupted = whenInterrupted(config.run);
+    try {
+      return await Promise.race([
+        unlessWorkersFail(follow(client, handle, new ProgressView()), local),
+        interrupted.promise,
+      ]);
+    } finally {
+      interrupted.dispose();
+    }
   } finally {
     // They finish the image in hand (a closed task refuses them) and stop.
     if (sims) await stopChild(sims);
     await annotation?.close();
     await trainer?.shutdown();
   }
+}
+
+/** Ctrl-C or SIGTERM while the CLI followed a run: it stops what it started; the run itself goes on. */
+export class FollowInterruptedError extends Error {
+  constructor(
+    runId: string,
+    readonly signal: NodeJS.Signals,
+  ) {
+    super(
+      `stopped following run ${runId} on ${signal}, and the workers, annotation tool and trainer this ` +
+        'command started. The run stays in Temporal and goes on once workers poll its queues ' +
+        `(\`sa-engine worker --config FILE\`); \`sa-engine status ${runId}\` shows where it is.`,
+    );
+    this.name = 'FollowInterruptedError';
+  }
+
+  /** The shell's convention: 128 + the signal's number. */
+  get exitCode(): number {
+    return this.signal === 'SIGINT' ? 130 : 143;
+  }
+}
+
+/**
+ * Rejects on the first SIGINT or SIGTERM. The Temporal runtime shuts the in-process worker down on
+ * those signals, but the CLI would go on following a run that then makes no progress.
+ */
+function whenInterrupted(runId: string): { promise: Promise<never>; dispose: () => void } {
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onSignal = (signal) => reject(new FollowInterruptedError(runId, signal));
+  });
+  for (const signal of signals) process.once(signal, onSignal);
+  return { promise, dispose: () => signals.forEach((signal) => process.off(signal, onSignal)) };
 }
 
 /** `sa-engine annotate simulate FILE --url URL`, its output into this process's stderr. */
