@@ -70,6 +70,7 @@ export function registerDemoCommands(program: Command): void {
     .option('--points-per-side <n>', 'automatic mask generator grid (paper: 32)', '16')
     .option('--annotate', 'keep one image of the stage-1 round for you to annotate in the browser tool')
     .action(async (flags: DemoFlags) => {
+      const images = checkDemoImages(flags.images);
       const stateDir = defaultStateDir();
       const { state, reused } = await ensureDevStack({ stateDir });
       console.log(reused ? 'Using the running dev stack:' : 'Started the dev stack:');
@@ -78,7 +79,7 @@ export function registerDemoCommands(program: Command): void {
 
       const demoDir = join(stateDir, 'demo');
       const imagesDir = join(demoDir, `images-seed${flags.seed}-n${flags.images}`);
-      await writeDemoImages(imagesDir, Number(flags.images), Number(flags.seed));
+      await writeDemoImages(imagesDir, images, Number(flags.seed));
 
       const model = await referenceModel();
       const config = demoConfig(imagesDir, join(demoDir, 'out'), {
@@ -159,6 +160,21 @@ async function referenceModel(): Promise<ModelPackage> {
     );
   }
   return model;
+}
+
+/** The demo's rounds take 6 images (3 + 3); stage 3 needs at least one more. */
+export const DEMO_ANNOTATED_IMAGES = 6;
+
+/** `--images` as the demo needs it: a whole number above the images its rounds take. */
+export function checkDemoImages(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= DEMO_ANNOTATED_IMAGES) {
+    throw new Error(
+      `--images must be a whole number above ${DEMO_ANNOTATED_IMAGES}, got "${value}": the demo's ` +
+        `stage-1 and stage-2 rounds take ${DEMO_ANNOTATED_IMAGES} images and stage 3 segments the rest`,
+    );
+  }
+  return n;
 }
 
 interface DemoSettings {
