@@ -163,6 +163,14 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def _data_key(store, inp: Dict[str, Any], split: Dict[str, Any]) -> str:
+    """An evaluation set's key in this host's caches: where it is and what its annotations hold. A
+    run recreated under the same id writes other images and masks under the same keys; keyed by
+    location alone, its evaluation would read the earlier run's cached images."""
+    annotations = hashlib.sha256(store.get_bytes(split["annotations"])).hexdigest()
+    return _digest(inp["storage"], inp["dataset"], annotations)
+
+
 def _version_key(models, registry: str, version: str) -> str:
     """A registry version's key in this host's caches: where it is, and which incarnation (its
     claim.json, written once when the number is taken). A registry recreated at the same URI
@@ -306,8 +314,8 @@ def evaluate_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     models = open_store(inp["registry"])
     _, manifest = _manifest(store, inp["dataset"])
     split = manifest.get("holdout") or manifest
-    # The data by where it lives, the checkpoint by its version: both are fetched once per host.
-    data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", _digest(inp["storage"], inp["dataset"])),
+    # The data by what it is, the checkpoint by its version: both are fetched once per host.
+    data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", _data_key(store, inp, split)),
                                        _heartbeat_every(5.0))
     ckpt = os.path.join(work_dir("eval-model", _version_key(models, inp["registry"], inp["model"])),
                         "checkpoint.pt")
@@ -450,7 +458,7 @@ def evaluate_detector_activity(inp: Dict[str, Any]) -> Dict[str, Any]:
     _, manifest = _manifest(store, inp["dataset"])
     split = manifest.get("holdout") or manifest
     beat = _heartbeat_every(5.0)
-    data_key = _digest(inp["storage"], inp["dataset"])
+    data_key = _data_key(store, inp, split)
     data_dir, ann_file = fetch_dataset(store, split, work_dir("eval-data", data_key), beat)
     ckpt = os.path.join(work_dir("eval-detector", _version_key(models, inp["registry"], inp["model"])),
                         CHECKPOINT_NAME)
@@ -644,12 +652,14 @@ async def run_worker(settings: WorkerSettings, connect: Optional[Dict[str, Any]]
     connect = connect if connect is not None else connect_options(os.environ)
     versioning = versioning_options(settings.deployment_name, settings.build_id)
     stopping = threading.Event()
+    announced = threading.Event()  # the ready line is in the log
     worker: Optional[Worker] = None
     health = None
     if settings.health_port is not None:
-        # Up before the connection: /healthz answers while the process lives, /readyz once it polls.
+        # Up before the connection: /healthz answers while the process lives, /readyz once it polls
+        # and has said so in its log (so a probe and the log agree).
         health = HealthServer(settings.health_port, ready=lambda: bool(
-            worker is not None and worker.is_running and not stopping.is_set()))
+            announced.is_set() and worker is not None and worker.is_running and not stopping.is_set()))
     loop = asyncio.get_running_loop()
     handled = (signal.SIGTERM, signal.SIGINT)
     try:
@@ -691,6 +701,7 @@ async def run_worker(settings: WorkerSettings, connect: Optional[Dict[str, Any]]
                 print(f"sae-trainer worker: {settings.address} namespace {settings.namespace} "
                       f"queue {settings.task_queue} device {settings.device} "
                       f"({describe_connection(connect)}{extra})", flush=True)
+                announced.set()
             await run
             if stopping.is_set():
                 print("sae-trainer worker: stopped", flush=True)

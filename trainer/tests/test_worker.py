@@ -201,3 +201,19 @@ def test_a_recreated_registry_does_not_reuse_another_versions_cached_files(tmp_p
     models.put_bytes("sam/v1/claim.json", b'{"name":"sam","version":1,"at":"2026-12-07T11:00:00Z"}\n')
     assert _version_key(models, uri, "sam/v1") != first
     assert _version_key(models, uri, "sam/v2") != _version_key(models, uri, "sam/v1")
+
+
+def test_an_evaluation_set_recreated_at_the_same_keys_does_not_reuse_the_cached_images(tmp_path):
+    """Evaluation data is cached by what its annotations hold, not only where they are: a run made
+    again under the same id writes other images and masks under the same keys."""
+    from sae_trainer.worker import _data_key
+
+    uri = f"file://{tmp_path}/out"
+    store = open_store(uri)
+    inp = {"storage": uri, "dataset": "runs/r/stage1/training/set-1/manifest.json"}
+    split = {"annotations": "runs/r/stage1/training/set-1/holdout.json"}
+    store.put_bytes(split["annotations"], b'{"images": [{"id": 1, "source": "a.jpg"}]}')
+    first = _data_key(store, inp, split)
+    assert _data_key(store, inp, split) == first  # a retry reads its own cache
+    store.put_bytes(split["annotations"], b'{"images": [{"id": 1, "source": "b.jpg"}]}')
+    assert _data_key(store, inp, split) != first
