@@ -13,6 +13,7 @@ import { StoreCache } from '../object-store/uri.ts';
 import type { CocoRle } from '../rle.ts';
 import { RunConfigSchema, type RunConfig } from '../run-config.ts';
 import { runLayout } from '../run-layout.ts';
+import { amgThresholdsOf } from '../sam/model-package.ts';
 import type { RunStatus } from '../run-record.ts';
 import type { RoundSummary } from '../stage1/round-export.ts';
 import { EvaluateDetectorResultSchema, EvaluateSamResultSchema } from '../training/contract.ts';
@@ -109,6 +110,8 @@ export interface ModelVersionRow<F> {
   gate: { promoted: boolean; reason: string; champion: string | null; championFigures: F | null } | null;
   /** The registry's champion now. */
   champion: boolean;
+  /** SAM versions: the AMG thresholds in their model.json (stage 3's with `thresholds: model`). */
+  amgThresholds?: { predIouThresh: number; stabilityScoreThresh: number } | null;
 }
 
 export interface ModelsData<F> {
@@ -354,10 +357,26 @@ async function readModels(
   rounds: readonly RoundRow[],
 ): Promise<EngineReportData['models']> {
   const named = rounds.flatMap((r) => [...Object.keys(r.models), ...(r.detector ? [r.detector] : [])]);
+  const sam = await readModel(registry, runId, config.stage1.retrain.model, named, samFigures);
+  for (const row of sam.versions) row.amgThresholds = await amgThresholds(registry, row);
   return {
-    sam: await readModel(registry, runId, config.stage1.retrain.model, named, samFigures),
+    sam,
     detector: await readModel(registry, runId, config.stage2.detector.model, named, detectorFigures),
   };
+}
+
+/** A version's calibrated AMG thresholds; null when its model.json has none, is gone or is not JSON. */
+async function amgThresholds<F>(
+  registry: ModelRegistry,
+  row: ModelVersionRow<F>,
+): Promise<ModelVersionRow<F>['amgThresholds']> {
+  try {
+    const text = await registry.store.get(`${row.name}/v${row.version}/model.json`);
+    return amgThresholdsOf(JSON.parse(text.toString('utf8')));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError || err instanceof SyntaxError) return null;
+    throw err;
+  }
 }
 
 type FiguresOf<F> = (metrics: Record<string, unknown> | null, where: string, path: string[]) => F | null;

@@ -154,6 +154,18 @@ export function withAmgCalibration(text: string, calibration: object): string {
   return out;
 }
 
+/** The two thresholds of a parsed model.json's `amg_calibration`, or null when it has none (or not one this reads). */
+export function amgThresholdsOf(
+  modelJson: unknown,
+): { predIouThresh: number; stabilityScoreThresh: number } | null {
+  const parsed = amgCalibrationSchema.safeParse(
+    (modelJson as { amg_calibration?: unknown } | null)?.amg_calibration,
+  );
+  return parsed.success
+    ? { predIouThresh: parsed.data.pred_iou_thresh, stabilityScoreThresh: parsed.data.stability_score_thresh }
+    : null;
+}
+
 /** Where the AMG's filter thresholds come from (run config `stage3.thresholds`). */
 export type ThresholdSource = 'official' | 'model';
 

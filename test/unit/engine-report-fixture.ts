@@ -244,6 +244,20 @@ async function writeRegistry(f: EngineFixture): Promise<void> {
     },
   });
   await r.moveAlias('sam', 'champion', 2, { reason: 'promoted', expected: 1 });
+  // v2 was calibrated when it was promoted; v1 has no model.json here, v3's is damaged.
+  await r.store.put(
+    'sam/v2/model.json',
+    JSON.stringify({
+      format: 'sa-engine-model/1',
+      amg_calibration: {
+        pred_iou_thresh: 0.3,
+        stability_score_thresh: 0.5,
+        points_per_side: 16,
+        measured_on: '1 held-out image',
+        rule: 'highest F1',
+      },
+    }),
+  );
   await version(r, 'sam', {
     idempotencyKey: `${run}/retrain-2`,
     parent: { name: 'sam', version: 2 },
@@ -256,6 +270,7 @@ async function writeRegistry(f: EngineFixture): Promise<void> {
       championMetrics: samFigures(0.62, 6.5),
     },
   });
+  await r.store.put('sam/v3/model.json', '{"format": ');
   await version(r, 'sam', { idempotencyKey: 'other-run/retrain-1', trigger: 'another run' });
   await version(r, 'detector', { idempotencyKey: `${run}/seed`, trigger: `seeded by run ${run}` });
   await r.moveAlias('detector', 'champion', 1, { reason: 'seeded' });

@@ -68,6 +68,11 @@ describe('the report of a finished run', () => {
     expect(sam[1]!.figures).toMatchObject({ dataset: HOLDOUT, miou1click: 0.62, noc90: 6.5, noc85: 5.5 });
     expect(sam[1]!.figures!.miouAtClicks).toEqual({ '1': 0.62, '3': 0.72 });
     expect(sam[1]!.figures!.iouHeadPearson).toBe(0.41);
+    expect(sam.map((v) => v.amgThresholds)).toEqual([
+      null,
+      { predIouThresh: 0.3, stabilityScoreThresh: 0.5 },
+      null,
+    ]);
     expect(sam[1]!.gate).toMatchObject({ promoted: true, champion: 'sam@v1' });
     expect(sam[1]!.gate!.championFigures!.miou1click).toBe(0.55);
     expect(sam[2]!.figures).toMatchObject({ dataset: null, miou1click: 0.6 });
