@@ -85,7 +85,8 @@ export class FollowInterruptedError extends Error {
     super(
       `stopped following run ${runId} on ${signal}, and the workers, annotation tool and trainer this ` +
         'command started. The run stays in Temporal and goes on once workers poll its queues ' +
-        `(\`sa-engine worker --config FILE\`); \`sa-engine status ${runId}\` shows where it is.`,
+        `(\`sa-engine worker --config FILE\`); \`sa-engine status ${runId}\` shows where it is, ` +
+        `\`sa-engine cancel ${runId}\` stops it.`,
     );
     this.name = 'FollowInterruptedError';
   }
