@@ -61,10 +61,7 @@ export async function runInProcess(
       sims = spawnSimulatedAnnotators(configFile, endpoints, annotation.url, options.leaveForPerson);
     const interrupted = whenInterrupted(config.run);
     try {
-      return await Promise.race([
-        unlessWorkersFail(follow(client, handle, new ProgressView()), local),
-        interrupted.promise,
-      ]);
+      return await unlessWorkersFail(follow(client, handle, new ProgressView(), interrupted.signal), local);
     } finally {
       interrupted.dispose();
     }
@@ -98,17 +95,19 @@ export class FollowInterruptedError extends Error {
 }
 
 /**
- * Rejects on the first SIGINT or SIGTERM. The Temporal runtime shuts the in-process worker down on
- * those signals, but the CLI would go on following a run that then makes no progress.
+ * Aborts on the first SIGINT or SIGTERM, with a FollowInterruptedError as the reason. The Temporal
+ * runtime shuts the in-process worker down on those signals, but the CLI would go on following a
+ * run that then makes no progress.
  */
-function whenInterrupted(runId: string): { promise: Promise<never>; dispose: () => void } {
+function whenInterrupted(runId: string): { signal: AbortSignal; dispose: () => void } {
   const signals = ['SIGINT', 'SIGTERM'] as const;
-  let onSignal: (signal: NodeJS.Signals) => void = () => {};
-  const promise = new Promise<never>((_, reject) => {
-    onSignal = (signal) => reject(new FollowInterruptedError(runId, signal));
-  });
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => controller.abort(new FollowInterruptedError(runId, signal));
   for (const signal of signals) process.once(signal, onSignal);
-  return { promise, dispose: () => signals.forEach((signal) => process.off(signal, onSignal)) };
+  return {
+    signal: controller.signal,
+    dispose: () => signals.forEach((signal) => process.off(signal, onSignal)),
+  };
 }
 
 /** `sa-engine annotate simulate FILE --url URL`, its output into this process's stderr. */

@@ -105,14 +105,22 @@ export async function follow(
   client: Client,
   handle: WorkflowHandle<typeof datasetRun>,
   view: RunWatcher,
+  /** Stops following (the run goes on): rejects with the signal's reason once no call is in flight. */
+  signal?: AbortSignal,
 ): Promise<DatasetRunResult> {
+  const call = <T>(fn: () => Promise<T>): Promise<T> => (signal ? client.withAbortSignal(signal, fn) : fn());
   let finished = false;
-  const result = handle.result().finally(() => (finished = true));
+  const result = call(() => handle.result()).finally(() => (finished = true));
   try {
-    while (!finished) {
-      const snapshot = await readProgress(client, handle).catch(() => undefined);
+    while (!finished && !signal?.aborted) {
+      const snapshot = await call(() => readProgress(client, handle)).catch(() => undefined);
       if (snapshot) view.update(snapshot);
       await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+    }
+    if (signal?.aborted) {
+      // The cancelled long poll settles first: a connection closed under it would retry into it.
+      await result.catch(() => undefined);
+      throw signal.reason;
     }
     const done = await result;
     view.finish(done);
