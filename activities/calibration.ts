@@ -2,12 +2,12 @@
 // adapter over lib/amg/calibration-set.ts. The retrain calls it for a version the gate promotes,
 // before the version is completed, so that stage 3 with `thresholds: model` can segment with every
 // champion the run makes.
-import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { calibrateOnHoldout } from '../lib/amg/calibration-set.ts';
 import type { AmgCalibrationRecord } from '../lib/amg/calibration.ts';
+import { lineageFile } from '../lib/models/registry.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import { localModelDir } from '../lib/sam/local-model.ts';
@@ -27,7 +27,7 @@ export interface CalibrateModelVersionInput {
 export interface CalibrateModelVersionResult {
   calibration: AmgCalibrationRecord;
   /** model.json as it now is, for the version's lineage (its file list records every SHA-256). */
-  modelJson: { name: 'model.json'; bytes: number; sha256: string };
+  modelJson: ReturnType<typeof lineageFile>;
 }
 
 export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {}) {
@@ -43,7 +43,8 @@ export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {
       const version = stores.open(input.modelUri);
       const text = (await version.get('model.json')).toString('utf8');
       const existing = (JSON.parse(text) as { amg_calibration?: AmgCalibrationRecord }).amg_calibration;
-      if (existing) return { calibration: existing, modelJson: describe(text) };
+      if (existing)
+        return { calibration: existing, modelJson: lineageFile('model.json', Buffer.from(text, 'utf8')) };
 
       const dir = await localModelDir(input.modelUri, storeOptions);
       // Its own session, not the worker's shared one: that one would keep the model.json read
@@ -65,17 +66,8 @@ export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {
       await version.put('model.json', updated, { contentType: 'application/json' });
       // The worker's local copy of an s3:// package is what its later sessions load.
       if (input.modelUri.startsWith('s3://')) writeFileSync(join(dir, 'model.json'), updated);
-      return { calibration, modelJson: describe(updated) };
+      return { calibration, modelJson: lineageFile('model.json', Buffer.from(updated, 'utf8')) };
     },
-  };
-}
-
-function describe(text: string): CalibrateModelVersionResult['modelJson'] {
-  const bytes = Buffer.from(text, 'utf8');
-  return {
-    name: 'model.json',
-    bytes: bytes.length,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
   };
 }
 

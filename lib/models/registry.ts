@@ -96,6 +96,11 @@ export function registryUri(config: Pick<RunConfig, 'models' | 'output'>): strin
   return config.models.registry ?? joinUri(config.output, 'models');
 }
 
+/** A file of a version as its lineage records it: name, size and SHA-256 of these bytes. */
+export function lineageFile(name: string, bytes: Buffer): Lineage['files'][number] {
+  return { name, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
 export class RegistryError extends Error {
   constructor(message: string) {
     super(message);
@@ -142,7 +147,7 @@ export class ModelRegistry {
       if (file === 'model.json') {
         const bytes = renamedModelJson(await readFile(path), name, version);
         await this.store.put(prefix + file, bytes, { contentType: 'application/json' });
-        files.push({ name: file, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+        files.push(lineageFile(file, bytes));
       } else {
         // Streamed (an encoder can be gigabytes): hashed in one read, uploaded in another.
         const hash = createHash('sha256');
