@@ -55,16 +55,19 @@ export async function measureCalibrationImages(
     stabilityScoreThresh: 0,
     boxNmsThresh: 1,
   });
+  // Every image matched before the AMG runs, and the reference read once for all of them.
+  for (const source of images) {
+    if (!reference.find(source.key))
+      throw new CalibrationInputError(`${reference.uri} has no masks for ${source.key}`);
+  }
+  const entries = await reference.entries(images);
   const measured: CalibrationImage[] = [];
   for (const [index, source] of images.entries()) {
     const started = performance.now();
     const decoded = await loadImage(await source.bytes(), { name: source.key });
     const { masks } = await amg.generate(decoded);
     const image = { key: source.key, w: decoded.width, h: decoded.height };
-    if (!reference.find(image.key))
-      throw new CalibrationInputError(`${reference.uri} has no masks for ${image.key}`);
-    const [entry] = await reference.entries([image]);
-    const humans = await loadHumanMasks(stores, entry!, image);
+    const humans = await loadHumanMasks(stores, entries[index]!, image);
     measured.push(
       calibrationImage(
         masks,

@@ -62,8 +62,8 @@ export interface ReferenceSet {
   find(imageUri: string): string | undefined;
   /** A few reference names, for error messages. */
   examples(count: number): string[];
-  /** The entries of run images that `find` matched, in their order. */
-  entries(images: readonly RunImage[]): Promise<ReferenceEntry[]>;
+  /** The entries of run images that `find` matched, in their order (a COCO file is read once per call). */
+  entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]>;
 }
 
 /** Where one image's human masks are: stored with the audit's sample, loaded by loadHumanMasks. */
@@ -167,7 +167,7 @@ class CocoReference implements ReferenceSet {
     return [...this.byName.keys()].slice(0, count);
   }
 
-  async entries(images: readonly RunImage[]): Promise<ReferenceEntry[]> {
+  async entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]> {
     const wanted = new Map<number, CocoAnnotation[]>();
     const cocoImages = images.map((image) => {
       const name = uriFileName(image.key);
@@ -354,7 +354,7 @@ class LabelImageReference implements ReferenceSet {
     return [...this.byStem.values()].slice(0, count);
   }
 
-  async entries(images: readonly RunImage[]): Promise<ReferenceEntry[]> {
+  async entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]> {
     return images.map((image) => {
       const key = this.find(image.key);
       if (!key) throw new Error(`no reference mask for ${image.key} (call find first)`);

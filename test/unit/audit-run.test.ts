@@ -300,7 +300,7 @@ describe('a COCO reference read as a stream', () => {
       annotations: { image_id: number }[];
     };
     const [asked] = coco.images;
-    const entries = await reference.entries([{ key: `s3://b/${asked!.file_name}`, w: W, h: H }]);
+    const entries = await reference.entries([{ key: `s3://b/${asked!.file_name}` }]);
     expect(entries).toHaveLength(1);
     const entry = entries[0]!;
     if (entry.format !== 'coco') throw new Error('expected a COCO entry');

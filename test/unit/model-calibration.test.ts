@@ -13,7 +13,12 @@ import {
   createCalibrationActivities,
   type CalibrateModelVersionResult,
 } from '../../activities/calibration.ts';
-import { calibrateOnHoldout, CalibrationInputError } from '../../lib/amg/calibration-set.ts';
+import {
+  calibrateOnHoldout,
+  CalibrationInputError,
+  measureCalibrationImages,
+} from '../../lib/amg/calibration-set.ts';
+import { openReference } from '../../lib/audit/reference.ts';
 import { openObjectStore, type ObjectStore } from '../../lib/object-store.ts';
 import { StoreCache } from '../../lib/object-store/uri.ts';
 import { readModelPackage, resolveAmgThresholds } from '../../lib/sam/model-package.ts';
@@ -115,6 +120,27 @@ describe('calibrating a promoted version on the run held-out images', () => {
     await expect(calibrateOn('runs/r/empty/manifest.json')).rejects.toThrow(
       /holds no images to calibrate on/,
     );
+  });
+
+  it('refuses an image the reference has no masks for before running the AMG on any', async () => {
+    const reference = await openReference(stores, {
+      uri: out.uri(`${SET}/holdout.json`),
+      format: 'coco',
+      ignoreValue: null,
+    });
+    const known = holdout.images[0]!.file_name;
+    const images = [known, 'round-1/export/images/not-annotated.png'].map((name) => ({
+      key: out.uri(`runs/r/stage1/${name}`),
+      bytes: () => out.get(`runs/r/stage1/${name}`),
+    }));
+    const measured: number[] = [];
+    await expect(
+      measureCalibrationImages(session, images, reference, stores, {
+        pointsPerSide: 4,
+        onImage: (m) => measured.push(m.index),
+      }),
+    ).rejects.toThrow(/has no masks for .*not-annotated\.png/);
+    expect(measured).toEqual([]);
   });
 
   it(
