@@ -33,6 +33,8 @@ export const runLayout = {
   releaseImage: (run: string, imageId: number) => `runs/${run}/dataset/images/${imageId}.jpg`,
   /** Stage 1: an image's embedding, computed once per model (lib/sam/embedding-file.ts). */
   embedding: (run: string, imageId: number) => `runs/${run}/embeddings/${imageId}.bin`,
+  /** Stage 1: everything a round stores (stage 2's rounds share the numbering and the folder). */
+  stage1Round: (run: string, round: number) => `runs/${run}/stage1/round-${round}/`,
   /** Stage 1: one accepted mask of an image in a round (lib/stage1/annotations.ts). */
   stage1Annotation: (run: string, round: number, imageId: number, submissionId: string) =>
     `runs/${run}/stage1/round-${round}/annotations/${imageId}/${submissionId}.json`,

@@ -283,8 +283,8 @@ const roundSummarySchema: z.ZodType<StoredRoundSummary> = z.object({
 });
 
 /**
- * Every round's summary, in round order. One listing of the rounds' keys: they are human-scale
- * (one per accepted mask), and a round with keys but no summary is one still open.
+ * Every planned round's summary, in round order; a round with stored keys but no summary is one
+ * still open. Two requests a round at most, however many masks it holds.
  */
 async function readRounds(
   out: ObjectStore,
@@ -292,26 +292,22 @@ async function readRounds(
   config: RunConfig,
   result: RunResult,
 ): Promise<RoundsData> {
-  const prefix = `runs/${runId}/stage1/round-`;
-  const seen = new Set<number>();
-  const summaries = new Set<number>();
-  for await (const key of out.listKeys(prefix)) {
-    const match = /^(\d+)\/(.*)$/.exec(key.slice(prefix.length));
-    if (!match) continue;
-    seen.add(Number(match[1]));
-    if (match[2] === 'summary.json') summaries.add(Number(match[1]));
-  }
+  const planned =
+    (config.stage1.enabled ? config.stage1.rounds : 0) + (config.stage2.enabled ? config.stage2.rounds : 0);
   const prefills = new Map((result?.stage2?.rounds ?? []).map((r) => [r.round, r.prefill ?? null]));
   const rows: RoundRow[] = [];
-  for (const round of [...summaries].sort((a, b) => a - b)) {
+  const open: number[] = [];
+  for (let round = 1; round <= planned; round++) {
     const key = runLayout.stage1RoundSummary(runId, round);
-    const summary = parseJson(roundSummarySchema, await out.get(key), out.uri(key));
+    const stored = await getIfExists(out, key);
+    if (stored === undefined) {
+      if (await anyKey(out, runLayout.stage1Round(runId, round))) open.push(round);
+      continue;
+    }
+    const summary = parseJson(roundSummarySchema, stored, out.uri(key));
     const stage = summary.stage ?? (prefills.has(round) ? 'stage2' : roundStage(config, round));
     rows.push(roundRow(key, summary, stage, prefills.get(round) ?? null));
   }
-  const planned =
-    (config.stage1.enabled ? config.stage1.rounds : 0) + (config.stage2.enabled ? config.stage2.rounds : 0);
-  const open = [...seen].filter((r) => !summaries.has(r)).sort((a, b) => a - b);
   return { planned, rows, open };
 }
 
