@@ -194,13 +194,17 @@ export function demoConfig(imagesDir: string, outDir: string, settings: DemoSett
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   const { predIouThresh, stabilityScoreThresh } = settings.calibration;
   const groundTruth = { uri: pathToFileURL(join(imagesDir, ANNOTATIONS_KEY)).href, format: 'coco' };
+  const run = `demo-${stamp}`;
   return createRunConfigSchema().parse({
-    run: `demo-${stamp}`,
+    run,
     images: { prefix: pathToFileURL(join(imagesDir, 'images')).href },
     output: pathToFileURL(outDir).href,
     models: {
       sam: pathToFileURL(REFERENCE_MODEL_DIR).href,
       detector: pathToFileURL(REFERENCE_DETECTOR_DIR).href,
+      // A registry of its own: every demo starts from the committed models, not from the versions an
+      // earlier demo promoted (a shared registry's champion would carry over).
+      registry: pathToFileURL(join(outDir, 'registries', run)).href,
     },
     stage1: {
       enabled: true,
@@ -238,7 +242,7 @@ export function demoConfig(imagesDir: string, outDir: string, settings: DemoSett
       maxMasksPerImage: 6,
     },
     // Explicit thresholds, not `model`: stage 3 segments with the version the run promotes last,
-    // which carries no calibration of its own (see the top of this file).
+    // whose own calibration would be measured on the one image the retrain holds out.
     // Over the images no round annotated, as the issue's engine does (the paper's ran over all).
     stage3: {
       skipAnnotated: true,

@@ -1,7 +1,10 @@
 // `sa-engine demo --images N` through the real CLI entry point: a count that leaves stage 3 no image
-// (its rounds take 6) is refused before anything starts, with the reason.
+// (its rounds take 6) is refused before anything starts, with the reason. And the demo's run config:
+// a model registry of its own per run, so a demo never starts from a version an earlier one promoted.
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkDemoImages } from '../../cli/commands/demo.ts';
+import { checkDemoImages, demoConfig } from '../../cli/commands/demo.ts';
+import { registryUri } from '../../lib/models/registry.ts';
 import { cli } from '../helpers/cli.ts';
 
 describe('sa-engine demo --images', () => {
@@ -16,5 +19,17 @@ describe('sa-engine demo --images', () => {
     expect(() => checkDemoImages('7.5')).toThrow(/whole number above 6, got "7.5"/);
     expect(() => checkDemoImages('ten')).toThrow(/got "ten"/);
     expect(checkDemoImages('7')).toBe(7);
+  });
+});
+
+describe('the demo run config', () => {
+  it("keeps each run's model registry apart, under the demo output", () => {
+    const config = demoConfig('/tmp/demo/images', '/tmp/demo/out', {
+      pointsPerSide: 16,
+      calibration: { predIouThresh: 0.3, stabilityScoreThresh: 0.5 },
+      annotate: false,
+    });
+    expect(config.run).toMatch(/^demo-\d{8}-\d{6}$/);
+    expect(registryUri(config)).toBe(pathToFileURL(`/tmp/demo/out/registries/${config.run}`).href);
   });
 });
