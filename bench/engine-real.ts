@@ -8,8 +8,8 @@
 //   SAE_REAL_DATA=../shared/data npm run bench:engine-real -- [--rounds R] [--photos N] [--steps S]
 //       [--num-points K] [--grabcut N] [--synthetic N]
 //
-// Each line: version, parent, promoted?, 1-click mIoU and NoC@90 on GrabCut and on synthetic, and
-// the round's masks per image and simulated seconds per mask. Needs the trainer's venv (npm run setup).
+// Each line, a markdown table row: version, parent, promoted?, 1-click mIoU, mIoU at 5 clicks and
+// NoC@90 on GrabCut and on synthetic, and the round's masks per image and simulated seconds per mask. Needs the trainer's venv (npm run setup).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -119,9 +119,11 @@ try {
         await writeFile(join(synthetic, key), bytes);
       },
     });
+    // Markdown rows, as the model card keeps them.
     console.log(
-      'version  parent  promoted  GrabCut 1-click / NoC@90  synthetic 1-click / NoC@90  round: masks/image, s/mask',
+      '| version | parent | promoted | GrabCut 1-click | @5 clicks | NoC@90 | synthetic 1-click | @5 clicks | NoC@90 | round it assisted: masks/image, s/mask |',
     );
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const lineage of await registry.versions('sam')) {
       const checkpoint = join(fileURLToPath(registry.versionUri('sam', lineage.version)), 'checkpoint.pt');
       const g = evaluate(checkpoint, grabcut, Number(values.grabcut), 1);
@@ -131,11 +133,14 @@ try {
       const figures = round
         ? `${round.summary.masksPerImage.mean?.toFixed(1)}, ${round.summary.secondsPerMask.median?.toFixed(1)}`
         : '-';
-      console.log(
-        `v${lineage.version}       ${lineage.parent ? `v${lineage.parent.version}` : '-'}      ` +
-          `${lineage.gate ? (lineage.gate.promoted ? 'yes' : 'no ') : '-  '}       ` +
-          `${g.miou_1click.toFixed(3)} / ${g.noc90.toFixed(2)}               ${s.miou_1click.toFixed(3)} / ${s.noc90.toFixed(2)}                ${figures}`,
-      );
+      const cells = [
+        `v${lineage.version}`,
+        lineage.parent ? `v${lineage.parent.version}` : '-',
+        lineage.gate ? (lineage.gate.promoted ? 'yes' : 'no') : '-',
+        ...[g, s].flatMap((m) => [m.miou_1click, m.miou_at_clicks['5'] ?? NaN, m.noc90]).map(figure),
+        figures,
+      ];
+      console.log(`| ${cells.join(' | ')} |`);
     }
   } finally {
     over = true;
@@ -155,12 +160,7 @@ function python(args: string[]): string {
 }
 
 /** The trainer's evaluator (RITM clicks, 20 at most) on a COCO folder. */
-function evaluate(
-  checkpoint: string,
-  folder: string,
-  images: number,
-  masksPerImage: number,
-): { miou_1click: number; noc90: number } {
+function evaluate(checkpoint: string, folder: string, images: number, masksPerImage: number): Figures {
   const out = join(dir, `metrics-${Math.random().toString(36).slice(2)}.json`);
   python([
     '-m',
@@ -179,5 +179,16 @@ function evaluate(
     '--out',
     out,
   ]);
-  return JSON.parse(readFileSync(out, 'utf8')) as { miou_1click: number; noc90: number };
+  return JSON.parse(readFileSync(out, 'utf8')) as Figures;
+}
+
+/** What the bench prints of the evaluator's figures. */
+interface Figures {
+  miou_1click: number;
+  miou_at_clicks: Record<string, number>;
+  noc90: number;
+}
+
+function figure(value: number): string {
+  return value >= 1 ? value.toFixed(2) : value.toFixed(3);
 }
