@@ -5,9 +5,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
-import { calibrateOnHoldout } from '../lib/amg/calibration-set.ts';
+import { calibrateOnHoldout, type InheritedThresholds } from '../lib/amg/calibration-set.ts';
 import type { AmgCalibrationRecord } from '../lib/amg/calibration.ts';
-import { lineageFile } from '../lib/models/registry.ts';
+import { lineageFile, ModelRegistry } from '../lib/models/registry.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import { localModelDir } from '../lib/sam/local-model.ts';
@@ -22,21 +22,48 @@ export interface CalibrateModelVersionInput {
   dataset: string;
   maxImages: number;
   pointsPerSide: number;
+  /**
+   * The version it was trained from: its thresholds are kept when the held-out images give no basis
+   * to choose (no pair keeps a correct mask; lib/amg/calibration-set.ts).
+   */
+  parent?: { registry: string; name: string; version: number } | null;
 }
 
 export interface CalibrateModelVersionResult {
-  calibration: AmgCalibrationRecord;
+  /** null: no pair kept a correct mask and the parent had no thresholds either; model.json is unchanged. */
+  calibration: AmgCalibrationRecord | null;
   /** model.json as it now is, for the version's lineage (its file list records every SHA-256). */
   modelJson: ReturnType<typeof lineageFile>;
 }
 
 export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {}) {
   const stores = new StoreCache(storeOptions);
+
+  /** The parent version's calibrated thresholds, if it has any. */
+  async function parentThresholds(
+    parent: NonNullable<CalibrateModelVersionInput['parent']>,
+  ): Promise<InheritedThresholds | undefined> {
+    const uri = new ModelRegistry(stores.open(parent.registry)).versionUri(parent.name, parent.version);
+    const pkg = JSON.parse((await stores.open(uri).get('model.json')).toString('utf8')) as {
+      amg_calibration?: AmgCalibrationRecord | null;
+    };
+    const recorded = pkg.amg_calibration;
+    if (!recorded) return undefined;
+    return {
+      thresholds: {
+        predIouThresh: recorded.pred_iou_thresh,
+        stabilityScoreThresh: recorded.stability_score_thresh,
+      },
+      from: `${parent.name} v${parent.version}`,
+    };
+  }
+
   return {
     /**
      * Measures the AMG's thresholds for the version on the run's held-out images and writes them
-     * into its model.json as `amg_calibration`. A retried attempt finds them there and measures
-     * nothing again (the trainer never writes that field, so only this activity can have).
+     * into its model.json as `amg_calibration` (the parent's, marked so, when the images give no
+     * basis to choose). A retried attempt finds them there and measures nothing again (the trainer
+     * never writes that field, so only this activity can have).
      */
     async calibrateModelVersion(input: CalibrateModelVersionInput): Promise<CalibrateModelVersionResult> {
       const ctx = Context.current();
@@ -50,18 +77,21 @@ export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {
       // Its own session, not the worker's shared one: that one would keep the model.json read
       // before the calibration, and stage 3 on this worker would find none.
       const session = await SamSession.load(dir);
-      let calibration: AmgCalibrationRecord;
+      let calibration: AmgCalibrationRecord | null;
       try {
         calibration = await calibrateOnHoldout(session, stores.open(input.storage), stores, {
           outUri: input.storage,
           manifestKey: input.dataset,
           maxImages: input.maxImages,
           pointsPerSide: input.pointsPerSide,
+          inherit: input.parent ? await parentThresholds(input.parent) : undefined,
           onImage: (m) => ctx.heartbeat({ image: m.index + 1, candidates: m.candidates }),
         });
       } finally {
         await session.release();
       }
+      if (calibration === null)
+        return { calibration, modelJson: lineageFile('model.json', Buffer.from(text)) };
       const updated = withAmgCalibration(text, calibration);
       await version.put('model.json', updated, { contentType: 'application/json' });
       // The worker's local copy of an s3:// package is what its later sessions load.

@@ -111,7 +111,12 @@ function describeRetrain(retrain: RetrainSummary): string {
 
 /** A promoted version's calibrated AMG thresholds, as stage 3 uses them with `thresholds: model`. */
 function thresholds(c: RetrainResult['amgCalibration']): string {
-  return c ? `; AMG thresholds ${c.predIouThresh} / ${c.stabilityScoreThresh}` : '';
+  if (c === undefined) return '';
+  if (c === null) return '; no AMG thresholds (no pair kept a correct mask on the held-out images)';
+  const kept = c.inheritedFrom
+    ? ` (${c.inheritedFrom}'s: no pair kept a correct mask on the held-out images)`
+    : '';
+  return `; AMG thresholds ${c.predIouThresh} / ${c.stabilityScoreThresh}${kept}`;
 }
 
 function describeDetectorRetrain(retrain: DetectorRetrainSummary): string {

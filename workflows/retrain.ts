@@ -11,6 +11,7 @@
 // again: it returns that version's recorded decision. The champion moves only from the version
 // the retrain started from, so two retrains that finish together cannot both win.
 import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { AmgCalibrationRecord } from '../lib/amg/calibration.ts';
 import type { CalibrationActivities } from '../activities/calibration.ts';
 import type { ModelActivities } from '../activities/models.ts';
 import type { TrainingActivities } from '../activities/training.ts';
@@ -77,8 +78,11 @@ export interface RetrainResult {
   championMetrics: EvaluateSamResult | null;
   promoted: boolean;
   reason: string;
-  /** The thresholds measured for a promoted version (when the input asked for them). */
-  amgCalibration?: { predIouThresh: number; stabilityScoreThresh: number };
+  /**
+   * The thresholds measured for a promoted version (when the input asked for them); `inheritedFrom`:
+   * the parent's, kept because no pair kept a correct mask on the held-out images; null: neither.
+   */
+  amgCalibration?: { predIouThresh: number; stabilityScoreThresh: number; inheritedFrom?: string } | null;
 }
 
 export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
@@ -123,6 +127,7 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
           storage: input.evaluation.storage,
           dataset: input.evaluation.dataset,
           ...input.calibration,
+          parent: parent !== null ? { ...ref, version: parent } : null,
         })
       : undefined;
   const files = calibrated
@@ -151,10 +156,7 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
   const { promoted, reason } = decision.promoted
     ? await promote(ref, version, parent, decision.reason)
     : decision;
-  const amgCalibration = calibrated && {
-    predIouThresh: calibrated.calibration.pred_iou_thresh,
-    stabilityScoreThresh: calibrated.calibration.stability_score_thresh,
-  };
+  const amgCalibration = calibrated && calibrationSummary(calibrated.calibration);
   return {
     version,
     uri: claimed.uri,
@@ -163,7 +165,16 @@ export async function retrainSam(input: RetrainInput): Promise<RetrainResult> {
     championMetrics,
     promoted,
     reason,
-    ...(amgCalibration ? { amgCalibration } : {}),
+    ...(amgCalibration !== undefined ? { amgCalibration } : {}),
+  };
+}
+
+function calibrationSummary(record: AmgCalibrationRecord | null): RetrainResult['amgCalibration'] {
+  if (record === null) return null;
+  return {
+    predIouThresh: record.pred_iou_thresh,
+    stabilityScoreThresh: record.stability_score_thresh,
+    ...(record.inherited_from !== undefined ? { inheritedFrom: record.inherited_from } : {}),
   };
 }
 

@@ -164,7 +164,7 @@ export class Stage1Retraining {
         promoted: result.promoted,
         reason: result.reason,
         miou1: result.metrics.miou_1click ?? null,
-        ...(result.amgCalibration ? { amgCalibration: result.amgCalibration } : {}),
+        ...(result.amgCalibration !== undefined ? { amgCalibration: result.amgCalibration } : {}),
       };
       if (result.promoted) {
         this.champion = versionRef(this.spec.modelName, result);

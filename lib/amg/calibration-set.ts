@@ -16,6 +16,7 @@ import {
   evaluateThresholds,
   type AmgCalibrationRecord,
   type CalibrationImage,
+  type Thresholds,
 } from './calibration.ts';
 import { AutomaticMaskGenerator } from './generator.ts';
 
@@ -90,11 +91,21 @@ interface TrainingSetManifest {
   holdout?: { annotations: string; imagesPrefix: string };
 }
 
+/** Thresholds to keep when the images give no basis to choose, and whose they are ("sam v3"). */
+export interface InheritedThresholds {
+  thresholds: Thresholds;
+  from: string;
+}
+
 /**
  * Calibrates a model on a run's evaluation set: the held-out split of a training-set manifest in
  * `out` (the run's output store, at `outUri`), at most `maxImages` of its images in their order.
  * The accepted masks are not every object of an image, so precision here is a lower bound and the
  * F1 rule leans to stricter thresholds than an exhaustive reference would give; `measured_on` says so.
+ *
+ * When no pair keeps a single correct mask (F1 0 everywhere; a weak model on few images), the rule
+ * would pick the strictest pair, which keeps nothing: then the `inherit` thresholds are kept with
+ * their figures on these images (`inherited_from`), and without any the result is null.
  */
 export async function calibrateOnHoldout(
   session: SamSession,
@@ -105,9 +116,10 @@ export async function calibrateOnHoldout(
     manifestKey: string;
     maxImages: number;
     pointsPerSide: number;
+    inherit?: InheritedThresholds | undefined;
     onImage?: (measured: MeasuredImage) => void;
   },
-): Promise<AmgCalibrationRecord> {
+): Promise<AmgCalibrationRecord | null> {
   const manifest = JSON.parse((await out.get(opts.manifestKey)).toString('utf8')) as TrainingSetManifest;
   if (!manifest.holdout)
     throw new CalibrationInputError(`${out.uri(opts.manifestKey)} has no holdout split to calibrate on`);
@@ -129,11 +141,15 @@ export async function calibrateOnHoldout(
   });
   const measured = await measureCalibrationImages(session, images, reference, stores, opts);
   const { best } = calibrate(measured);
-  return calibrationRecord(best, evaluateThresholds(measured, OFFICIAL_THRESHOLDS), {
+  const noSignal = best.matched === 0;
+  if (noSignal && !opts.inherit) return null;
+  const chosen = noSignal ? evaluateThresholds(measured, opts.inherit!.thresholds) : best;
+  return calibrationRecord(chosen, evaluateThresholds(measured, OFFICIAL_THRESHOLDS), {
     pointsPerSide: opts.pointsPerSide,
     measuredOn:
       `${picked.length} held-out images of ${out.uri(opts.manifestKey)} with the masks annotators accepted ` +
       '(not every object: precision is a lower bound)',
     command: 'the calibrateModelVersion activity of the retrain that promoted this version',
+    ...(noSignal ? { inheritedFrom: opts.inherit!.from } : {}),
   });
 }

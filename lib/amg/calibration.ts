@@ -186,13 +186,18 @@ export interface AmgCalibrationRecord {
   command: string;
   figures: Record<string, number>;
   official_figures: Record<string, number>;
+  /**
+   * Set when no pair of the grid kept a single correct mask on these images, so they gave no basis
+   * to choose: the thresholds are those of the version named here, `figures` theirs on these images.
+   */
+  inherited_from?: string;
 }
 
 /** The record of a calibration: the chosen pair with its figures, and the official pair's. */
 export function calibrationRecord(
   best: CalibrationFigures,
   official: CalibrationFigures,
-  settings: { pointsPerSide: number; measuredOn: string; command: string },
+  settings: { pointsPerSide: number; measuredOn: string; command: string; inheritedFrom?: string },
 ): AmgCalibrationRecord {
   return {
     pred_iou_thresh: best.predIouThresh,
@@ -204,6 +209,7 @@ export function calibrationRecord(
     command: settings.command,
     figures: figuresJson(best),
     official_figures: figuresJson(official),
+    ...(settings.inheritedFrom !== undefined ? { inherited_from: settings.inheritedFrom } : {}),
   };
 }
 

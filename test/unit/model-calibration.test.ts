@@ -30,7 +30,7 @@ const SET = 'runs/r/stage1/training/set-1';
 const MANIFEST = `${SET}/manifest.json`;
 
 interface Coco {
-  images: { id: number; file_name: string }[];
+  images: { id: number; file_name: string; width: number; height: number }[];
   annotations: { image_id: number }[];
 }
 
@@ -47,7 +47,7 @@ describe('calibrating a promoted version on the run held-out images', () => {
     // A round's export as a training set holds it: images under round-1/export/, a holdout split.
     const exportPrefix = 'runs/r/stage1/round-1/export';
     await generateSynthDataset({
-      images: 2,
+      images: 3,
       seed: 4242,
       write: (key, bytes) => out.put(`${exportPrefix}/${key}`, Buffer.from(bytes)),
     });
@@ -79,19 +79,25 @@ describe('calibrating a promoted version on the run held-out images', () => {
     'measures the first maxImages held-out images against their accepted masks',
     { timeout: 120_000 },
     async () => {
-      const record = await calibrateOnHoldout(session, out, stores, {
+      const measured = await calibrateOnHoldout(session, out, stores, {
         outUri,
         manifestKey: MANIFEST,
-        maxImages: 1,
+        maxImages: 2,
         pointsPerSide: 4,
       });
-      const firstImageMasks = holdout.annotations.filter((a) => a.image_id === holdout.images[0]!.id).length;
-      expect(firstImageMasks).toBeGreaterThan(0);
-      expect(record.figures).toMatchObject({ images: 1, ground_truth_masks: firstImageMasks });
-      expect(record.official_figures).toMatchObject({ images: 1, ground_truth_masks: firstImageMasks });
+      expect(measured).not.toBeNull();
+      const record = measured!;
+      expect(record.inherited_from).toBeUndefined();
+      const [first, second] = holdout.images;
+      const firstTwoMasks = holdout.annotations.filter(
+        (a) => a.image_id === first!.id || a.image_id === second!.id,
+      ).length;
+      expect(firstTwoMasks).toBeLessThan(holdout.annotations.length);
+      expect(record.figures).toMatchObject({ images: 2, ground_truth_masks: firstTwoMasks });
+      expect(record.official_figures).toMatchObject({ images: 2, ground_truth_masks: firstTwoMasks });
       expect(record.points_per_side).toBe(4);
       expect(record.measured_on).toBe(
-        `1 held-out images of ${out.uri(MANIFEST)} with the masks annotators accepted ` +
+        `2 held-out images of ${out.uri(MANIFEST)} with the masks annotators accepted ` +
           '(not every object: precision is a lower bound)',
       );
       for (const t of [record.pred_iou_thresh, record.stability_score_thresh]) {
@@ -121,6 +127,85 @@ describe('calibrating a promoted version on the run held-out images', () => {
       /holds no images to calibrate on/,
     );
   });
+
+  it(
+    'keeps the parent thresholds when no pair keeps a correct mask, and gives none without a parent',
+    { timeout: 120_000 },
+    async () => {
+      // Held-out masks of one pixel each: no candidate of the AMG reaches IoU 0.5 with any.
+      const dots = {
+        ...holdout,
+        annotations: holdout.images.map((image, i) => ({
+          id: i + 1,
+          image_id: image.id,
+          iscrowd: 0,
+          segmentation: { size: [image.height, image.width], counts: [0, 1, image.height * image.width - 1] },
+        })),
+      };
+      await out.put('runs/r/dots/holdout.json', JSON.stringify(dots));
+      const manifestKey = 'runs/r/dots/manifest.json';
+      await out.put(
+        manifestKey,
+        JSON.stringify({
+          holdout: { annotations: 'runs/r/dots/holdout.json', imagesPrefix: 'runs/r/stage1' },
+        }),
+      );
+      const settings = { outUri, manifestKey, maxImages: 1, pointsPerSide: 4 };
+      expect(await calibrateOnHoldout(session, out, stores, settings)).toBeNull();
+
+      const inherited = await calibrateOnHoldout(session, out, stores, {
+        ...settings,
+        inherit: { thresholds: { predIouThresh: 0.26, stabilityScoreThresh: 0.45 }, from: 'sam v1' },
+      });
+      expect(inherited).toMatchObject({
+        pred_iou_thresh: 0.26,
+        stability_score_thresh: 0.45,
+        inherited_from: 'sam v1',
+        figures: { images: 1, ground_truth_masks: 1, matched_at_iou_0_5: 0 },
+      });
+      // The figures are the inherited pair's on these images: the AMG keeps masks there.
+      expect(inherited!.figures.masks).toBeGreaterThan(0);
+
+      // The activity reads the parent's pair from the registry and writes it, marked, into the version.
+      const registry = join(root, 'dots-registry');
+      cpSync(MODEL, join(registry, 'sam', 'v1'), { recursive: true });
+      const child = join(registry, 'sam', 'v2');
+      cpSync(MODEL, child, { recursive: true });
+      const trained = JSON.parse(readFileSync(join(child, 'model.json'), 'utf8')) as Record<string, unknown>;
+      delete trained.amg_calibration;
+      writeFileSync(join(child, 'model.json'), JSON.stringify(trained, null, 2));
+      const parentPair = (await readModelPackage(join(registry, 'sam', 'v1'))).amgCalibration!;
+      const activities = createCalibrationActivities();
+      const input = {
+        modelUri: pathToFileURL(child).href,
+        storage: outUri,
+        dataset: manifestKey,
+        maxImages: 1,
+      };
+      const orphan = (await new MockActivityEnvironment().run(activities.calibrateModelVersion, {
+        ...input,
+        pointsPerSide: 4,
+        parent: null,
+      })) as CalibrateModelVersionResult;
+      expect(orphan.calibration).toBeNull();
+      expect(readFileSync(join(child, 'model.json'), 'utf8')).toBe(JSON.stringify(trained, null, 2));
+
+      const result = (await new MockActivityEnvironment().run(activities.calibrateModelVersion, {
+        ...input,
+        pointsPerSide: 4,
+        parent: { registry: pathToFileURL(registry).href, name: 'sam', version: 1 },
+      })) as CalibrateModelVersionResult;
+      expect(result.calibration).toMatchObject({
+        pred_iou_thresh: parentPair.predIouThresh,
+        stability_score_thresh: parentPair.stabilityScoreThresh,
+        inherited_from: 'sam v1',
+      });
+      expect(resolveAmgThresholds(await readModelPackage(child), { thresholds: 'model' })).toEqual({
+        predIouThresh: parentPair.predIouThresh,
+        stabilityScoreThresh: parentPair.stabilityScoreThresh,
+      });
+    },
+  );
 
   it('refuses an image the reference has no masks for before running the AMG on any', async () => {
     const reference = await openReference(stores, {
@@ -171,11 +256,12 @@ describe('calibrating a promoted version on the run held-out images', () => {
         pointsPerSide: 4,
       };
       const result = (await env.run(activities.calibrateModelVersion, input)) as CalibrateModelVersionResult;
+      const calibration = result.calibration!;
 
       const text = readFileSync(join(version, 'model.json'), 'utf8');
       expect(text.startsWith(trainedText.replace(/\s*\}\s*$/, ''))).toBe(true);
       expect((JSON.parse(text) as { amg_calibration: unknown }).amg_calibration).toEqual(result.calibration);
-      expect(result.calibration.figures).toMatchObject({ images: 2 });
+      expect(calibration.figures).toMatchObject({ images: 2 });
       expect(result.modelJson).toEqual({
         name: 'model.json',
         bytes: Buffer.byteLength(text),
@@ -187,8 +273,8 @@ describe('calibrating a promoted version on the run held-out images', () => {
       ]);
       // Stage 3 with `thresholds: model` now takes this version's own pair.
       expect(resolveAmgThresholds(await readModelPackage(version), { thresholds: 'model' })).toEqual({
-        predIouThresh: result.calibration.pred_iou_thresh,
-        stabilityScoreThresh: result.calibration.stability_score_thresh,
+        predIouThresh: calibration.pred_iou_thresh,
+        stabilityScoreThresh: calibration.stability_score_thresh,
       });
 
       // A retried attempt: the evaluation set is gone, yet it returns what is in model.json.
