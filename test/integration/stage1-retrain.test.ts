@@ -28,6 +28,17 @@ import { testStack } from '../helpers/stack.ts';
 
 const stack = testStack();
 
+/** What the test reads of a version's model.json. */
+interface ModelJson {
+  amg_calibration: {
+    pred_iou_thresh: number;
+    stability_score_thresh: number;
+    measured_on: string;
+    points_per_side: number;
+    inherited_from?: string;
+  };
+}
+
 describe('stage 1 with retraining', () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'sae-retrain-run-'));
   const prefix = `stage1-retrain-${randomUUID().slice(0, 8)}`;
@@ -124,21 +135,28 @@ describe('stage 1 with retraining', () => {
         const registryStore = openObjectStore(registryUri(config), storeOptionsFor(stack));
         for (const [i, version] of [2, 3].entries()) {
           const text = (await registryStore.get(`sam/v${version}/model.json`)).toString('utf8');
-          const { amg_calibration: calibration } = JSON.parse(text) as {
-            amg_calibration: {
-              pred_iou_thresh: number;
-              stability_score_thresh: number;
-              measured_on: string;
-              points_per_side: number;
-            };
-          };
+          const calibrationOf = async (v: number) =>
+            (JSON.parse((await registryStore.get(`sam/v${v}/model.json`)).toString('utf8')) as ModelJson)
+              .amg_calibration;
+          const calibration = await calibrationOf(version);
           expect(calibration.points_per_side).toBe(4);
           expect(calibration.measured_on).toMatch(
             /^1 held-out images of .*\/stage1\/training\/set-\d\/manifest\.json/,
           );
+          const inherited = calibration.inherited_from;
+          if (inherited !== undefined) {
+            // One held-out image at 4×4 points may give no pair a correct mask: the parent's pair.
+            const parent = await calibrationOf(version - 1);
+            expect(inherited).toBe(`sam v${version - 1}`);
+            expect([calibration.pred_iou_thresh, calibration.stability_score_thresh]).toEqual([
+              parent.pred_iou_thresh,
+              parent.stability_score_thresh,
+            ]);
+          }
           expect(result.retrains![i]!.result?.amgCalibration).toEqual({
             predIouThresh: calibration.pred_iou_thresh,
             stabilityScoreThresh: calibration.stability_score_thresh,
+            ...(inherited !== undefined ? { inheritedFrom: inherited } : {}),
           });
           const recorded = (await new ModelRegistry(registryStore).lineage('sam', version)).files.find(
             (f) => f.name === 'model.json',
