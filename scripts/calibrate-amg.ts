@@ -113,6 +113,13 @@ async function main(): Promise<void> {
   }
 
   if (values.write) {
+    // The rule's tie-break would store the strictest pair, with which the AMG keeps nothing.
+    if (best.matched === 0) {
+      throw new Error(
+        'no threshold pair kept a single correct mask on these images: nothing to calibrate on, ' +
+          `${modelJson} left as it was`,
+      );
+    }
     const calibration = calibrationRecord(best, official, {
       pointsPerSide: settings.pointsPerSide,
       measuredOn,
