@@ -11,7 +11,7 @@ import { lineageFile, ModelRegistry } from '../lib/models/registry.ts';
 import type { ObjectStoreOptions } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import { localModelDir } from '../lib/sam/local-model.ts';
-import { withAmgCalibration } from '../lib/sam/model-package.ts';
+import { amgThresholdsOf, withAmgCalibration } from '../lib/sam/model-package.ts';
 import { SamSession } from '../lib/sam/session.ts';
 
 export interface CalibrateModelVersionInput {
@@ -44,18 +44,10 @@ export function createCalibrationActivities(storeOptions: ObjectStoreOptions = {
     parent: NonNullable<CalibrateModelVersionInput['parent']>,
   ): Promise<InheritedThresholds | undefined> {
     const uri = new ModelRegistry(stores.open(parent.registry)).versionUri(parent.name, parent.version);
-    const pkg = JSON.parse((await stores.open(uri).get('model.json')).toString('utf8')) as {
-      amg_calibration?: AmgCalibrationRecord | null;
-    };
-    const recorded = pkg.amg_calibration;
-    if (!recorded) return undefined;
-    return {
-      thresholds: {
-        predIouThresh: recorded.pred_iou_thresh,
-        stabilityScoreThresh: recorded.stability_score_thresh,
-      },
-      from: `${parent.name} v${parent.version}`,
-    };
+    const thresholds = amgThresholdsOf(
+      JSON.parse((await stores.open(uri).get('model.json')).toString('utf8')),
+    );
+    return thresholds ? { thresholds, from: `${parent.name} v${parent.version}` } : undefined;
   }
 
   return {
