@@ -1,7 +1,9 @@
 // `npm run bench:annotate`: how the annotation tool feels. Three measurements in one run:
 //
-// 1. the SAM decoder per click in Node (onnxruntime-node): the reference the others are read against;
-// 2. the same decoder, embedding and clicks in headless Chromium (onnxruntime-web, WebAssembly),
+// 1. the SAM decoder per click in Node (onnxruntime-node): the official decoder is the reference the
+//    others are read against, beside the package's folded decoder (what the tools run, when the
+//    package has one) and how far the folded decoder's masks are from the official ones;
+// 2. the same decoders, embedding and clicks in headless Chromium (onnxruntime-web, WebAssembly),
 //    with one thread and with several (the page is cross-origin isolated, as the service serves it);
 // 3. the annotation service's claim and submit round trips on the real stack (Temporal dev server,
 //    S3-compatible server, workers), with `--annotators` clients claiming and submitting at once:
@@ -11,8 +13,10 @@
 //   npm run bench:annotate -- [--clicks N] [--annotators N] [--images N] [--pace S] [--model DIR]
 //                             [--decoder-only]
 //
-// The last line is `annotate: browser click p50 X ms, submit p99 Y ms`, the submit figure at the
-// given pace. Needs /usr/bin/chromium.
+// The last line is `annotate: browser click p50 X ms, submit p99 Y ms`: the click figure is the
+// decoder the tools run (readPromptDecoder) at its best thread count, the submit figure at the given
+// pace. Needs /usr/bin/chromium.
+import { maskIou } from '../lib/stage1/click-simulator.ts';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +25,7 @@ import { parseArgs } from 'node:util';
 import fastifyStatic from '@fastify/static';
 import { Client, Connection } from '@temporalio/client';
 import Fastify from 'fastify';
+import * as ort from 'onnxruntime-node';
 import { chromium } from 'playwright-core';
 import { startLocalWorkers } from '../cli/local-workers.ts';
 import { AnnotationApi } from '../client/annotation-api.ts';
@@ -31,7 +36,14 @@ import { openObjectStore } from '../lib/object-store.ts';
 import { StoreCache } from '../lib/object-store/uri.ts';
 import { compressRle, encodeMask } from '../lib/rle.ts';
 import { embeddingFileOf } from '../lib/sam/embedding-file.ts';
-import { readModelPackage, readPromptDecoder } from '../lib/sam/model-package.ts';
+import { planMaskUpsample, upsampleMaskLogits } from '../lib/amg/mask-upsample.ts';
+import { DECODER_OUTPUTS, decoderFeeds, pickMasks } from '../lib/sam/decoder-prompt.ts';
+import {
+  readModelPackage,
+  readPromptDecoder,
+  type ModelPackage,
+  type OnnxInMemory,
+} from '../lib/sam/model-package.ts';
 import { SamSession } from '../lib/sam/session.ts';
 import { generateSynthDataset } from '../lib/synth/dataset.ts';
 import { TASK_QUEUES } from '../lib/task-queues.ts';
@@ -61,20 +73,39 @@ const MASKS_PER_TASK = 3;
 
 const dir = mkdtempSync(join(tmpdir(), 'sae-bench-annotate-'));
 try {
-  const { embeddingFile, nodeMs } = await nodeDecoder();
-  const browser = await browserDecoder(embeddingFile);
+  const pkg = await readModelPackage(values.model);
+  const decoders = await clickDecoders(pkg);
+  const { embeddingFile, node, agreement } = await nodeDecoders(decoders);
+  const browser = await browserDecoders(decoders, embeddingFile);
   const service = values['decoder-only'] ? [] : await serviceRoundTrips();
 
   const p50 = (xs: number[]) => quantile(xs, 0.5)!;
   const p99 = (xs: number[]) => quantile(xs, 0.99)!;
-  console.log(`decoder per click, ${clicks} clicks, model ${values.model}:`);
-  console.log(`  node (onnxruntime-node)       p50 ${p50(nodeMs).toFixed(1)} ms`);
-  for (const run of browser) {
-    console.log(
-      `  chromium, ${run.threads} wasm thread(s)    p50 ${p50(run.ms).toFixed(1)} ms, p90 ${quantile(run.ms, 0.9)!.toFixed(1)} ms ` +
-        `(${(p50(run.ms) / p50(nodeMs)).toFixed(1)}× node; cross-origin isolated: ${run.crossOriginIsolated})`,
-    );
+  const reference = p50(node[0]!.ms);
+  console.log(`decoder per click (one point, 3 masks), ${clicks} clicks, model ${values.model}:`);
+  for (const decoder of decoders) {
+    console.log(`  ${decoder.label}:`);
+    const runs = [
+      { where: 'node (onnxruntime-node)', ms: node.find((r) => r.file === decoder.file)!.ms, note: '' },
+      ...browser
+        .filter((run) => run.file === decoder.file)
+        .map((run) => ({
+          where: `chromium, ${run.threads} wasm thread(s)`,
+          ms: run.ms,
+          note: `; cross-origin isolated: ${run.crossOriginIsolated}`,
+        })),
+    ];
+    for (const run of runs)
+      console.log(
+        `    ${run.where.padEnd(28)} p50 ${p50(run.ms).toFixed(1)} ms, p90 ${quantile(run.ms, 0.9)!.toFixed(1)} ms ` +
+          `(${(p50(run.ms) / reference).toFixed(2)}× the official decoder in node${run.note})`,
+      );
   }
+  if (agreement)
+    console.log(
+      `  folded vs official masks, ${agreement.count} masks of these clicks: IoU mean ${agreement.mean.toFixed(5)}, ` +
+        `min ${agreement.min.toFixed(5)} (goal: within 0.5%, >= 0.995)`,
+    );
   for (const run of service) {
     const pace = run.pace > 0 ? `one mask per ${run.pace} s each (jittered ±50%)` : 'back to back';
     console.log(
@@ -87,7 +118,8 @@ try {
       `  submit (one mask)  p50 ${p50(run.submit).toFixed(1)} ms, p99 ${p99(run.submit).toFixed(1)} ms`,
     );
   }
-  const best = Math.min(...browser.map((run) => p50(run.ms)));
+  const clickDecoder = decoders.at(-1)!.file; // the folded one when the package has it
+  const best = Math.min(...browser.filter((run) => run.file === clickDecoder).map((run) => p50(run.ms)));
   if (service.length > 0)
     console.log(
       `annotate: browser click p50 ${best.toFixed(0)} ms, submit p99 ${p99(service[0]!.submit).toFixed(0)} ms`,
@@ -96,23 +128,91 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** A synthetic image's embedding (float16, as rounds store it) and the decoder's time per click. */
-async function nodeDecoder(): Promise<{ embeddingFile: Buffer; nodeMs: number[] }> {
+/** A decoder graph the bench times, as the browser is served it. */
+interface ClickDecoder {
+  label: string;
+  file: string;
+  onnx: OnnxInMemory;
+}
+
+/** The official decoder (cut to the outputs clicks read), then the folded one if the package has it. */
+async function clickDecoders(pkg: ModelPackage): Promise<ClickDecoder[]> {
+  const decoders = [
+    {
+      label: `official decoder (${pkg.decoder.file})`,
+      file: 'decoder.onnx',
+      onnx: await readPromptDecoder({ ...pkg, foldedDecoder: null }),
+    },
+  ];
+  if (pkg.foldedDecoder)
+    decoders.push({
+      label: `folded decoder (${pkg.foldedDecoder.file}, what the tools run)`,
+      file: 'decoder_folded.onnx',
+      onnx: await readPromptDecoder(pkg),
+    });
+  return decoders;
+}
+
+/** The bench's clicks: points spread over the image, so each click is a new prompt (as web/src/bench.ts). */
+function clickAt(i: number, [h, w]: [number, number]): [number, number] {
+  return [(((i * 37) % 97) / 97) * (w - 1), (((i * 53) % 89) / 89) * (h - 1)];
+}
+
+/**
+ * A synthetic image's embedding (float16, as rounds store it), each decoder's time per click in
+ * Node, and how far the folded decoder's upsampled masks are from the official decoder's.
+ */
+async function nodeDecoders(decoders: ClickDecoder[]) {
   const files = new Map<string, Uint8Array>();
   await generateSynthDataset({ images: 1, seed: 7, write: async (k, b) => void files.set(k, b) });
   const [name, bytes] = [...files].find(([k]) => k.startsWith('images/'))!;
   const session = await SamSession.load(values.model);
   const embedding = await session.embed(await loadImage(bytes, { name }));
   const embeddingFile = embeddingFileOf(session.modelId, embedding, 'float16');
-  const [h, w] = embedding.originalSize;
-  const nodeMs: number[] = [];
-  for (let i = 0; i < clicks + 3; i++) {
-    const point: [number, number] = [(((i * 37) % 97) / 97) * (w - 1), (((i * 53) % 89) / 89) * (h - 1)];
-    const t0 = performance.now();
-    await session.predict(embedding, { points: [point], labels: [1] }, true);
-    if (i >= 3) nodeMs.push(performance.now() - t0);
+  await session.release();
+  const size = embedding.originalSize;
+  const plan = planMaskUpsample(...size);
+  const node: { file: string; ms: number[] }[] = [];
+  const masks: Float32Array[][] = [];
+  for (const decoder of decoders) {
+    const graph = await ort.InferenceSession.create(decoder.onnx.model, {
+      externalData: decoder.onnx.externalData,
+    });
+    const ms: number[] = [];
+    const logits: Float32Array[] = [];
+    for (let i = 0; i < clicks + 3; i++) {
+      const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
+      for (const [input, [data, dims]] of Object.entries(decoderFeeds({ points: [clickAt(i, size)] }, size)))
+        if (graph.inputNames.includes(input)) feeds[input] = new ort.Tensor('float32', data, dims);
+      const t0 = performance.now();
+      const out = await graph.run(feeds, [...DECODER_OUTPUTS]);
+      if (i < 3) continue; // warm-up
+      ms.push(performance.now() - t0);
+      const picked = pickMasks(
+        out.iou_predictions!.data as Float32Array,
+        out.low_res_masks!.data as Float32Array,
+        true,
+      );
+      logits.push(...picked.lowResMasks.map((m) => upsampleMaskLogits(m, plan).data));
+    }
+    await graph.release();
+    node.push({ file: decoder.file, ms });
+    masks.push(logits);
   }
-  return { embeddingFile, nodeMs };
+  const ious =
+    masks.length === 2
+      ? masks[0]!.map((official, k) => maskIou(binary(official), binary(masks[1]![k]!)))
+      : [];
+  const agreement =
+    ious.length > 0
+      ? { count: ious.length, mean: ious.reduce((a, b) => a + b, 0) / ious.length, min: Math.min(...ious) }
+      : null;
+  return { embeddingFile, node, agreement };
+}
+
+/** The mask `logits > 0`. */
+function binary(logits: Float32Array): Uint8Array {
+  return Uint8Array.from(logits, (v) => (v > 0 ? 1 : 0));
 }
 
 /** What web/src/bench.ts leaves on the page. */
@@ -120,14 +220,14 @@ interface BenchPage {
   benchResult?: { threads: number; crossOriginIsolated: boolean; ms: number[]; error?: string };
 }
 
-/** The bench page of web/ in headless Chromium, served cross-origin isolated, per thread count. */
-async function browserDecoder(embeddingFile: Buffer) {
+/** The bench page of web/ in headless Chromium, served cross-origin isolated, per decoder and thread count. */
+async function browserDecoders(decoders: ClickDecoder[], embeddingFile: Buffer) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is needed (apt-get install chromium)`);
-  const decoder = await readPromptDecoder(await readModelPackage(values.model));
-  const files = new Map([
-    ['decoder.onnx', decoder.model],
-    ...decoder.externalData.map((f) => [f.path, f.data] as const),
-  ]);
+  const files = new Map<string, Uint8Array>();
+  for (const decoder of decoders) {
+    files.set(decoder.file, decoder.onnx.model);
+    for (const f of decoder.onnx.externalData) files.set(f.path, f.data);
+  }
   const app = Fastify();
   app.addHook('onSend', async (_req, reply) => {
     reply.header('Cross-Origin-Opener-Policy', 'same-origin');
@@ -146,22 +246,24 @@ async function browserDecoder(embeddingFile: Buffer) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   try {
     const runs = [];
-    for (const threads of [...new Set([1, Math.min(4, availableParallelism())])]) {
-      const page = await browser.newPage();
-      const query = new URLSearchParams({
-        threads: String(threads),
-        clicks: String(clicks),
-        decoder: 'decoder.onnx',
-        data: decoder.externalData.map((f) => f.path).join(','),
-      });
-      await page.goto(`${url}/bench.html?${query}`);
-      await page.waitForFunction(() => (globalThis as BenchPage).benchResult !== undefined, undefined, {
-        timeout: 300_000,
-      });
-      const result = (await page.evaluate(() => (globalThis as BenchPage).benchResult))!;
-      if (result.error) throw new Error(`browser bench: ${result.error}`);
-      runs.push(result);
-      await page.close();
+    for (const decoder of decoders) {
+      for (const threads of [...new Set([1, Math.min(4, availableParallelism())])]) {
+        const page = await browser.newPage();
+        const query = new URLSearchParams({
+          threads: String(threads),
+          clicks: String(clicks),
+          decoder: decoder.file,
+          data: decoder.onnx.externalData.map((f) => f.path).join(','),
+        });
+        await page.goto(`${url}/bench.html?${query}`);
+        await page.waitForFunction(() => (globalThis as BenchPage).benchResult !== undefined, undefined, {
+          timeout: 300_000,
+        });
+        const result = (await page.evaluate(() => (globalThis as BenchPage).benchResult))!;
+        if (result.error) throw new Error(`browser bench: ${result.error}`);
+        runs.push({ ...result, file: decoder.file });
+        await page.close();
+      }
     }
     return runs;
   } finally {

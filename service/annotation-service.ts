@@ -14,7 +14,8 @@
 //                                           {reason?}: delete a pre-filled mask (kept as rejected)
 //   GET  /api/model, /api/model/decoder.onnx, /api/model/data/:name   [?id=<model id>]
 //                                           the decoder that assists (and its external weights):
-//                                           the run's model, or the one a task names
+//                                           the run's model, or the one a task names; its click
+//                                           decoder (readPromptDecoder: the folded one if it has it)
 //
 // Every /api call needs `Authorization: Bearer <token>` (./annotators.ts). The task workflow's
 // validators decide what an annotator may do; this service adds only what they cannot see: who the

@@ -383,7 +383,7 @@ async function readPackage(dir: string): Promise<{ name: string; version: string
     return { name: detector.name, version: detector.version, files: [detector.file] };
   }
   const sam = await readModelPackage(dir);
-  const files = [sam.encoder.file, sam.decoder.file, sam.batchedDecoder?.file];
+  const files = [sam.encoder.file, sam.decoder.file, sam.batchedDecoder?.file, sam.foldedDecoder?.file];
   return { ...sam, files: files.filter((f): f is string => f !== undefined) };
 }
 

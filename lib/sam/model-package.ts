@@ -1,6 +1,7 @@
 // A SAM model package: a folder with model.json, an image encoder and a mask decoder in ONNX
 // (DESIGN.md "Model package"). The decoder is the official SAM export as it is (one prompt per
-// run); a package may add a batched decoder of our own that takes many prompts at once.
+// run); a package may add a batched decoder of our own that takes many prompts at once, and the
+// same decoder with its attention folded onto the prompt tokens, which the tools that click use.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -71,6 +72,11 @@ export const modelPackageSchema = z.object({
   /** The official decoder export (sam-spec §2a): names, shapes and 4 outputs as they are. */
   decoder: z.object({ file: z.string().min(1) }),
   decoder_batched: batchedDecoderSchema.nullable().default(null),
+  /**
+   * The batched decoder's contract and function, its cross attentions computed on the prompt
+   * tokens' side (trainer/sae_trainer/folded_attention.py): about half the work per click.
+   */
+  decoder_folded: batchedDecoderSchema.nullable().default(null),
   amg_calibration: amgCalibrationSchema.nullable().default(null),
 });
 
@@ -90,6 +96,7 @@ export interface ModelPackage {
   encoder: { file: string; input: string; output: string; preprocessInGraph: boolean };
   decoder: { file: string };
   batchedDecoder: { file: string } | null;
+  foldedDecoder: { file: string } | null;
   /** model.json `amg_calibration`, or null when the package has none. */
   amgCalibration: AmgCalibration | null;
 }
@@ -122,6 +129,7 @@ export async function readModelPackage(dir: string): Promise<ModelPackage> {
     },
     decoder: pkg.decoder,
     batchedDecoder: pkg.decoder_batched ? { file: pkg.decoder_batched.file } : null,
+    foldedDecoder: pkg.decoder_folded ? { file: pkg.decoder_folded.file } : null,
     amgCalibration: pkg.amg_calibration
       ? {
           predIouThresh: pkg.amg_calibration.pred_iou_thresh,
@@ -209,14 +217,17 @@ export interface OnnxInMemory {
 }
 
 /**
- * The package's one-prompt decoder as the tools that click run it: cut to the outputs they read
- * (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why), with the weight files it keeps beside it.
+ * The package's decoder as the tools that click run it (the browser tool, the simulated
+ * annotators): the folded decoder when the package has one (about half the work per click, the same
+ * masks; it takes no `orig_im_size`), else the official one cut to the outputs they read
+ * (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why); with the weight files it keeps beside it.
  */
 export async function readPromptDecoder(pkg: ModelPackage): Promise<OnnxInMemory> {
-  const path = join(pkg.dir, pkg.decoder.file);
+  const path = join(pkg.dir, (pkg.foldedDecoder ?? pkg.decoder).file);
   let model: Uint8Array;
   try {
-    model = pruneOnnxOutputs(await readFile(path), DECODER_OUTPUTS);
+    const bytes = await readFile(path);
+    model = pkg.foldedDecoder ? bytes : pruneOnnxOutputs(bytes, DECODER_OUTPUTS);
   } catch (err) {
     throw new ModelPackageError(`${path}: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -126,13 +126,16 @@ export class SamSession {
     };
   }
 
-  /** One prompt through the official decoder; 4 masks (index 0 single-mask) or 3 (multimask). */
+  /**
+   * One prompt through the package's click decoder (the folded one when it has it, else the
+   * official one: `readPromptDecoder`); 4 masks (index 0 single-mask) or 3 (multimask).
+   */
   async predict(embedding: ImageEmbedding, prompt: Prompt, multimask = true): Promise<Prediction> {
     const [h, w] = embedding.originalSize;
     const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
     for (const [name, [data, dims]] of Object.entries(decoderFeeds(prompt, embedding.originalSize)))
       feeds[name] = new ort.Tensor('float32', data, dims);
-    const out = await this.decoder.run(feeds, [...DECODER_OUTPUTS]); // not `masks`: see Prediction
+    const out = await this.runDecoder(feeds);
     const picked = pickMasks(
       out.iou_predictions!.data as Float32Array,
       out.low_res_masks!.data as Float32Array,
@@ -223,21 +226,29 @@ export class SamSession {
     const [h, w] = embedding.originalSize;
     const origSize = new ort.Tensor('float32', new Float32Array([h, w]), [2]);
     for (let i = 0; i < count; i++) {
-      const out = await this.decoder.run(
-        {
-          image_embeddings: embedding.tensor,
-          point_coords: new ort.Tensor('float32', pointCoords.slice(i * 4, i * 4 + 4), [1, 2, 2]),
-          point_labels: new ort.Tensor('float32', pointLabels.slice(i * 2, i * 2 + 2), [1, 2]),
-          mask_input: noMask,
-          has_mask_input: hasMask,
-          orig_im_size: origSize,
-        },
-        [...DECODER_OUTPUTS],
-      );
+      const out = await this.runDecoder({
+        image_embeddings: embedding.tensor,
+        point_coords: new ort.Tensor('float32', pointCoords.slice(i * 4, i * 4 + 4), [1, 2, 2]),
+        point_labels: new ort.Tensor('float32', pointLabels.slice(i * 2, i * 2 + 2), [1, 2]),
+        mask_input: noMask,
+        has_mask_input: hasMask,
+        orig_im_size: origSize,
+      });
       iou.set(out.iou_predictions!.data as Float32Array, i * 4);
       lowRes.set(out.low_res_masks!.data as Float32Array, i * 4 * LOW_RES_AREA);
     }
     return { count, iou, lowRes };
+  }
+
+  /**
+   * One prompt through the click decoder, for the outputs every caller reads (not `masks`: see
+   * Prediction). The folded decoder takes no `orig_im_size`; it is dropped for it.
+   */
+  private runDecoder(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const taken = Object.fromEntries(
+      Object.entries(feeds).filter(([name]) => this.decoder.inputNames.includes(name)),
+    );
+    return this.decoder.run(taken, [...DECODER_OUTPUTS]);
   }
 
   private zeroMasks(count: number): Float32Array {

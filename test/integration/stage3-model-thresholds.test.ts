@@ -63,7 +63,13 @@ describe('stage3.thresholds', () => {
     delete json.amg_calibration;
     json.name = 'sae-ref-uncalibrated';
     await writeFile(join(uncalibrated, 'model.json'), JSON.stringify(json));
-    for (const file of ['encoder.onnx', 'decoder.onnx', 'decoder_batched.onnx', 'decoder_weights.bin'])
+    for (const file of [
+      'encoder.onnx',
+      'decoder.onnx',
+      'decoder_batched.onnx',
+      'decoder_folded.onnx',
+      'decoder_weights.bin',
+    ])
       await symlink(join(MODEL_DIR, file), join(uncalibrated, file));
   });
 

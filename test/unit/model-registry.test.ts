@@ -25,7 +25,13 @@ beforeEach(async () => {
   pkg = join(root, 'pkg');
   await mkdir(pkg);
   await copyFile(join(REFERENCE, 'model.json'), join(pkg, 'model.json'));
-  for (const file of ['encoder.onnx', 'decoder.onnx', 'decoder_batched.onnx', 'decoder_weights.bin']) {
+  for (const file of [
+    'encoder.onnx',
+    'decoder.onnx',
+    'decoder_batched.onnx',
+    'decoder_folded.onnx',
+    'decoder_weights.bin',
+  ]) {
     await writeFile(join(pkg, file), `bytes of ${file}`);
   }
 });

@@ -1,12 +1,18 @@
 // The committed reference model honours SAM's ONNX contract (sam-spec §2) in onnxruntime-node: the
-// official decoder's names and shapes, the encoder's embedding, and a batched decoder whose rows
-// equal the official decoder's outputs for the same prompts.
+// official decoder's names and shapes, the encoder's embedding, a batched decoder whose rows equal
+// the official decoder's outputs for the same prompts, and a folded decoder (what clicks run) whose
+// masks are the official decoder's, click after click.
+import { maskIou } from '../../lib/stage1/click-simulator.ts';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { planMaskUpsample, upsampleMaskLogits } from '../../lib/amg/mask-upsample.ts';
-import { readModelPackage } from '../../lib/sam/model-package.ts';
+import { decoderFeeds, DECODER_OUTPUTS, type Prompt } from '../../lib/sam/decoder-prompt.ts';
+import { readModelPackage, readPromptDecoder } from '../../lib/sam/model-package.ts';
 import { SamSession } from '../../lib/sam/session.ts';
+import { loadImage } from '../../lib/images/image-io.ts';
+import { generateSynthDataset } from '../../lib/synth/dataset.ts';
 
 const dir = resolve(import.meta.dirname, '../../models/sae-ref');
 
@@ -115,6 +121,79 @@ describe('models/sae-ref', () => {
     await session.release();
   });
 });
+
+describe('models/sae-ref decoder_folded.onnx', () => {
+  it('is the decoder that clicks run', async () => {
+    const pkg = await readModelPackage(dir);
+    expect(pkg.foldedDecoder).toEqual({ file: 'decoder_folded.onnx' });
+    const { model, externalData } = await readPromptDecoder(pkg);
+    expect(Buffer.from(model)).toEqual(await readFile(join(dir, 'decoder_folded.onnx')));
+    expect(externalData.map((f) => f.path)).toEqual(['decoder_weights.bin']);
+    // Without it, the official decoder (cut to the outputs clicks read) as before.
+    const official = await readPromptDecoder({ ...pkg, foldedDecoder: null });
+    const session = await ort.InferenceSession.create(official.model, {
+      externalData: official.externalData,
+    });
+    expect(session.inputNames).toContain('orig_im_size');
+    expect(session.outputNames).toEqual([...DECODER_OUTPUTS]);
+    await session.release();
+  });
+
+  it("gives the official decoder's masks, click after click (the previous logits as mask prompt), and for a box", async () => {
+    const session = await SamSession.load(dir);
+    const official = await ort.InferenceSession.create(join(dir, 'decoder.onnx'));
+    const files = new Map<string, Uint8Array>();
+    await generateSynthDataset({ images: 1, seed: 7, write: async (k, b) => void files.set(k, b) });
+    const [name, bytes] = [...files].find(([k]) => k.startsWith('images/'))!;
+    const embedding = await session.embed(await loadImage(bytes, { name }));
+    const [h, w] = embedding.originalSize;
+    const plan = planMaskUpsample(h, w);
+    const clicks: [number, number, number][] = [0.5, 0.3, 0.7, 0.2, 0.6].map((f, i) => [
+      w * f,
+      h * (1 - f),
+      i % 2 === 0 ? 1 : 0,
+    ]);
+    const prompts: Prompt[] = [{ box: [w * 0.2, h * 0.2, w * 0.7, h * 0.8] }];
+    for (let n = 1; n <= clicks.length; n++)
+      prompts.push({
+        points: clicks.slice(0, n).map(([x, y]) => [x, y]),
+        labels: clicks.slice(0, n).map((c) => c[2]),
+      });
+    let maskInput: Float32Array | undefined;
+    let masksWithArea = 0;
+    for (const [i, base] of prompts.entries()) {
+      const prompt = i > 1 ? { ...base, maskInput } : base;
+      const ours = [
+        ...(await session.predict(embedding, prompt, false)).lowResMasks,
+        ...(await session.predict(embedding, prompt, true)).lowResMasks,
+      ];
+      const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
+      for (const [input, [values, dims]] of Object.entries(decoderFeeds(prompt, [h, w])))
+        feeds[input] = new ort.Tensor('float32', values, dims);
+      const theirs = (await official.run(feeds, ['low_res_masks'])).low_res_masks!.data as Float32Array;
+      for (const [k, a] of ours.entries()) {
+        const b = theirs.subarray(k * 65536, (k + 1) * 65536);
+        let maxDiff = 0;
+        for (let p = 0; p < a.length; p++) maxDiff = Math.max(maxDiff, Math.abs(a[p]! - b[p]!));
+        expect(maxDiff, `prompt ${i} mask ${k}`).toBeLessThan(1e-3);
+        const [mine, official] = [upsampleMaskLogits(a, plan).data, upsampleMaskLogits(b, plan).data];
+        expect(maskIou(binary(mine), binary(official)), `prompt ${i} mask ${k}`).toBeGreaterThan(0.995);
+        if (official.filter((v) => v > 0).length >= 50) masksWithArea++;
+      }
+      maskInput = ours[0];
+    }
+    // The comparison means something only if the masks are not empty: the clicks' are not (this
+    // weak model's box masks are).
+    expect(masksWithArea).toBeGreaterThanOrEqual(4 * clicks.length);
+    await official.release();
+    await session.release();
+  });
+});
+
+/** The mask `logits > 0`. */
+function binary(logits: Float32Array): Uint8Array {
+  return Uint8Array.from(logits, (v) => (v > 0 ? 1 : 0));
+}
 
 /** Mean (x, y) of the positive logits of a row-major h×w grid, or null when none is positive. */
 function centroid(logits: Float32Array, h: number, w: number): { x: number; y: number } | null {

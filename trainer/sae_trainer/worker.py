@@ -17,10 +17,10 @@ trainSam input (TrainSamInput in contract.schema.json):
      the registry: writes <registry>/<name>/v<version>/), "parent": "<name>/v<k>" (optional),
      "officialCheckpoint": "<key in storage of an official SAM .pth>", "encoder" (optional),
      "mode", "steps", ... (see the schema)}
-  writes <name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, checkpoint.pt,
-  train_log.jsonl, model.json} in the registry, heartbeats {"phase", ...} through download, training,
-  export and upload, uploads a resumable checkpoint to <name>/v<k>/train/ so a retry (on any
-  machine) continues where the last attempt stopped, and honours cancellation. The registry's
+  writes <name>/v<k>/{encoder.onnx, decoder.onnx, decoder_batched.onnx, decoder_folded.onnx,
+  checkpoint.pt, train_log.jsonl, model.json} in the registry, heartbeats {"phase", ...} through
+  download, training, export and upload, uploads a resumable checkpoint to <name>/v<k>/train/ so a
+  retry (on any machine) continues where the last attempt stopped, and honours cancellation. The registry's
   lineage.json, which makes the version complete, is the workflow's to write.
 
 evaluateSam input (EvaluateSamInput):
@@ -69,8 +69,8 @@ from .storage import check_key, file_sha256, open_store
 
 TASK_QUEUE = "sae-gpu-training"
 DEVICE_ENV = "SAE_TRAIN_DEVICE"
-MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_batched.onnx", "checkpoint.pt",
-               "train_log.jsonl")
+# The ONNX graphs export_package writes (its model.json names each), uploaded with the package.
+PACKAGE_GRAPHS = ("encoder.onnx", "decoder.onnx", "decoder_batched.onnx", "decoder_folded.onnx")
 
 
 def work_dir(*parts: str) -> str:
@@ -291,7 +291,7 @@ def train_sam(inp: Dict[str, Any]) -> Dict[str, Any]:
     package = export_package(result["checkpoint"], package_dir, name=inp["modelName"],
                              version=f"v{int(inp['version'])}", lineage=lineage,
                              log=lambda msg: export_log(msg))
-    files = {name: os.path.join(package_dir, name) for name in MODEL_FILES[:3]}
+    files = {name: os.path.join(package_dir, name) for name in PACKAGE_GRAPHS}
     files.update({"checkpoint.pt": result["checkpoint"],
                   "train_log.jsonl": os.path.join(out_dir, "train_log.jsonl")})
     uploaded = _upload_package(models, prefix, files, package, beat)

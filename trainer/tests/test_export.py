@@ -98,6 +98,41 @@ def test_batched_decoder_rows_equal_single_prompt_decoder(package, rng):
         assert np.abs(low_b[i] - low[0]).max() < TOL
 
 
+@pytest.mark.parametrize("n_points", [2, 5, 12])
+def test_folded_decoder_equals_the_official_decoder(package, rng, n_points):
+    """decoder_folded.onnx: decoder_batched's contract, the same masks (folding only reorders sums)."""
+    folded = session(package, "decoder_folded.onnx")
+    assert signature(folded) == signature(session(package, "decoder_batched.onnx"))
+    single = session(package, "decoder.onnx")
+    for has_mask in (0.0, 1.0):
+        feed = decoder_feed(n_points, rng, has_mask=has_mask)
+        feed["point_labels"][0, :2] = [0, 1]  # a background click too
+        iou, low = folded.run(None, {k: v for k, v in feed.items() if k != "orig_im_size"})
+        _, iou_official, low_official = single.run(None, feed)
+        assert np.abs(iou - iou_official).max() < TOL
+        assert np.abs(low - low_official).max() < TOL
+        assert ((low > 0) == (low_official > 0)).mean() > 0.9999
+
+
+def test_folded_attention_in_pytorch(package, rng):
+    """The folded modules against the official ones, in PyTorch, with a batch of prompts."""
+    from sae_trainer.folded_attention import fold_attention
+
+    sam, _, _ = load_checkpoint(package[1])
+    feeds = [decoder_feed(4, rng, has_mask=float(i % 2)) for i in range(3)]
+    args = [torch.from_numpy(np.concatenate([f[k] for f in feeds]) if k != "image_embeddings"
+                             else feeds[0][k])
+            for k in ("image_embeddings", "point_coords", "point_labels", "mask_input",
+                      "has_mask_input")]
+    with torch.no_grad():
+        official = PromptDecoder(sam)(*args)
+        folded = PromptDecoder(fold_attention(sam))(*args)
+    for a, b in zip(official, folded):
+        assert a.shape == b.shape and float((a - b).abs().max()) < TOL
+    assert sam.mask_decoder.transformer.layers[0].cross_attn_token_to_image.__class__.__name__ == \
+        "Attention", "fold_attention must leave the model it is given as it was"
+
+
 def test_onnx_matches_pytorch(package, rng):
     _, ckpt = package
     sam, _, _ = load_checkpoint(ckpt)
@@ -135,7 +170,9 @@ def test_model_json(package):
     assert meta["metrics"] == {"miou_1click": 0.5}
     assert json.loads((package[0] / "metrics.json").read_text()) == {"miou_1click": 0.5}
     diffs = meta["parity"]["onnx_vs_pytorch_max_abs_diff"]
-    assert set(diffs) == {"decoder", "decoder_batched", "encoder"}
+    assert meta["decoder_folded"]["file"] == "decoder_folded.onnx"
+    assert meta["decoder_folded"]["inputs"] == meta["decoder_batched"]["inputs"]
+    assert set(diffs) == {"decoder", "decoder_batched", "decoder_folded", "encoder"}
     assert all(d < TOL for d in diffs.values())
 
 

@@ -49,7 +49,7 @@ def test_train_then_evaluate(store_uri):
     assert result["model"] == "ref/v1" and result["steps"] == 2
     models = open_store(registry_of(store_uri))
     for name in ("model.json", "encoder.onnx", "decoder.onnx", "decoder_batched.onnx",
-                 "checkpoint.pt", "train/checkpoint.pt"):
+                 "decoder_folded.onnx", "checkpoint.pt", "train/checkpoint.pt"):
         assert models.exists(f"ref/v1/{name}"), name
     meta = json.loads(models.get_bytes("ref/v1/model.json"))
     assert meta["name"] == "ref" and meta["version"] == "v1"

@@ -57,8 +57,9 @@ export class BrowserDecoder {
 
   async predict(embedding: ImageEmbedding, prompt: Prompt, multimask: boolean): Promise<Candidate[]> {
     const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
+    // The folded decoder takes no orig_im_size (lib/sam/model-package.ts readPromptDecoder).
     for (const [name, [data, dims]] of Object.entries(decoderFeeds(prompt, embedding.size)))
-      feeds[name] = new ort.Tensor('float32', data, dims);
+      if (this.session.inputNames.includes(name)) feeds[name] = new ort.Tensor('float32', data, dims);
     const out = await this.session.run(feeds, [...DECODER_OUTPUTS]);
     const { iouPredictions, lowResMasks } = pickMasks(
       out.iou_predictions!.data as Float32Array,
