@@ -111,7 +111,7 @@ export interface ModelVersionRow<F> {
   /** The registry's champion now. */
   champion: boolean;
   /** SAM versions: the AMG thresholds in their model.json (stage 3's with `thresholds: model`). */
-  amgThresholds?: { predIouThresh: number; stabilityScoreThresh: number } | null;
+  amgThresholds?: { predIouThresh: number; stabilityScoreThresh: number; inheritedFrom?: string } | null;
 }
 
 export interface ModelsData<F> {

@@ -239,7 +239,7 @@ function samModels(m: ModelsData<SamFigures>): string {
       num(f?.noc90 ?? null, 2),
       esc(atClicks(f)),
       num(f?.iouHeadPearson ?? null, 2),
-      v.amgThresholds ? `${v.amgThresholds.predIouThresh} / ${v.amgThresholds.stabilityScoreThresh}` : '–',
+      thresholdsCell(v.amgThresholds),
       num(c?.miou1click ?? null),
       num(c?.noc90 ?? null, 2),
     ];
@@ -247,7 +247,7 @@ function samModels(m: ModelsData<SamFigures>): string {
   });
   const table = `<table>
 <thead><tr><th>version</th><th>role</th><th>held-out masks</th><th>1-click mIoU</th><th>NoC@85</th><th>NoC@90</th><th>mIoU @ clicks</th>
-<th title="Pearson correlation of the 3 first-click masks' predicted IoU with their true IoU: the AMG keeps masks by this prediction">IoU head r</th><th title="predicted IoU / stability thresholds calibrated for this version (model.json amg_calibration)">AMG thresholds</th><th>champion's 1-click mIoU</th><th>champion's NoC@90</th><th class="left">gate</th><th class="left">reason</th></tr></thead>
+<th title="Pearson correlation of the 3 first-click masks' predicted IoU with their true IoU: the AMG keeps masks by this prediction">IoU head r</th><th title="predicted IoU / stability thresholds calibrated for this version (model.json amg_calibration); its parent's when its held-out images kept no correct mask at any pair">AMG thresholds</th><th>champion's 1-click mIoU</th><th>champion's NoC@90</th><th class="left">gate</th><th class="left">reason</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table>`;
   return `${title}${table}${versionChart(m.versions, (f) => f.miou1click, '1-click mIoU (held out)')}`;
 }
@@ -279,6 +279,14 @@ function detectorModels(m: ModelsData<DetectorFigures>): string {
 
 function versionCell<F>(v: ModelVersionRow<F>): string {
   return `v${v.version}${v.champion ? ' <b>(champion)</b>' : ''}`;
+}
+
+function thresholdsCell<F>(thresholds: ModelVersionRow<F>['amgThresholds']): string {
+  if (!thresholds) return '–';
+  const pair = `${thresholds.predIouThresh} / ${thresholds.stabilityScoreThresh}`;
+  return thresholds.inheritedFrom
+    ? `${pair} <span class="muted">(${esc(thresholds.inheritedFrom)}'s)</span>`
+    : pair;
 }
 
 function gateCells<F>(v: ModelVersionRow<F>): string {

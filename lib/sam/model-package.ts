@@ -56,6 +56,8 @@ const amgCalibrationSchema = z.object({
   rule: z.string().min(1),
   /** What the AMG scored at these thresholds on those images (precision, recall, masks per image, ...). */
   figures: z.record(z.string(), z.number()).default({}),
+  /** Set when the held-out images gave no basis to choose and the parent's pair was kept, e.g. "sam v1". */
+  inherited_from: z.string().min(1).optional(),
 });
 
 export const MODEL_PACKAGE_FORMAT = 'sa-engine-model/1';
@@ -162,16 +164,23 @@ export function withAmgCalibration(text: string, calibration: object): string {
   return out;
 }
 
-/** The two thresholds of a parsed model.json's `amg_calibration`, or null when it has none (or not one this reads). */
+/**
+ * The two thresholds of a parsed model.json's `amg_calibration` (and the version they were
+ * inherited from, if they were), or null when it has none (or not one this reads).
+ */
 export function amgThresholdsOf(
   modelJson: unknown,
-): { predIouThresh: number; stabilityScoreThresh: number } | null {
+): { predIouThresh: number; stabilityScoreThresh: number; inheritedFrom?: string } | null {
   const parsed = amgCalibrationSchema.safeParse(
     (modelJson as { amg_calibration?: unknown } | null)?.amg_calibration,
   );
-  return parsed.success
-    ? { predIouThresh: parsed.data.pred_iou_thresh, stabilityScoreThresh: parsed.data.stability_score_thresh }
-    : null;
+  if (!parsed.success) return null;
+  const { pred_iou_thresh, stability_score_thresh, inherited_from } = parsed.data;
+  return {
+    predIouThresh: pred_iou_thresh,
+    stabilityScoreThresh: stability_score_thresh,
+    ...(inherited_from !== undefined ? { inheritedFrom: inherited_from } : {}),
+  };
 }
 
 /** Where the AMG's filter thresholds come from (run config `stage3.thresholds`). */

@@ -244,7 +244,8 @@ async function writeRegistry(f: EngineFixture): Promise<void> {
     },
   });
   await r.moveAlias('sam', 'champion', 2, { reason: 'promoted', expected: 1 });
-  // v2 was calibrated when it was promoted; v1 has no model.json here, v3's is damaged.
+  // v2 was calibrated when it was promoted (its held-out images gave no basis to choose, so it
+  // kept its parent's pair, as calibrateOnHoldout does); v1 has no model.json here, v3's is damaged.
   await r.store.put(
     'sam/v2/model.json',
     JSON.stringify({
@@ -255,6 +256,7 @@ async function writeRegistry(f: EngineFixture): Promise<void> {
         points_per_side: 16,
         measured_on: '1 held-out image',
         rule: 'highest F1',
+        inherited_from: 'sam v1',
       },
     }),
   );

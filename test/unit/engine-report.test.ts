@@ -70,7 +70,7 @@ describe('the report of a finished run', () => {
     expect(sam[1]!.figures!.iouHeadPearson).toBe(0.41);
     expect(sam.map((v) => v.amgThresholds)).toEqual([
       null,
-      { predIouThresh: 0.3, stabilityScoreThresh: 0.5 },
+      { predIouThresh: 0.3, stabilityScoreThresh: 0.5, inheritedFrom: 'sam v1' },
       null,
     ]);
     expect(sam[1]!.gate).toMatchObject({ promoted: true, champion: 'sam@v1' });
@@ -132,6 +132,8 @@ describe('the report of a finished run', () => {
     expect(html).toContain('not promoted: 1-click mIoU 0.620 → 0.600');
     expect(html).toContain('box AP (held out)');
     expect(html).toContain('v2 <b>(champion)</b>');
+    // v2's AMG thresholds are its parent's, and the table says so.
+    expect(html).toContain('<td>0.3 / 0.5 <span class="muted">(sam v1\'s)</span></td>');
     expect(html).not.toMatch(/not (written|enabled).*yet/);
   });
 
