@@ -62,6 +62,8 @@ export interface ReferenceSet {
   find(imageUri: string): string | undefined;
   /** A few reference names, for error messages. */
   examples(count: number): string[];
+  /** Every name `find` can return, in the reference's order. */
+  names(): string[];
   /** The entries of run images that `find` matched, in their order (a COCO file is read once per call). */
   entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]>;
 }
@@ -164,7 +166,11 @@ class CocoReference implements ReferenceSet {
   }
 
   examples(count: number): string[] {
-    return [...this.byName.keys()].slice(0, count);
+    return this.names().slice(0, count);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
   }
 
   async entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]> {
@@ -351,7 +357,11 @@ class LabelImageReference implements ReferenceSet {
   }
 
   examples(count: number): string[] {
-    return [...this.byStem.values()].slice(0, count);
+    return this.names().slice(0, count);
+  }
+
+  names(): string[] {
+    return [...this.byStem.values()];
   }
 
   async entries(images: readonly Pick<RunImage, 'key'>[]): Promise<ReferenceEntry[]> {

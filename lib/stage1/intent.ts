@@ -6,7 +6,7 @@
 //   one region. Annotator j takes partition j mod n, so several annotators of one image disagree
 //   on granularity as BSDS's people did.
 import sharp from 'sharp';
-import { loadHumanMasks, openReference, type ReferenceSet } from '../audit/reference.ts';
+import { loadHumanMasks, openReference, type ReferenceEntry, type ReferenceSet } from '../audit/reference.ts';
 import type { StoreCache } from '../object-store/uri.ts';
 import { decodeRle } from '../rle.ts';
 
@@ -24,18 +24,73 @@ export async function openIntent(stores: StoreCache, source: IntentSource): Prom
   return new ReferenceIntent(stores, reference);
 }
 
+/**
+ * Reference images whose entries one read brings in, and how many are kept: a COCO reference
+ * streams its whole file on each `entries` call, so asking for one image per task would read an
+ * N-image file N times.
+ */
+export const ENTRIES_PER_READ = 1024;
+const ENTRIES_KEPT = 4 * ENTRIES_PER_READ;
+
 class ReferenceIntent implements Intent {
+  /** Reference name → its entry, oldest read first (dropped first). */
+  private readonly kept = new Map<string, ReferenceEntry>();
+  private readonly order: string[];
+  private readonly position: Map<string, number>;
+  /** Blocks (by first position) with malformed masks somewhere: their images are read one by one. */
+  private readonly readSingly = new Set<number>();
+  /** The read under way: one at a time, since a concurrent caller's image is often in it. */
+  private reading: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly stores: StoreCache,
     private readonly reference: ReferenceSet,
-  ) {}
+  ) {
+    this.order = reference.names();
+    this.position = new Map(this.order.map((name, i) => [name, i]));
+  }
 
   async masksFor(imageName: string, h: number, w: number): Promise<Uint8Array[]> {
-    if (!this.reference.find(imageName)) return [];
-    const image = { key: imageName, w, h };
-    const [entry] = await this.reference.entries([image]);
-    const human = await loadHumanMasks(this.stores, entry!, image);
+    const name = this.reference.find(imageName);
+    if (!name) return [];
+    const human = await loadHumanMasks(this.stores, await this.entryOf(name), { key: imageName, w, h });
     return human.masks.map((m) => decodeRle(m.rle));
+  }
+
+  private entryOf(name: string): Promise<ReferenceEntry> {
+    const kept = this.kept.get(name);
+    if (kept) return Promise.resolve(kept);
+    const turn = this.reading.then(() => this.read(name));
+    this.reading = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /**
+   * The entry of a reference image, read with the others of its block of ENTRIES_PER_READ in the
+   * reference's order that are not kept.
+   */
+  private async read(name: string): Promise<ReferenceEntry> {
+    const kept = this.kept.get(name);
+    if (kept) return kept;
+    const start = this.position.get(name)! - (this.position.get(name)! % ENTRIES_PER_READ);
+    const block = this.order.slice(start, start + ENTRIES_PER_READ);
+    const names = [name, ...block.filter((other) => other !== name && !this.kept.has(other))];
+    const readAlone = async () => (await this.reference.entries([{ key: name }]))[0]!;
+    if (this.readSingly.has(start)) return readAlone();
+    let entries: ReferenceEntry[];
+    try {
+      entries = await this.reference.entries(names.map((key) => ({ key })));
+    } catch {
+      // Another image's malformed masks must not fail this one: read it alone (its own error, if any).
+      this.readSingly.add(start);
+      return readAlone();
+    }
+    for (const [i, key] of names.entries()) this.kept.set(key, entries[i]!);
+    for (const oldest of this.kept.keys()) {
+      if (this.kept.size <= ENTRIES_KEPT) break;
+      this.kept.delete(oldest);
+    }
+    return entries[0]!;
   }
 }
 
