@@ -85,6 +85,7 @@ try {
     },
     stage3: { enabled: false },
   });
+  const stopped = stopOnSignal();
   const workers = await startLocalWorkers(endpoints);
   const trainer = await startTrainerWorker(endpoints);
   const connection = await Connection.connect({ address: endpoints.address });
@@ -95,7 +96,7 @@ try {
   try {
     const handle = await startRun(client, config);
     const sims = startSimulatedAnnotators(config, endpoints, service, () => over);
-    const result = await handle.result().finally(() => (over = true));
+    const result = await Promise.race([handle.result(), stopped]).finally(() => (over = true));
     await sims;
     console.log(`engine run: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     const rounds = result.stage1 ?? [];
@@ -152,6 +153,25 @@ try {
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Rejects on SIGINT or SIGTERM (exit status 130 / 143), so that the bench stops the stack, workers,
+ * trainer and service it started instead of leaving them running against a stopped stack.
+ */
+function stopOnSignal(): Promise<never> {
+  const stopped = new Promise<never>((_, reject) => {
+    for (const [signal, status] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const)
+      process.once(signal, () => {
+        process.exitCode = status;
+        reject(new Error(`stopped by ${signal}: the run's stack, workers and files are removed`));
+      });
+  });
+  stopped.catch(() => undefined); // handled where it is raced; unraced, it must not crash the bench
+  return stopped;
 }
 
 function python(args: string[]): string {

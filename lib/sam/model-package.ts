@@ -1,7 +1,8 @@
 // A SAM model package: a folder with model.json, an image encoder and a mask decoder in ONNX
 // (DESIGN.md "Model package"). The decoder is the official SAM export as it is (one prompt per
 // run); a package may add a batched decoder of our own that takes many prompts at once, and the
-// same decoder with its attention folded onto the prompt tokens, which the tools that click use.
+// same decoder with its attention folded onto the prompt tokens, which SamSession then uses for
+// clicks and prompt batches alike.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';

@@ -2,7 +2,8 @@
 // Prompts are given in original-image pixels and moved into the 1024 frame here, exactly as the
 // official SamPredictor does (sam-spec §1). The official decoder takes one prompt per run; when a
 // package has our batched decoder, the automatic mask generator's single-point prompts go through
-// it many at a time.
+// it many at a time. A package's folded decoder (the same function for about half the work:
+// trainer/sae_trainer/folded_attention.py) takes a batch too, and then serves both.
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { EmbeddingFileError, type EmbeddingHeader } from './embedding-file.ts';
@@ -88,9 +89,10 @@ export class SamSession {
     const [encoder, decoder, batched] = await Promise.all([
       open(pkg.encoder.file),
       openDecoder(),
-      pkg.batchedDecoder ? open(pkg.batchedDecoder.file) : Promise.resolve(undefined),
+      // The folded decoder is also the click decoder (readPromptDecoder): one session for both.
+      !pkg.foldedDecoder && pkg.batchedDecoder ? open(pkg.batchedDecoder.file) : Promise.resolve(undefined),
     ]);
-    return new SamSession(pkg, encoder, decoder, batched);
+    return new SamSession(pkg, encoder, decoder, pkg.foldedDecoder ? decoder : batched);
   }
 
   get modelId(): string {
@@ -257,7 +259,8 @@ export class SamSession {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.encoder.release(), this.decoder.release(), this.batchedDecoder?.release()]);
+    const batched = this.batchedDecoder === this.decoder ? undefined : this.batchedDecoder;
+    await Promise.all([this.encoder.release(), this.decoder.release(), batched?.release()]);
   }
 }
 

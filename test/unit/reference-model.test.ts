@@ -1,7 +1,7 @@
 // The committed reference model honours SAM's ONNX contract (sam-spec §2) in onnxruntime-node: the
-// official decoder's names and shapes, the encoder's embedding, a batched decoder whose rows equal
-// the official decoder's outputs for the same prompts, and a folded decoder (what clicks run) whose
-// masks are the official decoder's, click after click.
+// official decoder's names and shapes, the encoder's embedding, and a folded decoder (what clicks
+// and the AMG's prompt batches run) whose masks are the official decoder's, prompt by prompt and
+// click after click. (decoder_batched.onnx against the official decoder: trainer/tests/test_export.py.)
 import { maskIou } from '../../lib/stage1/click-simulator.ts';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -93,8 +93,9 @@ describe('models/sae-ref', () => {
     await session.release();
   });
 
-  it('embeds an image to 1×256×64×64, and its batched decoder matches the official one prompt by prompt', async () => {
+  it('embeds an image to 1×256×64×64, and decodes a batch of points as the official decoder does one by one', async () => {
     const session = await SamSession.load(dir);
+    const official = await ort.InferenceSession.create(join(dir, 'decoder.onnx'));
     expect(session.hasBatchedDecoder).toBe(true);
     const data = new Uint8Array(300 * 200 * 3).map((_, i) => (i * 37) % 251);
     const embedding = await session.embed({ data, width: 300, height: 200, channels: 3 });
@@ -104,20 +105,23 @@ describe('models/sae-ref', () => {
     const points = new Float64Array([10, 20, 150, 100, 290, 190]);
     const batched = await session.decodePoints(embedding, points);
     for (let i = 0; i < 3; i++) {
-      const single = await session.predict(
-        embedding,
-        { points: [[points[2 * i]!, points[2 * i + 1]!]] },
-        true,
-      );
-      for (let k = 0; k < 3; k++) {
-        expect(batched.iou[i * 4 + k + 1]).toBeCloseTo(single.iouPredictions[k]!, 4);
-        const a = batched.lowRes.subarray((i * 4 + k + 1) * 65536, (i * 4 + k + 2) * 65536);
-        const b = single.lowResMasks[k]!;
+      const feeds: Record<string, ort.Tensor> = { image_embeddings: embedding.tensor };
+      const prompt = { points: [[points[2 * i]!, points[2 * i + 1]!]] as [number, number][] };
+      for (const [input, [values, dims]] of Object.entries(decoderFeeds(prompt, [200, 300])))
+        feeds[input] = new ort.Tensor('float32', values, dims);
+      const single = await official.run(feeds, [...DECODER_OUTPUTS]);
+      const iou = single.iou_predictions!.data as Float32Array;
+      const lowRes = single.low_res_masks!.data as Float32Array;
+      for (let k = 0; k < 4; k++) {
+        expect(batched.iou[i * 4 + k]).toBeCloseTo(iou[k]!, 4);
+        const a = batched.lowRes.subarray((i * 4 + k) * 65536, (i * 4 + k + 1) * 65536);
+        const b = lowRes.subarray(k * 65536, (k + 1) * 65536);
         let maxDiff = 0;
         for (let p = 0; p < a.length; p++) maxDiff = Math.max(maxDiff, Math.abs(a[p]! - b[p]!));
         expect(maxDiff).toBeLessThan(1e-3);
       }
     }
+    await official.release();
     await session.release();
   });
 });

@@ -7,7 +7,7 @@
   decoder_batched.onnx  B prompts on one embedding -> iou_predictions (B,4), low_res_masks (B,4,...)
   decoder_folded.onnx   decoder_batched's contract, its cross attentions computed on the prompt
                         tokens' side (folded_attention.py): the same masks at about half the work
-                        per click, for the tools that click (the browser tool, simulated annotators)
+                        per prompt; the TypeScript runtime uses it in place of both others
   model.json            names, shapes, layouts, lineage, metrics, ONNX-vs-PyTorch differences
 
 `python -m sae_trainer export --checkpoint sam_vit_b_01ec64.pth --encoder vit_b --out DIR` converts
