@@ -9,7 +9,8 @@
 //       [--num-points K] [--grabcut N] [--synthetic N]
 //
 // Each line, a markdown table row: version, parent, promoted?, 1-click mIoU, mIoU at 5 clicks and
-// NoC@90 on GrabCut and on synthetic, and the round's masks per image and simulated seconds per mask. Needs the trainer's venv (npm run setup).
+// NoC@90 on GrabCut and on synthetic, and the round's masks per image and simulated seconds per mask.
+// Needs the trainer's venv (npm run setup). SIGINT or SIGTERM stops what it started and removes its files.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -44,6 +45,7 @@ if (!data) throw new Error('set SAE_REAL_DATA to the shared data folder (../shar
 const ROOT = resolve(import.meta.dirname, '..');
 const PYTHON = resolve(ROOT, 'trainer/.venv/bin/python');
 
+const stop = abortOnSignal();
 const dir = mkdtempSync(join(tmpdir(), 'sae-bench-engine-real-'));
 try {
   const stack = await startDevStack({ stateDir: join(dir, 'stack'), detached: false });
@@ -85,7 +87,6 @@ try {
     },
     stage3: { enabled: false },
   });
-  const stopped = stopOnSignal();
   const workers = await startLocalWorkers(endpoints);
   const trainer = await startTrainerWorker(endpoints);
   const connection = await Connection.connect({ address: endpoints.address });
@@ -94,9 +95,12 @@ try {
   let over = false;
   const t0 = performance.now();
   try {
+    stop.throwIfAborted(); // a signal while the stack and workers started
     const handle = await startRun(client, config);
     const sims = startSimulatedAnnotators(config, endpoints, service, () => over);
-    const result = await Promise.race([handle.result(), stopped]).finally(() => (over = true));
+    // Cancelled on a signal; settles before the connection closes (a long poll closed under it
+    // would retry into a shut-down channel).
+    const result = await client.withAbortSignal(stop, () => handle.result()).finally(() => (over = true));
     await sims;
     console.log(`engine run: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     const rounds = result.stage1 ?? [];
@@ -126,6 +130,7 @@ try {
     );
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const lineage of await registry.versions('sam')) {
+      stop.throwIfAborted();
       const checkpoint = join(fileURLToPath(registry.versionUri('sam', lineage.version)), 'checkpoint.pt');
       const g = evaluate(checkpoint, grabcut, Number(values.grabcut), 1);
       const s = evaluate(checkpoint, synthetic, Number(values.synthetic), 4);
@@ -151,27 +156,30 @@ try {
     await connection.close();
     await Promise.all(stack.processes.map((p) => stopProcess(p.pid)));
   }
+} catch (err) {
+  if (!stop.aborted) throw err;
+  console.error((stop.reason as Error).message);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+  // The in-process simulated annotators may still wait on the closed service: do not wait for them.
+  if (stop.aborted) process.exit();
 }
 
 /**
- * Rejects on SIGINT or SIGTERM (exit status 130 / 143), so that the bench stops the stack, workers,
- * trainer and service it started instead of leaving them running against a stopped stack.
+ * Aborted on SIGINT or SIGTERM (exit status 130 / 143), so that the bench stops the stack, workers,
+ * trainer and service it started, and removes its files, instead of leaving them running.
  */
-function stopOnSignal(): Promise<never> {
-  const stopped = new Promise<never>((_, reject) => {
-    for (const [signal, status] of [
-      ['SIGINT', 130],
-      ['SIGTERM', 143],
-    ] as const)
-      process.once(signal, () => {
-        process.exitCode = status;
-        reject(new Error(`stopped by ${signal}: the run's stack, workers and files are removed`));
-      });
-  });
-  stopped.catch(() => undefined); // handled where it is raced; unraced, it must not crash the bench
-  return stopped;
+function abortOnSignal(): AbortSignal {
+  const controller = new AbortController();
+  for (const [signal, status] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(signal, () => {
+      process.exitCode = status;
+      controller.abort(new Error(`stopped by ${signal}: the stack, workers and files it started are gone`));
+    });
+  return controller.signal;
 }
 
 function python(args: string[]): string {
