@@ -7,7 +7,7 @@
   decoder_batched.onnx  B prompts on one embedding -> iou_predictions (B,4), low_res_masks (B,4,...)
   decoder_folded.onnx   decoder_batched's contract, its cross attentions computed on the prompt
                         tokens' side (folded_attention.py): the same masks at about half the work
-                        per prompt; the TypeScript runtime uses it in place of both others
+                        for a one-point prompt; the TypeScript runtime uses it in place of both
   model.json            names, shapes, layouts, lineage, metrics, ONNX-vs-PyTorch differences
 
 `python -m sae_trainer export --checkpoint sam_vit_b_01ec64.pth --encoder vit_b --out DIR` converts
@@ -261,8 +261,8 @@ def describe_package(sam: Sam, cfg: ModelConfig, batched: bool, folded: bool = T
     if folded:
         package["decoder_folded"] = prompt_decoder(
             FOLDED_FILE, " Cross attentions computed on the prompt tokens' side "
-            "(trainer/sae_trainer/folded_attention.py): equal up to float rounding, about half "
-            "the work for prompts of up to 10 points, more beyond.")
+            "(trainer/sae_trainer/folded_attention.py): equal up to float rounding, fewer "
+            "multiply-adds for prompts of up to 10 points (about half for one click), more beyond.")
     return package
 
 
