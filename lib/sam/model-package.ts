@@ -77,7 +77,7 @@ export const modelPackageSchema = z.object({
   decoder_batched: batchedDecoderSchema.nullable().default(null),
   /**
    * The batched decoder's contract and function, its cross attentions computed on the prompt
-   * tokens' side (trainer/sae_trainer/folded_attention.py): about half the work per click.
+   * tokens' side (trainer/sae_trainer/folded_attention.py): 0.57 of the multiply-adds for a click.
    */
   decoder_folded: batchedDecoderSchema.nullable().default(null),
   amg_calibration: amgCalibrationSchema.nullable().default(null),
@@ -228,7 +228,7 @@ export interface OnnxInMemory {
 
 /**
  * The package's decoder as the tools that click run it (the browser tool, the simulated
- * annotators): the folded decoder when the package has one (about half the work per click, the same
+ * annotators): the folded decoder when the package has one (0.57 of the multiply-adds for a click, the same
  * masks; it takes no `orig_im_size`), else the official one cut to the outputs they read
  * (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why); with the weight files it keeps beside it.
  */

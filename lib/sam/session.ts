@@ -2,7 +2,7 @@
 // Prompts are given in original-image pixels and moved into the 1024 frame here, exactly as the
 // official SamPredictor does (sam-spec §1). The official decoder takes one prompt per run; when a
 // package has our batched decoder, the automatic mask generator's single-point prompts go through
-// it many at a time. A package's folded decoder (the same function for about half the work:
+// it many at a time. A package's folded decoder (the same function for fewer multiply-adds:
 // trainer/sae_trainer/folded_attention.py) takes a batch too, and then serves both.
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';

@@ -6,7 +6,7 @@
                         return_single_mask=False, opset 17, dynamic num_points)
   decoder_batched.onnx  B prompts on one embedding -> iou_predictions (B,4), low_res_masks (B,4,...)
   decoder_folded.onnx   decoder_batched's contract, its cross attentions computed on the prompt
-                        tokens' side (folded_attention.py): the same masks at about half the work
+                        tokens' side (folded_attention.py): the same masks at 0.57 of the multiply-adds
                         for a one-point prompt; the TypeScript runtime uses it in place of both
   model.json            names, shapes, layouts, lineage, metrics, ONNX-vs-PyTorch differences
 
@@ -262,7 +262,7 @@ def describe_package(sam: Sam, cfg: ModelConfig, batched: bool, folded: bool = T
         package["decoder_folded"] = prompt_decoder(
             FOLDED_FILE, " Cross attentions computed on the prompt tokens' side "
             "(trainer/sae_trainer/folded_attention.py): equal up to float rounding, fewer "
-            "multiply-adds for prompts of up to 10 points (about half for one click), more beyond.")
+            "multiply-adds for prompts of up to 10 points (0.57 of them for one click), more beyond.")
     return package
 
 
