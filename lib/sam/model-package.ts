@@ -228,9 +228,9 @@ export interface OnnxInMemory {
 
 /**
  * The package's decoder as the tools that click run it (the browser tool, the simulated
- * annotators): the folded decoder when the package has one (0.57 of the multiply-adds for a click, the same
- * masks; it takes no `orig_im_size`), else the official one cut to the outputs they read
- * (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why); with the weight files it keeps beside it.
+ * annotators): the folded decoder when the package has one (the same masks for 0.57 of the
+ * multiply-adds of a click; it takes no `orig_im_size`), else the official one cut to the outputs
+ * they read (DECODER_OUTPUTS; lib/sam/onnx-prune.ts says why); with the weight files beside it.
  */
 export async function readPromptDecoder(pkg: ModelPackage): Promise<OnnxInMemory> {
   const path = join(pkg.dir, (pkg.foldedDecoder ?? pkg.decoder).file);
