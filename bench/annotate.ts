@@ -82,7 +82,9 @@ try {
   const p50 = (xs: number[]) => quantile(xs, 0.5)!;
   const p99 = (xs: number[]) => quantile(xs, 0.99)!;
   const reference = p50(node[0]!.ms);
-  console.log(`decoder per click (one point, 3 masks), ${clicks} clicks, model ${values.model}:`);
+  console.log(
+    `decoder per click (one point; in Chromium through the shown mask at the image's size), ${clicks} clicks, model ${values.model}:`,
+  );
   for (const decoder of decoders) {
     console.log(`  ${decoder.label}:`);
     const runs = [

@@ -11,8 +11,11 @@ export interface Candidate {
   iou: number;
   /** 256×256 logits: the next click's mask prompt. */
   lowRes: Float32Array;
-  /** Row-major h×w 0/1. */
-  mask: Uint8Array;
+  /**
+   * Row-major h×w 0/1, upsampled when first asked for: only the shown candidate is needed at once,
+   * and a large image's full-size masks take long.
+   */
+  mask(): Uint8Array;
 }
 
 /** Where the wasm files are served (copied there by web/build.ts). */
@@ -66,12 +69,9 @@ export class BrowserDecoder {
       out.low_res_masks!.data as Float32Array,
       multimask,
     );
-    const [h, w] = embedding.size;
     return lowResMasks.map((lowRes, i) => {
-      const logits = upsampleMaskLogits(lowRes, embedding.plan).data;
-      const mask = new Uint8Array(h * w);
-      for (let p = 0; p < mask.length; p++) mask[p] = logits[p]! > 0 ? 1 : 0;
-      return { iou: iouPredictions[i]!, lowRes, mask };
+      let mask: Uint8Array | undefined;
+      return { iou: iouPredictions[i]!, lowRes, mask: () => (mask ??= binaryMask(lowRes, embedding)) };
     });
   }
 }
@@ -81,6 +81,14 @@ export interface ImageEmbedding {
   size: Size;
   model: string;
   plan: MaskUpsamplePlan;
+}
+
+/** Sam.postprocess_masks of one candidate, thresholded: the image-size mask. */
+function binaryMask(lowRes: Float32Array, embedding: ImageEmbedding): Uint8Array {
+  const logits = upsampleMaskLogits(lowRes, embedding.plan).data;
+  const mask = new Uint8Array(logits.length);
+  for (let p = 0; p < mask.length; p++) mask[p] = logits[p]! > 0 ? 1 : 0;
+  return mask;
 }
 
 function defaultThreads(): number {

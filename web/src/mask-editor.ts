@@ -13,8 +13,11 @@ export interface Click {
 export interface EditorState {
   clicks: Click[];
   box: [number, number, number, number] | null;
-  /** The decoder's candidates for the prompt, best first, as RLE (cheap to keep in history). */
-  candidates: { iou: number; rle: Rle }[];
+  /**
+   * The decoder's candidates for the prompt, best first, as RLE (cheap to keep in history), each
+   * encoded when first shown.
+   */
+  candidates: { iou: number; rle: () => Rle }[];
   candidate: number;
   /** The mask shown: the chosen candidate with the brush edits, or null. */
   mask: Rle | null;
@@ -57,10 +60,13 @@ export class MaskEditor {
   }
 
   /** The decoder's answer to `prompted`: its candidates sorted by predicted IoU. */
-  decoded(prompted: EditorState, candidates: { iou: number; mask: Uint8Array }[]): void {
+  decoded(prompted: EditorState, candidates: { iou: number; mask: () => Uint8Array }[]): void {
     const sorted = [...candidates].sort((a, b) => b.iou - a.iou);
-    const rles = sorted.map((c) => ({ iou: c.iou, rle: encodeMask(c.mask, this.height, this.width) }));
-    this.push({ ...prompted, candidates: rles, candidate: 0, mask: rles[0]?.rle ?? null });
+    const rles = sorted.map((c) => {
+      let rle: Rle | undefined;
+      return { iou: c.iou, rle: () => (rle ??= encodeMask(c.mask(), this.height, this.width)) };
+    });
+    this.push({ ...prompted, candidates: rles, candidate: 0, mask: rles[0]?.rle() ?? null });
   }
 
   /** Shows the next candidate (multimask output of a single click). */
@@ -68,7 +74,7 @@ export class MaskEditor {
     const s = this.state;
     if (s.candidates.length < 2) return;
     const candidate = (s.candidate + 1) % s.candidates.length;
-    this.push({ ...s, candidate, mask: s.candidates[candidate]!.rle });
+    this.push({ ...s, candidate, mask: s.candidates[candidate]!.rle() });
   }
 
   /** Paints a disc of `radius` pixels with 1 (brush) or 0 (eraser) along a stroke. */
